@@ -1,0 +1,115 @@
+"""Errors a plugin may raise or receive.
+
+The host's own errors (``sectorhooks.errors``) derive from :class:`SectorhooksError` too, so
+``except SectorhooksError`` catches everything this project raises on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import attrs
+
+
+class SectorhooksError(Exception):
+    """Base class of every error sectorhooks raises on purpose."""
+
+
+# --- manifests -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a manifest: where (file, field), what, and what to do."""
+
+    path: str
+    field: str
+    message: str
+    hint: str = ""
+    line: Optional[int] = None
+    column: Optional[int] = None
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: [{self.field}] {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class ManifestError(SectorhooksError):
+    """A manifest.toml (or the plugin it describes) is invalid; carries every problem found."""
+
+    def __init__(self, path: str, problems: Sequence[Problem], plugin: Optional[str] = None):
+        self.path = path
+        self.problems = tuple(problems)
+        self.plugin = plugin
+        who = f"plugin {plugin!r} " if plugin else ""
+        lines = [f"{who}manifest {path} has {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class DecodeError(SectorhooksError, ValueError):
+    """A JSON document does not match the model it is decoded into."""
+
+
+# --- key-value stores ------------------------------------------------------------------
+
+
+class KVError(SectorhooksError):
+    """Base class of KVStore errors."""
+
+
+class KeyNotFound(KVError, KeyError):
+    """``get`` of a key that does not exist."""
+
+    def __init__(self, collection: str, key: bytes):
+        self.collection = collection
+        self.key = key
+        super().__init__(f"key {key!r} not found in collection {collection!r}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class TransactionConflict(KVError):
+    """An optimistic ``update`` lost a race; the caller retries the whole function."""
+
+
+class StoreUnavailable(KVError):
+    """The backing server cannot be reached or dropped the connection; nothing was committed."""
+
+
+# --- file stores -----------------------------------------------------------------------
+
+
+class FileStoreError(SectorhooksError):
+    """A file store refused an operation (read-only, miner not allowed, path outside root)."""
+
+
+# --- sync sinks ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Rejected:
+    """One change a sink's database refused (e.g. a constraint), with the reason."""
+
+    sector: str  # str(SectorID), e.g. "s-t01000-42"
+    version: int
+    reason: str
+
+
+class RejectedChanges(SectorhooksError):
+    """Raised by a syncer's ``Flush`` after writing everything it could: lists the changes its
+    database rejected. The host dead-letters exactly those and counts the rest as delivered."""
+
+    def __init__(self, rejected: Sequence[Rejected]):
+        self.rejected = tuple(rejected)
+        shown = "; ".join(f"{r.sector} v{r.version}: {r.reason}" for r in self.rejected[:5])
+        more = f" (+{len(self.rejected) - 5} more)" if len(self.rejected) > 5 else ""
+        super().__init__(f"{len(self.rejected)} change(s) rejected by the sink: {shown}{more}")

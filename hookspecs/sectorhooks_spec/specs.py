@@ -1,0 +1,179 @@
+"""Hook specifications: one class per kind, plus the lifecycle every plugin may have.
+
+A plugin never has to import this module: its manifest names plain functions and the loader binds
+them to these hooks. An implementation may accept any subset of a spec's arguments, by name
+(pluggy checks the names when the plugin is registered). Each docstring shows a working plugin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence, Tuple
+
+import attrs
+
+from .filestore import FileStore, StoreConfig
+from .kvstore import KVStore
+from .markers import hookspec
+from .sector import AllocatedSector, SectorID, SectorState, Workspace
+
+
+@attrs.frozen
+class SyncerInstance:
+    """One configured syncer (``[[Common.Syncers]]``): its name and its ``Meta`` table.
+
+    A plugin serving several instances (fan-out to several databases) keys its state by ``name``.
+    """
+
+    name: str
+    plugin_name: str
+    meta: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+
+
+class LifecycleSpecs:
+    """Start and stop; named by the manifest's ``onInit`` / ``onShutdown`` for every kind."""
+
+    @hookspec
+    def plugin_init(self, config: Mapping[str, Any]) -> None:
+        """Called once at host start, in load order, before any other hook of the plugin.
+
+        ``config`` is the plugin's own table ``[Common.Plugins.Config.<name>]`` (empty if none).
+        Raising marks the plugin *failed*: its other hooks are never called. Example::
+
+            # manifest.toml: onInit = "setup"
+            def setup(config):
+                global GREETING
+                GREETING = config.get("greeting", "hello")
+        """
+
+    @hookspec
+    def plugin_shutdown(self) -> None:
+        """Called once at host stop (also on SIGTERM and after errors), in reverse load order."""
+
+    @hookspec
+    def plugin_health(self) -> Optional[str]:
+        """Optional ``Health`` extension point: return ``None`` when healthy, else the reason."""
+
+
+class KVStoreSpecs:
+    """``kind = "KVStore"``: swap the metadata database. Called by name (``[Common.DB.Plugin]``)."""
+
+    @hookspec(firstresult=True)
+    def kvstore_constructor(self, meta: Mapping[str, str]) -> KVStore:
+        """``Constructor(meta)``: open and return a :class:`~sectorhooks_spec.kvstore.KVStore`.
+
+        ``meta`` is ``[Common.DB.Plugin.Meta]``. Report a missing or bad key by raising
+        ``ValueError`` naming the key. Example::
+
+            # manifest.toml: kind = "KVStore", export = [{extPoint="Constructor", impl="open"}]
+            def open(meta):
+                from mydb import connect          # import heavy modules here, not at top
+                return MyStore(connect(meta["url"]))
+        """
+        raise NotImplementedError
+
+
+class FileStoreSpecs:
+    """``kind = "FileStore"``: lay sector files out your way. Called by name, once per store."""
+
+    @hookspec(firstresult=True)
+    def filestore_constructor(self, config: StoreConfig) -> FileStore:
+        """``Constructor(config)``: return a :class:`~sectorhooks_spec.filestore.FileStore`.
+
+        Called once per ``[[Common.PieceStores]]`` / ``[[Common.PersistStores]]`` entry naming
+        this plugin; ``config.meta`` holds the entry's ``Meta`` table. Example::
+
+            def open(config):
+                return MyLayout(config, pattern=config.meta.get("SubDirPattern", "{type}/{sector}"))
+        """
+        raise NotImplementedError
+
+
+class RegisterJsonRpcSpecs:
+    """``kind = "RegisterJsonRpc"``: add JSON-RPC methods. Every such plugin is called."""
+
+    @hookspec
+    def jsonrpc_handler(self) -> Tuple[str, Any]:
+        """``Handler()``: return ``(namespace, handler)``.
+
+        Each public method of ``handler`` (sync or ``async``) becomes ``Namespace.Method``. Example::
+
+            class Greeter:
+                def Hello(self, name: str) -> str:
+                    return f"hello {name}"
+
+            def handler():
+                return "Greeter", Greeter()
+        """
+        raise NotImplementedError
+
+
+class SyncSectorStateSpecs:
+    """``kind = "SyncSectorState"``: mirror every sector-state change into your database.
+
+    Every syncer instance has its own durable cursor: events arrive in log order, in batches,
+    at least once; after a batch the host calls ``Flush`` (if exported) and only then advances the
+    cursor. Be idempotent: upsert by sector id and ignore a ``state.version`` older than what you
+    have. ``state`` is the full new state; ``state_json`` the same already serialized (cheap: the
+    change log carries it), so a sink never reads back nor serializes again. Raising sends the
+    event to retries and, after the configured attempts, to dead letters. Example::
+
+        ROWS = {}
+        def on_update(sector_id, state):
+            old = ROWS.get(sector_id)
+            if old is None or old.version < state.version:
+                ROWS[sector_id] = state
+    """
+
+    @hookspec
+    def sync_on_import(
+        self,
+        syncer: SyncerInstance,
+        workspace: Workspace,
+        state: SectorState,
+        override: bool,
+        state_json: str,
+    ) -> None:
+        """``OnImport``: a sector was imported (``override``: it replaced an existing one)."""
+
+    @hookspec
+    def sync_on_init(
+        self,
+        syncer: SyncerInstance,
+        sectors: Sequence[AllocatedSector],
+        workspace: Workspace,
+        states: Sequence[SectorState],
+        states_json: Sequence[str],
+    ) -> None:
+        """``OnInit``: a batch of newly allocated sectors, with their initial states."""
+
+    @hookspec
+    def sync_on_update(
+        self,
+        syncer: SyncerInstance,
+        sector_id: SectorID,
+        workspace: Workspace,
+        fields: Mapping[str, Any],
+        state: SectorState,
+        state_json: str,
+    ) -> None:
+        """``OnUpdate``: ``fields`` (name -> new JSON value) changed; ``state`` is the result."""
+
+    @hookspec
+    def sync_on_finalize(
+        self, syncer: SyncerInstance, sector_id: SectorID, state: SectorState, state_json: str
+    ) -> None:
+        """``OnFinalize``: the sector was finalized and moved to the offline workspace."""
+
+    @hookspec
+    def sync_on_restore(
+        self, syncer: SyncerInstance, sector_id: SectorID, state: SectorState, state_json: str
+    ) -> None:
+        """``OnRestore``: a finalized sector was moved back to the online workspace."""
+
+    @hookspec
+    def sync_flush(self, syncer: SyncerInstance) -> None:
+        """``Flush`` (optional): make everything received so far durable, then return."""
+
+
+#: Every spec class, in the order the host adds them to its PluginManager.
+ALL_SPECS = (LifecycleSpecs, KVStoreSpecs, FileStoreSpecs, RegisterJsonRpcSpecs, SyncSectorStateSpecs)

@@ -1,0 +1,113 @@
+"""Every error class of the host. Messages name the file, the plugin and the field, and the fix.
+
+Errors a plugin may raise or see (manifest, KV, file store) live in ``sectorhooks_spec.errors``
+and are re-exported here, so ``from sectorhooks.errors import ...`` reaches all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+from sectorhooks_spec.errors import (
+    DecodeError,
+    FileStoreError,
+    KeyNotFound,
+    KVError,
+    ManifestError,
+    Problem,
+    SectorhooksError,
+    StoreUnavailable,
+    TransactionConflict,
+)
+
+__all__ = [
+    "ConfigError",
+    "DecodeError",
+    "DuplicatePluginError",
+    "FileStoreError",
+    "KVError",
+    "KVRetryExhausted",
+    "KeyNotFound",
+    "ManifestError",
+    "PluginCallError",
+    "PluginLoadError",
+    "PluginNotActiveError",
+    "Problem",
+    "SectorhooksError",
+    "StoreUnavailable",
+    "TransactionConflict",
+    "UnknownPluginError",
+]
+
+
+class ConfigError(SectorhooksError):
+    """The host config file is invalid: names the file, the key path and the fix."""
+
+    def __init__(self, path: str, key: str, message: str, hint: str = ""):
+        self.path, self.key = path, key
+        text = f"{path}: [{key}] {message}"
+        super().__init__(text + (f" ({hint})" if hint else ""))
+
+
+class PluginLoadError(SectorhooksError):
+    """A plugin could not be imported or registered (its module raised, pluggy refused it...)."""
+
+    def __init__(self, plugin: str, source: str, message: str, function: Optional[str] = None):
+        self.plugin, self.source, self.function = plugin, source, function
+        what = f"plugin {plugin!r}" + (f" function {function!r}" if function else "")
+        super().__init__(f"{what} from {source}: {message}")
+
+
+class DuplicatePluginError(SectorhooksError):
+    """Two plugins share one name; both sources are named."""
+
+    def __init__(self, name: str, first: str, second: str):
+        self.name, self.first, self.second = name, first, second
+        super().__init__(
+            f"duplicate plugin name {name!r}: {second} clashes with {first} (already loaded); "
+            "rename one in its manifest.toml or disable it"
+        )
+
+
+class UnknownPluginError(SectorhooksError):
+    """Config names a plugin that is not loaded; lists the ones that are."""
+
+    def __init__(self, kind: str, name: str, available: Iterable[str], where: str = ""):
+        self.kind, self.name = kind, name
+        self.available = sorted(available)
+        names = ", ".join(repr(n) for n in self.available) or "none"
+        loc = f"{where}: " if where else ""
+        super().__init__(f"{loc}no loaded {kind} plugin named {name!r}; loaded {kind} plugins: {names}")
+
+
+class PluginNotActiveError(SectorhooksError):
+    """A plugin exists but failed or is disabled, so its hooks are not called."""
+
+    def __init__(self, name: str, status: str, reason: str = ""):
+        self.name, self.status = name, status
+        super().__init__(f"plugin {name!r} is {status}" + (f": {reason}" if reason else ""))
+
+
+class PluginCallError(SectorhooksError):
+    """A plugin's hook raised; wraps the original exception with plugin and hook names."""
+
+    def __init__(self, plugin: str, hook: str, exc: BaseException):
+        self.plugin, self.hook, self.exc = plugin, hook, exc
+        super().__init__(f"plugin {plugin!r} hook {hook!r} raised {type(exc).__name__}: {exc}")
+
+
+class KVRetryExhausted(KVError):
+    """An optimistic update kept conflicting until its attempt or time budget ran out."""
+
+    def __init__(self, target: str, attempts: int, elapsed: float, last: Optional[BaseException] = None):
+        self.target, self.attempts, self.elapsed = target, attempts, elapsed
+        super().__init__(
+            f"update on {target} still conflicting after {attempts} attempt(s) in {elapsed:.2f}s"
+            + (f" (last: {last})" if last else "")
+            + "; too many concurrent writers on the same keys, or raise the retry budget"
+        )
+
+
+def format_problems(problems: Sequence[Problem]) -> str:
+    """One problem per line, as the CLI prints them."""
+    return "\n".join(str(p) for p in problems)

@@ -1,0 +1,309 @@
+"""Discover plugins, read their manifests, import their modules and bind impls to hooks.
+
+Sources, in load order: the bundled ``contrib_plugins/``, each ``[Common.Plugins] Dir`` (plugin
+directories and ``*.zip`` bundles, sorted by name), then installed distributions under the
+entry-point group ``sectorhooks.plugins``. A plugin's files are imported as the synthetic package
+``sectorhooks_plugins.<name>``, so two plugins may both have a ``utils.py`` and relative imports
+work, from a directory or from a zip alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import logging
+import sys
+import traceback
+import types
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+from sectorhooks_spec import MANIFEST_FILE, PROJECT_NAME, Manifest, ManifestError, Problem
+from sectorhooks_spec.kinds import KIND_HOOKS
+from sectorhooks_spec.manifest import check_manifest, load_toml
+
+from .errors import PluginLoadError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "sectorhooks.plugins"
+PACKAGE_ROOT = "sectorhooks_plugins"
+_IMPL_ATTR = f"{PROJECT_NAME}_impl"
+
+
+def bundled_plugins_dir() -> Path:
+    """Where the bundled plugins are: inside the wheel, or the source tree's ``contrib_plugins``."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "contrib_plugins"
+    return packaged if packaged.is_dir() else here.parent.parent / "contrib_plugins"
+
+
+@attrs.frozen
+class Candidate:
+    """A plugin found somewhere, not yet imported."""
+
+    manifest_path: str  # for messages: a file path, or "bundle.zip/manifest.toml"
+    manifest_text: str
+    origin: str  # bundled | dir | zip | entry-point
+    import_path: str  # directory or "zip/inner" path holding the plugin's modules
+    package: Optional[str] = None  # installed package (entry points): imported by its real name
+
+    @property
+    def source(self) -> str:
+        """Where it came from, for logs and ``plugins list``."""
+        return f"{self.origin}:{self.import_path if self.package is None else self.package}"
+
+
+@attrs.define(slots=False)
+class BoundPlugin:
+    """A plugin ready for pluggy: its manifest, module and ``hook -> function`` bindings.
+
+    The impls are also set as instance attributes named after their hooks: that is how pluggy
+    finds hooks on a registered object.
+    """
+
+    manifest: Manifest
+    candidate: Candidate
+    module: types.ModuleType
+    impls: Dict[str, Callable[..., Any]]
+    impl_opts: Dict[str, Dict[str, Any]] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        self.__dict__.update(self.impls)
+
+
+# --- discovery -------------------------------------------------------------------------
+
+
+def _dir_candidate(plugin_dir: Path, origin: str) -> Candidate:
+    mpath = plugin_dir / MANIFEST_FILE
+    return Candidate(str(mpath), mpath.read_text(encoding="utf-8"), origin, str(plugin_dir))
+
+
+def zip_candidate(bundle: Path) -> Candidate:
+    """A plugin bundle: ``manifest.toml`` at the zip root or in its single top directory."""
+    with zipfile.ZipFile(bundle) as zf:
+        names = zf.namelist()
+        if MANIFEST_FILE in names:
+            inner = ""
+        else:
+            tops = sorted({n.split("/", 1)[0] for n in names if n.endswith("/" + MANIFEST_FILE) and n.count("/") == 1})
+            if len(tops) != 1:
+                raise ManifestError(
+                    str(bundle),
+                    [Problem(str(bundle), "<bundle>", "no manifest.toml at the root of the zip", "build it with `sectorhooks plugin build`")],
+                )
+            inner = tops[0]
+        member = f"{inner}/{MANIFEST_FILE}" if inner else MANIFEST_FILE
+        text = zf.read(member).decode("utf-8")
+    import_path = f"{bundle}/{inner}" if inner else str(bundle)
+    return Candidate(f"{bundle}/{member}", text, "zip", import_path)
+
+
+def scan_dir(root: Path, origin: str = "dir") -> Iterator[Tuple[Optional[Candidate], Optional[ManifestError]]]:
+    """Plugins under ``root``: itself if it holds a manifest, else its sub-directories and zips."""
+    if (root / MANIFEST_FILE).is_file():
+        yield _dir_candidate(root, origin), None
+        return
+    if not root.is_dir():
+        yield None, ManifestError(
+            str(root), [Problem(str(root), "Common.Plugins.Dir", "plugin directory does not exist", "create it or fix the path")]
+        )
+        return
+    for entry in sorted(root.iterdir()):
+        try:
+            if entry.is_dir() and (entry / MANIFEST_FILE).is_file():
+                yield _dir_candidate(entry, origin), None
+            elif entry.is_file() and entry.suffix == ".zip":
+                yield zip_candidate(entry), None
+        except ManifestError as exc:
+            yield None, exc
+        except (OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+            yield None, ManifestError(str(entry), [Problem(str(entry), "<file>", f"cannot read plugin: {exc}")])
+
+
+def _entry_points() -> List[Any]:
+    eps = importlib.metadata.entry_points()
+    if hasattr(eps, "select"):
+        return list(eps.select(group=ENTRY_POINT_GROUP))
+    return list(eps.get(ENTRY_POINT_GROUP, []))  # type: ignore[attr-defined]  # Python 3.9
+
+
+def scan_entry_points() -> Iterator[Tuple[Optional[Candidate], Optional[ManifestError]]]:
+    """Installed distributions naming a plugin package under ``sectorhooks.plugins``."""
+    for ep in _entry_points():
+        dist = getattr(ep, "dist", None)
+        label = f"entry point {ep.name} = {ep.value}" + (f" ({dist.name} {dist.version})" if dist else "")
+        package = ep.value.split(":", 1)[0].strip()
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError) as exc:
+            spec = None
+            err: Any = exc
+        else:
+            err = "package not found"
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        mpaths = [Path(loc) / MANIFEST_FILE for loc in locations if (Path(loc) / MANIFEST_FILE).is_file()]
+        if not mpaths:
+            yield None, ManifestError(
+                label,
+                [Problem(label, "<entry point>", f"no manifest.toml in package {package!r} ({err})", "ship manifest.toml as package data")],
+            )
+            continue
+        mpath = mpaths[0]
+        yield Candidate(str(mpath), mpath.read_text(encoding="utf-8"), "entry-point", str(mpath.parent), package), None
+
+
+# --- binding ---------------------------------------------------------------------------
+
+
+def read_manifest(candidate: Candidate) -> Tuple[Optional[Manifest], List[Problem]]:
+    """Parse and statically validate a candidate's manifest; every problem is returned."""
+    data, problems = load_toml(candidate.manifest_text, candidate.manifest_path)
+    if data is None:
+        return None, problems
+    return check_manifest(data, candidate.manifest_path)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def _plugin_package(candidate: Candidate, manifest: Manifest) -> str:
+    """Create (once) the synthetic package the plugin's files are imported under."""
+    if PACKAGE_ROOT not in sys.modules:
+        root = types.ModuleType(PACKAGE_ROOT, "synthetic parent of every loaded plugin")
+        root.__path__ = []
+        sys.modules[PACKAGE_ROOT] = root
+    pkg_name = f"{PACKAGE_ROOT}.{_safe(manifest.name)}"
+    pkg = types.ModuleType(pkg_name, f"plugin {manifest.name!r} from {candidate.source}")
+    pkg.__path__ = [candidate.import_path]
+    pkg.__file__ = None
+    pkg.__package__ = pkg_name
+    # A reload replaces any earlier plugin of that name and its submodules.
+    for mod in [m for m in sys.modules if m == pkg_name or m.startswith(pkg_name + ".")]:
+        del sys.modules[mod]
+    sys.modules[pkg_name] = pkg
+    return pkg_name
+
+
+def import_plugin_module(candidate: Candidate, manifest: Manifest) -> types.ModuleType:
+    """Import the manifest's module; any exception becomes a :class:`PluginLoadError`."""
+    if candidate.package is not None:
+        full = f"{candidate.package}.{manifest.module}"
+        try:
+            found = importlib.util.find_spec(full)
+        except ImportError:
+            found = None
+        target = full if found is not None else candidate.package
+    else:
+        target = f"{_plugin_package(candidate, manifest)}.{manifest.module}"
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name == target or (exc.name and target.endswith("." + exc.name)):
+            raise PluginLoadError(
+                manifest.name,
+                candidate.manifest_path,
+                f"module {manifest.module!r} not found in {candidate.import_path}",
+                None,
+            ) from None
+        raise PluginLoadError(manifest.name, candidate.manifest_path, _describe(exc)) from exc
+    except BaseException as exc:  # a plugin's import may raise anything, even SystemExit
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise PluginLoadError(manifest.name, candidate.manifest_path, _describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"import raised {type(exc).__name__}: {exc}{where}"
+
+
+def argnames(fn: Callable[..., Any]) -> Tuple[str, ...]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return ()
+    return tuple(
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY, p.KEYWORD_ONLY) and p.default is p.empty
+    )
+
+
+def bind(
+    candidate: Candidate,
+    manifest: Manifest,
+    module: types.ModuleType,
+    spec_args: Mapping[str, Sequence[str]],
+) -> BoundPlugin:
+    """Bind every manifest function (and ``@hookimpl`` functions of the module) to its hook.
+
+    Raises :class:`ManifestError` with every problem: a missing or non-callable impl, an
+    argument the hookspec does not have, a decorated function for a hook of another kind.
+    """
+    problems: List[Problem] = []
+    path = candidate.manifest_path
+    impls: Dict[str, Callable[..., Any]] = {}
+    opts: Dict[str, Dict[str, Any]] = {}
+    fields = {e.hook: f"export[{i}].impl" for i, e in enumerate(manifest.exports)}
+    fields.update({"plugin_init": "onInit", "plugin_shutdown": "onShutdown"})
+    for hook, fname in manifest.bindings().items():
+        field = fields[hook]
+        fn = getattr(module, fname, None)
+        if fn is None:
+            available = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+            problems.append(
+                Problem(
+                    path,
+                    field,
+                    f"function {fname!r} not found in module {module.__name__.split('.')[-1]!r}",
+                    f"define it, or name one of: {', '.join(available) or 'no functions found'}",
+                )
+            )
+            continue
+        if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+            what = "callable" if callable(fn) else "not callable"
+            problems.append(
+                Problem(
+                    path,
+                    field,
+                    f"{fname!r} is a {type(fn).__name__} ({what}), not a function",
+                    "point it at a function defined with def (wrap other callables in one)",
+                )
+            )
+            continue
+        impls[hook] = fn
+    for attr, value in vars(module).items():
+        marker = getattr(value, _IMPL_ATTR, None) if callable(value) else None
+        if not isinstance(marker, dict):
+            continue
+        hook = marker.get("specname") or attr
+        if hook not in KIND_HOOKS[manifest.kind]:
+            problems.append(
+                Problem(path, "<module>", f"@hookimpl {attr!r} implements {hook!r}, not a hook of kind {manifest.kind.value}")
+            )
+            continue
+        impls.setdefault(hook, value)
+        opts[hook] = dict(marker)
+    for hook, fn in impls.items():
+        allowed = spec_args.get(hook, ())
+        extra = [a for a in argnames(fn) if a not in allowed]
+        if extra:
+            problems.append(
+                Problem(
+                    path,
+                    fields.get(hook, "<module>"),
+                    f"{getattr(fn, '__name__', fn)!r} takes argument(s) {extra} that hook {hook} does not pass",
+                    f"an impl may take any of: {', '.join(allowed) or 'no arguments'}",
+                )
+            )
+    if problems:
+        raise ManifestError(path, problems, plugin=manifest.name)
+    return BoundPlugin(manifest, candidate, module, impls, opts)

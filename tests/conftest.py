@@ -1,0 +1,31 @@
+"""Shared fixtures. Server fixtures give each test its own database / key prefix."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import servers  # noqa: E402
+
+
+@pytest.fixture
+def pg_database() -> Iterator[Tuple[str, str]]:
+    """(SQLAlchemy URL, name) of a fresh, empty PostgreSQL database."""
+    yield from servers.fresh_pg_database()
+
+
+@pytest.fixture
+def mysql_database() -> Iterator[Tuple[str, str]]:
+    """(SQLAlchemy URL, name) of a fresh, empty MariaDB database."""
+    yield from servers.fresh_mysql_database()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[Tuple[str, str]]:
+    """(redis URL, unique key prefix), keys removed afterwards."""
+    yield from servers.fresh_redis_prefix()

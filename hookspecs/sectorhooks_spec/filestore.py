@@ -2,6 +2,14 @@
 
 After damocles-manager's ``filestore.Store``: a store is a root directory holding sector files;
 the plugin decides their layout (``sub_path``) and reports capacity from the real filesystem.
+
+Reading and writing are told apart: ``full_path(..., for_write=True)`` is how a caller asks for
+a path it is about to create or overwrite, and that is where a store enforces ``read_only`` and
+the ``allow_miners`` / ``deny_miners`` lists (raising :class:`~sectorhooks_spec.FileStoreError`
+naming the store and the miner). Reading an existing sector's files is never refused for its
+miner: a deny list added later must not make already-stored sectors unreadable. Any path that
+would leave the store's root (``..``, an absolute ``custom``, a symlink pointing outside) is
+refused in both modes.
 """
 
 from __future__ import annotations
@@ -15,7 +23,11 @@ from .sector import SectorID
 
 
 class PathType(str, enum.Enum):
-    """Kinds of sector files a store holds."""
+    """Kinds of sector files a store holds.
+
+    ``PIECE`` files are named by piece CID (passed as ``custom``, ``sector_id`` may be ``None``);
+    ``CUSTOM`` is a caller-chosen relative path (``custom``) inside the root.
+    """
 
     SEALED = "sealed"
     CACHE = "cache"
@@ -83,10 +95,27 @@ class FileStore(Protocol):
         """Capacity and usage now."""
         ...
 
-    def sub_path(self, path_type: PathType, sector_id: SectorID, custom: Optional[str] = None) -> str:
-        """Path of a sector's file relative to the root, e.g. ``cache/s-t04040-1001``."""
+    def sub_path(
+        self, path_type: PathType, sector_id: Optional[SectorID], custom: Optional[str] = None
+    ) -> str:
+        """Path of a sector's file relative to the root, e.g. ``cache/s-t04040-1001``.
+
+        ``custom`` is the piece CID for ``PIECE`` and the relative path for ``CUSTOM``; a path
+        that would leave the root raises ``FileStoreError``.
+        """
         ...
 
-    def full_path(self, path_type: PathType, sector_id: SectorID, custom: Optional[str] = None) -> str:
-        """Absolute path of a sector's file (root joined with ``sub_path``)."""
+    def full_path(
+        self,
+        path_type: PathType,
+        sector_id: Optional[SectorID],
+        custom: Optional[str] = None,
+        *,
+        for_write: bool = False,
+    ) -> str:
+        """Absolute path of a sector's file (root joined with ``sub_path``).
+
+        ``for_write=True``: the caller will create or overwrite it; a read-only store or a miner
+        the allow/deny lists refuse raises ``FileStoreError`` (the store may create parents).
+        """
         ...

@@ -9,13 +9,49 @@ backend can give it. A lost connection is :class:`~sectorhooks_spec.errors.Store
 
 A transaction may touch several collections of one store (``txn.collection(name)``): that is
 how the host writes a sector's state and its change-log entry atomically.
+
+Rules every bundled backend keeps (and the conformance suite checks):
+
+* collection names match :data:`COLLECTION_NAME_RE` (1-128 of ``A-Z a-z 0-9 _ . / -``); keys are
+  ``bytes`` of at most :data:`MAX_KEY_SIZE` bytes (the portable limit: SQL indexes cap key size),
+  values are ``bytes`` of any size the server accepts. Anything else is a ``TypeError`` /
+  ``ValueError`` raised before touching the store.
+* the ``Txn`` given to ``fn`` and the iterators it returns are valid only while ``fn`` runs.
+* a ``put``/``delete`` on a ``view`` transaction raises :class:`~sectorhooks_spec.errors.KVError`.
+* writes made while a scan of the same transaction is being iterated may or may not be seen by
+  that scan; writes made before the scan started are.
+* ``view`` may also raise ``TransactionConflict`` on a backend without snapshots (rediskv checks
+  its reads with ``WATCH``): retry it like an ``update``.
+* do not call the store's plain methods (``collection.put`` ...) inside ``fn``: they run in their
+  own transaction and may wait for the one ``fn`` is in (SQLite has one writer at a time).
+* a connection lost before the commit is ``StoreUnavailable`` (nothing written, safe to retry);
+  lost *during* the commit it is :class:`CommitOutcomeUnknown`: the transaction may or may not
+  have been applied, so a non-idempotent ``fn`` must not be blindly retried.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterator, Optional, Protocol, Tuple, TypeVar, runtime_checkable
 
+from .errors import StoreUnavailable
+
 T = TypeVar("T")
+
+#: Valid collection names: portable across SQL columns, Redis key prefixes and file names.
+COLLECTION_NAME_RE = re.compile(r"^[A-Za-z0-9_./-]{1,128}$")
+
+#: Longest key every bundled backend accepts (PostgreSQL and MariaDB index limits).
+MAX_KEY_SIZE = 2048
+
+
+class CommitOutcomeUnknown(StoreUnavailable):
+    """The connection was lost while the commit was in flight: it may or may not have applied.
+
+    A subclass of ``StoreUnavailable`` so that code which only cares about "the store is gone"
+    still catches it; code that retries must not retry this one unless ``fn`` is idempotent.
+    """
+
 
 #: A key and its value, as a scan yields them.
 Item = Tuple[bytes, bytes]
@@ -104,3 +140,50 @@ class KVStore(Protocol):
     def close(self) -> None:
         """Release connections; the store is not used afterwards."""
         ...
+
+
+def check_collection_name(name: object, plugin: str = "") -> str:
+    """Return ``name`` if it is a valid collection name, else raise ``TypeError``/``ValueError``."""
+    who = f"{plugin}: " if plugin else ""
+    if not isinstance(name, str):
+        raise TypeError(f"{who}collection name must be str, got {type(name).__name__}")
+    if not COLLECTION_NAME_RE.match(name):
+        raise ValueError(
+            f"{who}invalid collection name {name!r}: use 1-128 characters of A-Z a-z 0-9 _ . / -"
+        )
+    return name
+
+
+def check_key(key: object) -> bytes:
+    """Return ``key`` as ``bytes`` (bytearray/memoryview are copied); reject str and oversize keys."""
+    if isinstance(key, bytes):
+        out = key
+    elif isinstance(key, (bytearray, memoryview)):
+        out = bytes(key)
+    else:
+        raise TypeError(f"keys are bytes, got {type(key).__name__} {key!r:.60}; encode it first")
+    if len(out) > MAX_KEY_SIZE:
+        raise ValueError(
+            f"key of {len(out)} bytes is longer than MAX_KEY_SIZE={MAX_KEY_SIZE}: {out[:40]!r}..."
+        )
+    return out
+
+
+def check_value(value: object) -> bytes:
+    """Return ``value`` as ``bytes`` (bytearray/memoryview are copied); reject anything else."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"values are bytes, got {type(value).__name__}; serialize it first")
+
+
+def prefix_upper_bound(prefix: bytes) -> Optional[bytes]:
+    """Smallest key greater than every key starting with ``prefix``; ``None`` if there is none.
+
+    ``b"ab"`` -> ``b"ac"``, ``b"a\\xff"`` -> ``b"b"``, ``b""`` and ``b"\\xff\\xff"`` -> ``None``.
+    """
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])

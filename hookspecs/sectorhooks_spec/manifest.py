@@ -99,6 +99,10 @@ def load_toml(text: str, path: str) -> Tuple[Optional[Dict[str, Any]], List[Prob
         m = _TOML_POS_RE.search(msg)
         line = int(m.group(1)) if m else getattr(exc, "lineno", None)
         col = int(m.group(2)) if m else getattr(exc, "colno", None)
+        if line is None and "end of document" in msg:
+            # tomllib reports errors at EOF without a position: point at the last character.
+            lines = text.split("\n")
+            line, col = len(lines), len(lines[-1]) + 1
         msg = _TOML_POS_RE.sub("", msg).strip()
         return None, [Problem(path, "<toml>", f"TOML syntax error: {msg}", "fix the syntax", line, col)]
 
@@ -132,7 +136,7 @@ def check_manifest(
         return value
 
     name = text("name", required=True)
-    if name is not None and not _NAME_RE.match(name):
+    if name is not None and not _NAME_RE.fullmatch(name):
         bad("name", f"invalid plugin name {name!r}", "use letters, digits, '_', '-', '.'; start with a letter")
         name = None
 
@@ -148,7 +152,7 @@ def check_manifest(
     version = text("version") or ""
     build_time = text("build_time") or ""
     module = text("module")
-    if module is not None and not _MODULE_RE.match(module):
+    if module is not None and not _MODULE_RE.fullmatch(module):
         bad("module", f"invalid module name {module!r}", "a dotted Python module path, e.g. 'mypkg.plugin'")
         module = None
     if module is None and name is not None:
@@ -157,7 +161,7 @@ def check_manifest(
     lifecycle: Dict[str, Optional[str]] = {}
     for key in LIFECYCLE_HOOKS:
         fn = text(key)
-        if fn is not None and not _IDENT_RE.match(fn):
+        if fn is not None and not _IDENT_RE.fullmatch(fn):
             bad(key, f"{fn!r} is not a function name", "name a top-level function of the module")
             fn = None
         lifecycle[key] = fn
@@ -239,7 +243,7 @@ def _check_exports(
         if not isinstance(point, str):
             problems.append(Problem(path, f"{field}.extPoint", "missing or not a string"))
             ok = False
-        if not isinstance(impl, str) or not _IDENT_RE.match(impl):
+        if not isinstance(impl, str) or not _IDENT_RE.fullmatch(impl):
             problems.append(
                 Problem(path, f"{field}.impl", f"missing or not a function name: {impl!r}", "name a top-level function")
             )

@@ -33,16 +33,19 @@ class LifecycleSpecs:
     """Start and stop; named by the manifest's ``onInit`` / ``onShutdown`` for every kind."""
 
     @hookspec
-    def plugin_init(self, config: Mapping[str, Any]) -> None:
+    def plugin_init(self, config: Mapping[str, Any], kvstore: Optional[KVStore]) -> None:
         """Called once at host start, in load order, before any other hook of the plugin.
 
         ``config`` is the plugin's own table ``[Common.Plugins.Config.<name>]`` (empty if none).
-        Raising marks the plugin *failed*: its other hooks are never called. Example::
+        ``kvstore`` is the host's KV store (``update`` retried on conflicts), for plugins that
+        keep state there (e.g. atomic_counter); it is ``None`` for KVStore plugins, which start
+        before the store they provide is open. Raising marks the plugin *failed*: its other hooks
+        are never called. Example::
 
             # manifest.toml: onInit = "setup"
-            def setup(config):
-                global GREETING
-                GREETING = config.get("greeting", "hello")
+            def setup(config, kvstore):
+                global COUNTERS
+                COUNTERS = kvstore.open_collection("counters")
         """
 
     @hookspec

@@ -130,6 +130,13 @@ class _Reader:
     def table_of(self, key: str) -> Mapping[str, Any]:
         return self.get(key, dict, {})  # type: ignore[no-any-return]
 
+    def int_list(self, key: str) -> Tuple[int, ...]:
+        items = self.get(key, list, [])
+        for item in items:
+            if not isinstance(item, int) or isinstance(item, bool):
+                raise ConfigError(self.path, self._at(key), f"must be integers (miner IDs), got {item!r}")
+        return tuple(items)
+
     def str_list(self, key: str) -> Tuple[str, ...]:
         value = self.get(key, (str, list), [])
         items = [value] if isinstance(value, str) else value
@@ -169,8 +176,8 @@ def _stores(path: str, base: Path, entries: Any, where: str) -> Tuple[StoreConfi
                 strict=r.get("Strict", bool, False),
                 read_only=r.get("ReadOnly", bool, False),
                 weight=r.get("Weight", int, 1),
-                allow_miners=tuple(r.get("AllowMiners", list, [])),
-                deny_miners=tuple(r.get("DenyMiners", list, [])),
+                allow_miners=r.int_list("AllowMiners"),
+                deny_miners=r.int_list("DenyMiners"),
             )
         )
     return tuple(out)

@@ -111,3 +111,38 @@ class KVRetryExhausted(KVError):
 def format_problems(problems: Sequence[Problem]) -> str:
     """One problem per line, as the CLI prints them."""
     return "\n".join(str(p) for p in problems)
+
+
+class RouteRefused(SectorhooksError):
+    """Route gating refused a JSON-RPC call to a plugin namespace; ``code`` is the JSON-RPC error code."""
+
+    def __init__(self, code: int = -32010, message: str = "plugin namespace refused"):
+        self.code, self.message = code, message
+        super().__init__(message)
+
+
+class RpcNamespaceError(SectorhooksError):
+    """A RegisterJsonRpc plugin's ``Handler()`` was refused: namespace taken or invalid, bad handler."""
+
+    def __init__(self, plugin: str, namespace: str, message: str):
+        self.plugin, self.namespace = plugin, namespace
+        super().__init__(f"plugin {plugin!r} JSON-RPC namespace {namespace!r}: {message}")
+
+
+class SectorNotFound(KeyNotFound):
+    """A sector the state manager was asked about is in neither workspace."""
+
+    def __init__(self, sector: object):
+        self.sector = sector
+        SectorhooksError.__init__(
+            self, f"sector {sector} not found (neither online nor offline); import or init it first"
+        )
+        self.collection, self.key = "sectors", str(sector).encode()
+
+
+class SectorStateError(SectorhooksError, ValueError):
+    """A state change was refused (sector exists, wrong workspace, bad field); nothing was written."""
+
+
+class SyncError(SectorhooksError):
+    """A sync command failed: unknown syncer, unsupported verify, a sink that cannot be read."""

@@ -217,18 +217,23 @@ class PluginHost:
             record.status = PluginStatus.DISABLED
             log.info("plugin %r is disabled; not imported", manifest.qualified_name)
             return record
-        if problems:
-            return self._invalid(record, ManifestError(candidate.manifest_path, problems, plugin=name))
+        # Import and bind even when the manifest has problems, so one report lists them all.
         try:
             module = loader.import_plugin_module(candidate, manifest)
             bound = loader.bind(candidate, manifest, module, self._spec_args)
         except ManifestError as exc:
-            return self._invalid(record, exc)
+            problems = [*problems, *exc.problems]
         except PluginLoadError as exc:
-            return self._fail(record, str(exc))
+            if not problems:
+                return self._fail(record, str(exc))
+            problems.append(Problem(candidate.manifest_path, "module", str(exc)))
+        if problems:
+            return self._invalid(record, ManifestError(candidate.manifest_path, problems, plugin=name))
         try:
             self.pm.register(bound, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
+            if self.pm.has_plugin(name):  # pluggy < 1.7 leaves a half-registered plugin behind
+                self.pm.unregister(name=name)
             msg = str(exc).replace("\n", " ")
             return self._fail(record, str(PluginLoadError(name, candidate.manifest_path, f"pluggy refused it: {msg}")))
         record.bound = bound
@@ -259,15 +264,21 @@ class PluginHost:
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> "PluginHost":
-        """Run every plugin's onInit in load order; one that raises is marked failed."""
+    def start(self, kinds: Optional[Iterable[Kind]] = None, kvstore: Optional[Any] = None) -> "PluginHost":
+        """Run onInit in load order (only of ``kinds`` if given); one that raises is marked failed.
+
+        The runtime starts KVStore plugins first, opens the store, then starts the rest with it.
+        """
+        wanted = frozenset(kinds) if kinds is not None else None
         for record in list(self.records.values()):
             if record.status is not PluginStatus.LOADED:
+                continue
+            if wanted is not None and record.kind not in wanted:
                 continue
             impl = self._own_impl(record, "plugin_init")
             if impl is not None:
                 try:
-                    impl(config=self.config.plugin_config(record.name))
+                    impl(config=self.config.plugin_config(record.name), kvstore=kvstore)
                 except Exception as exc:
                     self._fail(record, f"plugin {record.name!r} onInit raised {type(exc).__name__}: {exc}")
                     log.debug("onInit traceback of %r", record.name, exc_info=True)

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "sectorhooks.plugins"
 PACKAGE_ROOT = "sectorhooks_plugins"
 _IMPL_ATTR = f"{PROJECT_NAME}_impl"
+_MISSING = object()
 
 
 def bundled_plugins_dir() -> Path:
@@ -184,9 +185,11 @@ def _plugin_package(candidate: Candidate, manifest: Manifest) -> str:
     pkg.__path__ = [candidate.import_path]
     pkg.__file__ = None
     pkg.__package__ = pkg_name
-    # A reload replaces any earlier plugin of that name and its submodules.
-    for mod in [m for m in sys.modules if m == pkg_name or m.startswith(pkg_name + ".")]:
-        del sys.modules[mod]
+    # A reload replaces any earlier plugin of that name and its submodules (scanning sys.modules
+    # only then: doing it for every first load made loading many plugins quadratic).
+    if pkg_name in sys.modules:
+        for mod in [m for m in sys.modules if m == pkg_name or m.startswith(pkg_name + ".")]:
+            del sys.modules[mod]
     sys.modules[pkg_name] = pkg
     return pkg_name
 
@@ -256,8 +259,8 @@ def bind(
     fields.update({"plugin_init": "onInit", "plugin_shutdown": "onShutdown"})
     for hook, fname in manifest.bindings().items():
         field = fields[hook]
-        fn = getattr(module, fname, None)
-        if fn is None:
+        fn = getattr(module, fname, _MISSING)
+        if fn is _MISSING:
             available = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
             problems.append(
                 Problem(
@@ -280,9 +283,18 @@ def bind(
             )
             continue
         impls[hook] = fn
+    by_function: Dict[int, List[str]] = {}
+    for hook, fn in impls.items():
+        by_function.setdefault(id(fn), []).append(hook)
     for attr, value in vars(module).items():
         marker = getattr(value, _IMPL_ATTR, None) if callable(value) else None
         if not isinstance(marker, dict):
+            continue
+        named = by_function.get(id(value))
+        if named and not marker.get("specname"):
+            # a manifest impl decorated only for its options (tryfirst, ...)
+            for hook in named:
+                opts[hook] = dict(marker)
             continue
         hook = marker.get("specname") or attr
         if hook not in KIND_HOOKS[manifest.kind]:

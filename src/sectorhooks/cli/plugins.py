@@ -107,21 +107,44 @@ def _switch(name: str, config_path: Optional[str], disabled: bool) -> None:
     now = set_disabled(config, name, disabled)
     state = "disabled" if disabled else "enabled"
     console.print(f"plugin {escape(name)!s} {state} (disabled now: {', '.join(now) or 'none'})")
+    from .registry import route_switch
+
+    route_switch(config, name, disabled)  # shared route: STOPPED / WAIT_RUNNING, if registered
 
 
 @plugins_group.command("disable")
 @click.argument("name")
+@click.option("--tenant", default=None, help="Disable it for this tenant only (in the registry).")
 @config_option
-def plugins_disable(name: str, config_path: Optional[str]) -> None:
-    """Stop loading a plugin (kept in the data directory)."""
+def plugins_disable(name: str, config_path: Optional[str], tenant: Optional[str] = None) -> None:
+    """Stop loading a plugin (kept in the data directory), or with --tenant stop serving a tenant."""
+    if tenant is not None:
+        from .registry import tenant_switch
+
+        return tenant_switch(name, tenant, False, config_path)
     _switch(name, config_path, True)
 
 
 @plugins_group.command("enable")
 @click.argument("name")
+@click.option("--tenant", default=None, help="Enable it for this tenant (in the registry).")
+@click.option("--name", "tenant_name", default="", help="The tenant's display name (with --tenant).")
+@click.option("--expire", default="", help="With --tenant: 2025-12-31, 2025-12-31T18:00:00Z, +2h or never.")
 @config_option
-def plugins_enable(name: str, config_path: Optional[str]) -> None:
-    """Load a disabled plugin again."""
+def plugins_enable(
+    name: str,
+    config_path: Optional[str],
+    tenant: Optional[str] = None,
+    tenant_name: str = "",
+    expire: str = "",
+) -> None:
+    """Load a disabled plugin again, or with --tenant enable it for a tenant."""
+    if tenant is not None:
+        from .registry import tenant_switch
+
+        return tenant_switch(name, tenant, True, config_path, tenant_name, expire)
+    if tenant_name or expire:
+        fail("--name and --expire go with --tenant", code=2)
     _switch(name, config_path, False)
 
 

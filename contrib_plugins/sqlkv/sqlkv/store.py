@@ -1,0 +1,574 @@
+"""SQLStore: the KVStore protocol over one SQL table, through SQLAlchemy Core.
+
+Connections run in driver autocommit mode and the store issues ``BEGIN``/``COMMIT`` itself, so
+each transaction gets exactly the isolation it asks for:
+
+============  ==================================  =========================================
+backend       ``update``                          ``view``
+============  ==================================  =========================================
+SQLite        ``BEGIN IMMEDIATE``: one writer at  ``BEGIN`` (WAL snapshot, never blocks
+              a time, waits up to lock_timeout    the writer)
+PostgreSQL    ``SERIALIZABLE`` (SSI): the loser   ``REPEATABLE READ, READ ONLY`` snapshot
+              of a race gets SQLSTATE 40001
+MariaDB       ``REPEATABLE READ`` with every      ``WITH CONSISTENT SNAPSHOT, READ ONLY``
+              read ``FOR UPDATE`` (next-key
+              locks): deadlocks are the conflicts
+============  ==================================  =========================================
+
+Conflicts (40001/40P01/55P03, InnoDB 1213/1205, SQLite busy) become ``TransactionConflict``;
+a lost connection ``StoreUnavailable`` before the commit and ``CommitOutcomeUnknown`` during it.
+
+Writes inside a transaction are buffered and sent with one ``executemany`` per collection at
+commit (or every ``FLUSH_AT`` writes, or before a scan), so a batch of puts costs what the
+driver's executemany costs. Statements are compiled once per dialect by SQLAlchemy Core and run
+as driver SQL (``exec_driver_sql``): no per-row parameter processing on the hot path.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql as my
+
+from sectorhooks_spec.errors import KeyNotFound, KVError, StoreUnavailable, TransactionConflict
+from sectorhooks_spec.kvstore import (
+    MAX_KEY_SIZE,
+    CommitOutcomeUnknown,
+    check_collection_name,
+    check_key,
+    check_value,
+    prefix_upper_bound,
+)
+
+PLUGIN = "sqlkv"
+#: Buffered writes sent to the database once this many are pending inside one transaction.
+FLUSH_AT = 5000
+#: First and largest page of a scan (pages double: early close stays cheap, long scans fast).
+SCAN_FIRST, SCAN_MAX = 128, 4096
+#: Plain (non-transaction) operations retry a conflict this many times, within lock_timeout.
+PLAIN_ATTEMPTS = 5
+
+T = TypeVar("T")
+Item = Tuple[bytes, bytes]
+
+_BEGIN = {
+    "sqlite": {False: "BEGIN", True: "BEGIN IMMEDIATE"},
+    "postgresql": {
+        False: "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        True: "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    },
+    "mysql": {False: "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", True: "START TRANSACTION"},
+}
+_PG_CONFLICT = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock timeout
+_MY_CONFLICT = frozenset({1205, 1213})  # lock wait timeout, deadlock
+
+
+def _b(value: Any) -> bytes:
+    return value if type(value) is bytes else bytes(value)
+
+
+class _Stmt:
+    """A Core statement compiled once for a dialect, bound by name, run as driver SQL."""
+
+    __slots__ = ("defaults", "names", "positional", "sql")
+
+    def __init__(self, stmt: Any, dialect: Any):
+        compiled = stmt.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.positional = bool(dialect.positional)
+        self.names: Tuple[str, ...] = tuple(compiled.positiontup or ())
+        self.defaults = {k: v for k, v in compiled.params.items() if v is not None}
+
+    def bind(self, values: Dict[str, Any]) -> Any:
+        if self.positional:
+            return tuple(values[n] if n in values else self.defaults[n] for n in self.names)
+        if self.defaults:
+            return {**self.defaults, **values}
+        return values
+
+    def bind_rows(self, columns: Tuple[str, ...], rows: List[tuple]) -> List[Any]:
+        """Parameters for executemany from tuples ordered as ``columns``."""
+        if self.positional:
+            if self.names == columns:
+                return rows
+            index = [columns.index(n) for n in self.names]
+            return [tuple(r[i] for i in index) for r in rows]
+        return [dict(zip(columns, r)) for r in rows]
+
+
+def _make_table(name: str) -> sa.Table:
+    blob = sa.LargeBinary()
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column(
+            "collection",
+            sa.String(128).with_variant(
+                my.VARCHAR(128, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+            ),
+            primary_key=True,
+        ),
+        sa.Column("key", blob.with_variant(my.VARBINARY(MAX_KEY_SIZE), "mysql", "mariadb"), primary_key=True),
+        sa.Column("value", blob.with_variant(my.LONGBLOB(), "mysql", "mariadb"), nullable=False),
+        sqlite_with_rowid=False,
+        mysql_engine="InnoDB",
+    )
+
+
+class _Statements:
+    """Every statement the store runs, compiled for one dialect."""
+
+    def __init__(self, table: sa.Table, dialect: Any, kind: str):
+        self._table, self._dialect, self._kind = table, dialect, kind
+        c = table.c
+        key_eq = (c.collection == sa.bindparam("c")) & (c.key == sa.bindparam("k"))
+        get = sa.select(c.value).where(key_eq)
+        self.get = _Stmt(get, dialect)
+        self.get_lock = _Stmt(get.with_for_update(), dialect) if kind == "mysql" else self.get
+        self.delete = _Stmt(sa.delete(table).where(key_eq), dialect)
+        self.upsert = _Stmt(self._upsert(), dialect)
+        self._scans: Dict[Tuple[bool, bool, bool], _Stmt] = {}
+
+    def _upsert(self) -> Any:
+        t = self._table
+        values = {"collection": sa.bindparam("c"), "key": sa.bindparam("k"), "value": sa.bindparam("v")}
+        if self._kind == "mysql":
+            ins = my.insert(t).values(values)
+            return ins.on_duplicate_key_update(value=ins.inserted.value)
+        if self._kind == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        ins = insert(t).values(values)
+        return ins.on_conflict_do_update(
+            index_elements=[t.c.collection, t.c.key], set_={"value": ins.excluded.value}
+        )
+
+    def scan(self, inclusive: bool, bounded: bool, lock: bool) -> _Stmt:
+        """``key >= lo`` or ``key > lo``, optionally ``key < hi``, ``FOR UPDATE`` on MariaDB writes."""
+        lock = lock and self._kind == "mysql"
+        stmt = self._scans.get((inclusive, bounded, lock))
+        if stmt is None:
+            c = self._table.c
+            lo = sa.bindparam("lo")
+            q = sa.select(c.key, c.value).where(
+                c.collection == sa.bindparam("c"), c.key >= lo if inclusive else c.key > lo
+            )
+            if bounded:
+                q = q.where(c.key < sa.bindparam("hi"))
+            q = q.order_by(c.key).limit(sa.bindparam("n"))
+            if lock:
+                q = q.with_for_update()
+            stmt = self._scans[(inclusive, bounded, lock)] = _Stmt(q, self._dialect)
+        return stmt
+
+
+def _make_engine(
+    url: str,
+    pool_size: int,
+    max_overflow: int,
+    pool_timeout: float,
+    connect_timeout: int,
+    lock_timeout: float,
+    synchronous: str,
+) -> Tuple[sa.Engine, str]:
+    u = sa.engine.make_url(url)
+    kind = {"mariadb": "mysql"}.get(u.get_backend_name(), u.get_backend_name())
+    kw: Dict[str, Any] = {
+        "isolation_level": "AUTOCOMMIT",  # the store sends BEGIN/COMMIT itself
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": pool_timeout,
+    }
+    if kind == "sqlite":
+        kw["connect_args"] = {"timeout": lock_timeout, "check_same_thread": False}
+    elif kind == "postgresql":
+        kw["connect_args"] = {
+            "connect_timeout": connect_timeout,
+            "application_name": "sectorhooks-sqlkv",
+            "options": f"-c lock_timeout={max(1, int(lock_timeout * 1000))}",
+        }
+    else:
+        kw["connect_args"] = {"connect_timeout": connect_timeout}
+    engine = sa.create_engine(u, **kw)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            if kind == "sqlite":
+                mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise KVError(
+                        f"plugin {PLUGIN!r}: SQLite refused WAL mode (got {mode!r}) for {u.database}"
+                    )
+                cur.execute(f"PRAGMA synchronous={synchronous}")
+            elif kind == "mysql":
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute(f"SET SESSION innodb_lock_wait_timeout = {max(1, math.ceil(lock_timeout))}")
+        finally:
+            cur.close()
+
+    return engine, kind
+
+
+class SQLStore:
+    """The store: one engine, one table ``(collection, key, value)``."""
+
+    def __init__(
+        self,
+        url: str,
+        table: str = "sectorhooks_kv",
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_timeout: float = 10.0,
+        connect_timeout: int = 10,
+        lock_timeout: float = 10.0,
+        synchronous: str = "NORMAL",
+    ):
+        self.engine, self.kind = _make_engine(
+            url, pool_size, max_overflow, pool_timeout, connect_timeout, lock_timeout, synchronous
+        )
+        self.where = f"{self.engine.url.render_as_string(hide_password=True)} table {table}"
+        self.lock_timeout = lock_timeout
+        self.pool_timeout = pool_timeout
+        self.table = _make_table(table)
+        self._begin = _BEGIN[self.kind]
+        self._collections: Dict[str, SQLCollection] = {}
+        self._closed = False
+        self._create_table()
+        self.sql = _Statements(self.table, self.engine.dialect, self.kind)  # dialect now initialised
+
+    def __repr__(self) -> str:
+        return f"<sqlkv {self.where}>"
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _create_table(self) -> None:
+        try:
+            with self._errors("create table"):
+                try:
+                    self.table.create(self.engine, checkfirst=True)
+                except sa_exc.DBAPIError:  # another process created it in between: fine if it is there
+                    if not sa.inspect(self.engine).has_table(self.table.name):
+                        raise
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _map(self, e: sa_exc.DBAPIError, phase: str) -> Exception:
+        orig = e.orig
+        if self.kind == "postgresql":
+            conflict = getattr(orig, "sqlstate", None) in _PG_CONFLICT
+        elif self.kind == "mysql":
+            args = getattr(orig, "args", ())
+            conflict = bool(args) and args[0] in _MY_CONFLICT
+        else:
+            text = str(orig).lower()
+            conflict = "database is locked" in text or "database table is locked" in text or "busy" in text
+        detail = f"{type(orig).__name__}: {str(orig).strip()}"
+        if conflict:
+            return TransactionConflict(
+                f"plugin {PLUGIN!r} ({self.where}): {phase} lost to a concurrent transaction ({detail}); "
+                "nothing was written, retry"
+            )
+        if e.connection_invalidated or isinstance(e, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+            if phase == "commit":
+                return CommitOutcomeUnknown(
+                    f"plugin {PLUGIN!r} ({self.where}): connection lost during COMMIT ({detail}); "
+                    "the transaction may or may not have been applied"
+                )
+            return StoreUnavailable(
+                f"plugin {PLUGIN!r} ({self.where}): database unavailable during {phase} ({detail}); "
+                "nothing was committed"
+            )
+        return KVError(f"plugin {PLUGIN!r} ({self.where}): {phase} failed ({detail})")
+
+    @contextmanager
+    def _errors(self, phase: str) -> Iterator[None]:
+        try:
+            yield
+        except sa_exc.DBAPIError as e:
+            raise self._map(e, phase) from e
+        except sa_exc.TimeoutError as e:
+            raise StoreUnavailable(
+                f"plugin {PLUGIN!r} ({self.where}): no free connection within "
+                f"pool_timeout={self.pool_timeout}s; raise pool_size/max_overflow or pool_timeout"
+            ) from e
+
+    def _connect(self) -> sa.Connection:
+        if self._closed:
+            raise KVError(f"plugin {PLUGIN!r} ({self.where}): the store is closed")
+        with self._errors("connect"):
+            return self.engine.connect()
+
+    def _plain(self, phase: str, op: Callable[[sa.Connection], T]) -> T:
+        """Run one idempotent single-statement operation in autocommit, retrying what is safe."""
+        start = time.monotonic()
+        delay = 0.002
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                conn = self._connect()
+                try:
+                    with self._errors(phase):
+                        return op(conn)
+                finally:
+                    conn.close()
+            except TransactionConflict:
+                if attempt >= PLAIN_ATTEMPTS or time.monotonic() - start > self.lock_timeout:
+                    raise
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 0.1)
+            except StoreUnavailable:
+                if attempt >= 2:  # one retry on a fresh connection: the pool was invalidated
+                    raise
+
+    def _run(self, fn: Callable[[SQLStoreTxn], T], write: bool) -> T:
+        conn = self._begin_txn(write)
+        txn = SQLStoreTxn(self, conn, write)
+        try:
+            result = fn(txn)
+            if write:
+                txn.flush()
+            txn.done = True
+            with self._errors("commit"):
+                conn.exec_driver_sql("COMMIT")
+            return result
+        except BaseException:
+            txn.done = True
+            try:
+                conn.exec_driver_sql("ROLLBACK")
+            except Exception:  # connection gone: the server rolls back by itself
+                pass
+            raise
+        finally:
+            conn.close()
+
+    def _begin_txn(self, write: bool) -> sa.Connection:
+        sql = self._begin[write]
+        for attempt in (1, 2):
+            conn = self._connect()
+            try:
+                with self._errors("begin"):
+                    conn.exec_driver_sql(sql)
+                return conn
+            except StoreUnavailable:  # a stale pooled connection: nothing was sent, try a fresh one
+                conn.close()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def page(
+        self,
+        conn: sa.Connection,
+        name: str,
+        lo: bytes,
+        inclusive: bool,
+        hi: Optional[bytes],
+        n: int,
+        lock: bool,
+    ) -> List[Item]:
+        stmt = self.sql.scan(inclusive, hi is not None, lock)
+        params: Dict[str, Any] = {"c": name, "lo": lo, "n": n}
+        if hi is not None:
+            params["hi"] = hi
+        rows = conn.exec_driver_sql(stmt.sql, stmt.bind(params)).fetchall()
+        return [(_b(k), _b(v)) for k, v in rows]
+
+    def read_one(self, conn: sa.Connection, name: str, key: bytes, lock: bool = False) -> Optional[bytes]:
+        stmt = self.sql.get_lock if lock else self.sql.get
+        row = conn.exec_driver_sql(stmt.sql, stmt.bind({"c": name, "k": key})).first()
+        return None if row is None else _b(row[0])
+
+    # --- the protocol ---------------------------------------------------------------
+
+    def open_collection(self, name: str) -> SQLCollection:
+        """The collection ``name`` (rows appear with its first put)."""
+        check_collection_name(name, PLUGIN)
+        coll = self._collections.get(name)
+        if coll is None:
+            coll = self._collections.setdefault(name, SQLCollection(self, name))
+        return coll
+
+    def view(self, fn: Callable[[SQLStoreTxn], T]) -> T:
+        """Read-only snapshot transaction across collections."""
+        return self._run(fn, write=False)
+
+    def update(self, fn: Callable[[SQLStoreTxn], T]) -> T:
+        """Read-write transaction across collections (see the module doc for isolation)."""
+        return self._run(fn, write=True)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._closed = True
+        self.engine.dispose()
+
+    def scan_plain(self, name: str, prefix: bytes) -> Iterator[Item]:
+        """Scan outside a transaction: each page is its own short read."""
+        prefix = check_key(prefix)
+        hi = prefix_upper_bound(prefix)
+        lo, inclusive, n = prefix, True, SCAN_FIRST
+        while True:
+            rows = self._plain("scan", functools.partial(self._page_plain, name, lo, inclusive, hi, n))
+            yield from rows
+            if len(rows) < n:
+                return
+            lo, inclusive, n = rows[-1][0], False, min(n * 2, SCAN_MAX)
+
+    def _page_plain(
+        self, name: str, lo: bytes, inclusive: bool, hi: Optional[bytes], n: int, conn: sa.Connection
+    ) -> List[Item]:
+        return self.page(conn, name, lo, inclusive, hi, n, lock=False)
+
+
+class SQLStoreTxn:
+    """A transaction over the store: buffered writes, reads that see them."""
+
+    def __init__(self, store: SQLStore, conn: sa.Connection, writable: bool):
+        self._store, self._conn, self.writable = store, conn, writable
+        self.done = False
+        self._buf: Dict[str, Dict[bytes, Optional[bytes]]] = {}
+        self._pending = 0
+        self._views: Dict[str, SQLTxn] = {}
+        self._lock_reads = writable and store.kind == "mysql"
+
+    def check(self, write: bool = False) -> None:
+        if self.done:
+            raise KVError(f"plugin {PLUGIN!r}: transaction already finished; use the txn only inside fn")
+        if write and not self.writable:
+            raise KVError(f"plugin {PLUGIN!r}: view transactions are read-only; use update() to write")
+
+    def collection(self, name: str) -> SQLTxn:
+        self.check()
+        view = self._views.get(name)
+        if view is None:
+            check_collection_name(name, PLUGIN)
+            view = self._views[name] = SQLTxn(self, name)
+        return view
+
+    def read(self, name: str, key: bytes) -> Optional[bytes]:
+        self.check()
+        buf = self._buf.get(name)
+        if buf is not None and key in buf:
+            return buf[key]
+        with self._store._errors("read"):
+            return self._store.read_one(self._conn, name, key, self._lock_reads)
+
+    def write(self, name: str, key: bytes, value: Optional[bytes]) -> None:
+        self.check(write=True)
+        self._buf.setdefault(name, {})[key] = value
+        self._pending += 1
+        if self._pending >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send buffered writes: one executemany of upserts and one of deletes per collection."""
+        if not self._pending:
+            return
+        sql, conn = self._store.sql, self._conn
+        with self._store._errors("write"):
+            for name, buf in self._buf.items():
+                ups = [(name, k, v) for k, v in buf.items() if v is not None]
+                if ups:
+                    conn.exec_driver_sql(sql.upsert.sql, sql.upsert.bind_rows(("c", "k", "v"), ups))
+                dels = [(name, k) for k, v in buf.items() if v is None]
+                if dels:
+                    conn.exec_driver_sql(sql.delete.sql, sql.delete.bind_rows(("c", "k"), dels))
+        self._buf.clear()
+        self._pending = 0
+
+    def scan(self, name: str, prefix: bytes) -> Iterator[Item]:
+        prefix = check_key(prefix)
+        hi = prefix_upper_bound(prefix)
+        lo, inclusive, n = prefix, True, SCAN_FIRST
+        while True:
+            self.check()
+            if self.writable:
+                self.flush()  # the database then sees every write made so far
+            with self._store._errors("scan"):
+                rows = self._store.page(self._conn, name, lo, inclusive, hi, n, self._lock_reads)
+            yield from rows
+            if len(rows) < n:
+                return
+            lo, inclusive, n = rows[-1][0], False, min(n * 2, SCAN_MAX)
+
+
+class SQLTxn:
+    """One collection inside a :class:`SQLStoreTxn`."""
+
+    def __init__(self, parent: SQLStoreTxn, name: str):
+        self._parent, self.name = parent, name
+
+    def get(self, key: bytes) -> bytes:
+        value = self.peek(key)
+        if value is None:
+            raise KeyNotFound(self.name, key)
+        return value
+
+    def peek(self, key: bytes) -> Optional[bytes]:
+        return self._parent.read(self.name, check_key(key))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._parent.write(self.name, check_key(key), check_value(value))
+
+    def delete(self, key: bytes) -> None:
+        self._parent.write(self.name, check_key(key), None)
+
+    def scan(self, prefix: bytes = b"") -> Iterator[Item]:
+        self._parent.check()
+        return self._parent.scan(self.name, prefix)
+
+
+class SQLCollection:
+    """A named collection; plain operations are single autocommit statements."""
+
+    def __init__(self, store: SQLStore, name: str):
+        self._store, self.name = store, name
+
+    def __repr__(self) -> str:
+        return f"<sqlkv collection {self.name!r} in {self._store.where}>"
+
+    def get(self, key: bytes) -> bytes:
+        value = self.peek(key)
+        if value is None:
+            raise KeyNotFound(self.name, key)
+        return value
+
+    def peek(self, key: bytes) -> Optional[bytes]:
+        key = check_key(key)
+        return self._store._plain("read", lambda conn: self._store.read_one(conn, self.name, key))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        key, value = check_key(key), check_value(value)
+        self._exec(
+            self._store.sql.upsert.sql, self._store.sql.upsert.bind({"c": self.name, "k": key, "v": value})
+        )
+
+    def delete(self, key: bytes) -> None:
+        key = check_key(key)
+        self._exec(self._store.sql.delete.sql, self._store.sql.delete.bind({"c": self.name, "k": key}))
+
+    def _exec(self, sql: str, params: Sequence[Any]) -> None:
+        self._store._plain("write", lambda conn: conn.exec_driver_sql(sql, params))
+
+    def scan(self, prefix: bytes = b"") -> Iterator[Item]:
+        return self._store.scan_plain(self.name, prefix)
+
+    def view(self, fn: Callable[[SQLTxn], T]) -> T:
+        return self._store.view(lambda st: fn(st.collection(self.name)))
+
+    def update(self, fn: Callable[[SQLTxn], T]) -> T:
+        return self._store.update(lambda st: fn(st.collection(self.name)))

@@ -1,0 +1,236 @@
+"""``sectorhooks demo`` (the main job) and ``sectorhooks init`` (a commented starter config)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..demo import CONFIG_NAME, DemoOptions, load_demo_config, run_demo, write_starter_config
+from ..errors import SectorhooksError
+from . import main
+from ._common import console, console_err, fail, json_option, print_json
+
+PHASES = {
+    "allocate": "allocating sectors",
+    "seal": "sealing (workers)",
+    "sync": "sinks catching up",
+    "verify": "verifying sinks",
+}
+
+
+class _Bars:
+    """A rich progress display with one bar per demo phase, created on first report."""
+
+    def __init__(self, progress: Optional[Progress]):
+        self.progress = progress
+        self.tasks: Dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(PHASES.get(phase, phase), total=max(total, 1))
+        self.progress.update(self.tasks[phase], completed=done, total=max(total, 1))
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    if quiet:
+        yield _Bars(None)
+        return
+    columns = (
+        TextColumn("[bold]{task.description:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console_err, transient=False) as progress:
+        yield _Bars(progress)
+
+
+def _print_summary(s: Dict[str, Any], where: str) -> None:
+    ok = s["consistent"]
+    verdict = "[bold green]consistent: every sink equals the KV[/]" if ok else "[bold red]NOT consistent[/]"
+    run = Table(title="sectorhooks demo", show_header=False, title_justify="left")
+    run.add_column(style="bold")
+    run.add_column()
+    fates = s["sectors_by_fate"]
+    t = s["timing"]
+    rows = [
+        (
+            "sectors",
+            f"{s['sectors']} on miners {', '.join(f't0{m}' for m in s['miners'])} (seed {s['seed']})",
+        ),
+        ("fates", ", ".join(f"{k} {v}" for k, v in fates.items())),
+        ("state changes", f"{s['changes']}  (KV holds {s['kv_sectors']} sectors)"),
+        ("states", ", ".join(f"{k or '-'} {v}" for k, v in s["states"].items())),
+        ("files written", ", ".join(f"{k} {v}" for k, v in s["files"].items()) or "none (no persist store)"),
+        (
+            "throughput",
+            f"{s['throughput']['changes_per_s']} changes/s written, "
+            f"{s['throughput']['sink_changes_per_s']} changes/s delivered to sinks",
+        ),
+        ("dead letters", str(s["dead_letters"])),
+        (
+            "time",
+            f"simulate {t['simulate_s']:.2f}s, sinks catch up {t['sync_catchup_s']:.2f}s, "
+            f"verify {t['verify_s']:.2f}s, total {t['total_s']:.2f}s",
+        ),
+        ("data", escape(where)),
+    ]
+    for k, v in rows:
+        run.add_row(k, v)
+    console.print(run)
+    sinks = Table(title="sinks")
+    for col in ("sink", "plugin", "rows", "KV rows", "lag", "lag s", "dead", "= KV"):
+        left = col in ("sink", "plugin")
+        sinks.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)
+    for k in s["sinks"]:
+        eq = {True: "[green]yes[/]", False: "[red]NO[/]", None: "[yellow]unchecked[/]"}[k["equal_to_kv"]]
+        lag_s = k["lag_seconds"]
+        sinks.add_row(
+            escape(k["name"]),
+            escape(k["plugin"]),
+            str(k["rows"]),
+            str(k["kv_rows"]),
+            str(k["lag_events"]),
+            f"{lag_s:.2f}" if isinstance(lag_s, (int, float)) else "-",
+            str(k["dead_letters"]),
+            eq,
+        )
+    console.print(sinks)
+    if s["counters"]:
+        counters = Table(title="atomic_counter vs KV")
+        for col in ("counter", "value", "KV sealed", "equal"):
+            counters.add_column(col)
+        for name, c in s["counters"].items():
+            counters.add_row(
+                name, str(c["counter"]), str(c["kv_sealed"]), "[green]yes[/]" if c["equal"] else "[red]NO[/]"
+            )
+        console.print(counters)
+    for k in s["sinks"]:
+        for example in k["examples"]:
+            console.print(f"[red]{escape(k['name'])}[/]: {escape(example)}")
+    for err in s["errors"][:10]:
+        console.print(f"[red]error[/]: {escape(err)}")
+    if not s["caught_up"]:
+        console.print("[red]the sinks did not catch up before the timeout[/]")
+    console.print(verdict)
+
+
+@main.command("demo")
+@click.option(
+    "--sectors",
+    type=click.IntRange(min=0),
+    default=3000,
+    show_default=True,
+    help="Sectors to simulate (0: only verify an existing --dir).",
+)
+@click.option(
+    "--miners",
+    type=click.IntRange(min=1, max=1000),
+    default=3,
+    show_default=True,
+    help="Miners (actor IDs 1000, 1001, ...).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated fates.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=256),
+    default=8,
+    show_default=True,
+    help="Concurrent simulated workers.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Demo directory (config, KV, stores, sinks); default a fresh temp dir, removed after.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Run against this host config instead (e.g. PostgreSQL + MariaDB sinks).",
+)
+@click.option("--keep", is_flag=True, help="Keep the temp directory.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the sinks to catch up.",
+)
+@json_option
+def demo_command(
+    sectors: int,
+    miners: int,
+    seed: int,
+    workers: int,
+    directory: Optional[Path],
+    config_path: Optional[str],
+    keep: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Simulate a sealing run, mirror it into the sinks, check every sink equals the KV.
+
+    Exit code 0 when every sink (and every counter) equals the KV, 1 otherwise.
+    """
+    if directory is not None and config_path is not None:
+        raise click.UsageError("give --dir or --config, not both")
+    temp = directory is None and config_path is None
+    if temp:
+        directory = Path(tempfile.mkdtemp(prefix="sectorhooks-demo-"))
+    try:
+        try:
+            config = load_demo_config(directory, config_path)
+            options = DemoOptions(sectors=sectors, miners=miners, seed=seed, workers=workers)
+            with _progress(as_json) as bars:
+                summary = run_demo(config, options, bars, sync_timeout=timeout)
+        except SectorhooksError as exc:
+            fail(str(exc))
+            return
+        where = str(directory) if directory is not None else str(config_path)
+        if temp and not keep:
+            where += " (removed; --keep to keep it)"
+        summary["dir"] = str(directory) if directory is not None else None
+        if as_json:
+            print_json(summary)
+        else:
+            _print_summary(summary, where)
+    finally:
+        if temp and not keep and directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+    if not summary["ok"]:
+        raise SystemExit(1)
+
+
+@main.command("init")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=CONFIG_NAME)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option(
+    "--sinks",
+    type=click.IntRange(min=0, max=20),
+    default=3,
+    show_default=True,
+    help="sqlsync SQLite sinks to configure.",
+)
+def init_command(path: Path, force: bool, sinks: int) -> None:
+    """Write a commented starter config (SQLite KV, fsstore stores, sqlsync sinks) to PATH."""
+    try:
+        written = write_starter_config(path, force=force, sinks=sinks)
+    except FileExistsError as exc:
+        fail(str(exc))
+        return
+    console.print(f"wrote {escape(str(written))}; try: sectorhooks demo --config {escape(str(written))}")

@@ -1,0 +1,370 @@
+"""``sectorhooks registry ...``, ``tenants list``, and ``plugin build`` / ``plugin check-dep``.
+
+Registry commands open the configured KVStore (``[Common.DB]``) the way ``serve`` does, so they
+see and change what every replica sharing that store sees. Secrets are printed once, by
+``registry register`` (for new plugins) and ``registry rotate-secret``, on stdout and nowhere else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from sectorhooks_spec import Kind
+
+from .. import bundle, deps, loader
+from ..config import HostConfig
+from ..errors import SectorhooksError
+from ..host import PluginHost
+from ..registry import Registry, Status, register_host
+from ..registry.records import PluginEntry, Route
+from . import main
+from ._common import config_option, console, console_err, fail, get_config, json_option, print_json
+from .plugins import plugin_group
+
+_DURATION_RE = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_expire(text: Optional[str], now: Optional[float] = None) -> int:
+    """``--expire``: ``never``/``0``, a duration from now (``+30s``, ``2h``, ``7d``), or an ISO date/time
+    (UTC unless it has an offset); returns Unix seconds (0 = never)."""
+    if text is None or text.strip().lower() in ("", "0", "never"):
+        return 0
+    now = time.time() if now is None else now
+    raw = text.strip()
+    m = _DURATION_RE.match(raw)
+    if m:
+        return int(now + float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: use a date (2025-12-31), a time (2025-12-31T18:00:00Z), "
+            "a duration (+2h, 30d) or 'never'",
+            param_hint="--expire",
+        )
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return int(when.timestamp())
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else "never"
+
+
+@contextmanager
+def open_registry(config: HostConfig, start_all: bool = False) -> Iterator[Tuple[PluginHost, Registry]]:
+    """The host (KVStore plugins started; all of them with ``start_all``) and a Registry on its KV."""
+    from ..kv import open_kvstore
+
+    host = PluginHost(config).load()
+    try:
+        host.start(kinds=[Kind.KV_STORE])
+        kv = open_kvstore(host, config)
+        try:
+            if start_all:
+                host.start(kvstore=kv)
+            yield host, Registry(kv)
+        finally:
+            kv.close()
+    finally:
+        host.shutdown()
+
+
+def _registry(config_path: Optional[str], start_all: bool = False) -> Any:
+    return open_registry(get_config(config_path), start_all)
+
+
+def _route_json(route: Optional[Route]) -> Dict[str, Any]:
+    return route.to_json() if route else {"status": "-", "register_addons": {}}
+
+
+def _entry_json(entry: PluginEntry, route: Optional[Route]) -> Dict[str, Any]:
+    return dict(entry.public_json(), route=_route_json(route))
+
+
+@main.group("registry")
+def registry_group() -> None:
+    """The plugin registry shared by every replica: plugins, routes, secrets."""
+
+
+@registry_group.command("list")
+@config_option
+@json_option
+def registry_list(config_path: Optional[str], as_json: bool) -> None:
+    """Every registered plugin with its route status and tenant count."""
+    with _registry(config_path) as (_, reg):
+        rows = reg.entries()
+    if as_json:
+        print_json({"plugins": [_entry_json(e, r) for e, r in rows]})
+        return
+    table = Table(title="registered plugins")
+    for col in ("id", "kind", "version", "status", "tenants", "registered"):
+        table.add_column(col)
+    for e, r in rows:
+        status = r.status.value if r else "-"
+        color = (
+            "green" if status == "RUNNING" else "yellow" if status in ("WAIT_RUNNING", "STOPPED") else "red"
+        )
+        table.add_row(
+            escape(e.id),
+            e.identity.kind,
+            escape(e.identity.version),
+            f"[{color}]{status}[/]",
+            str(len(e.active_tenant)),
+            _when(e.register_time),
+        )
+    console.print(table)
+
+
+@registry_group.command("show")
+@click.argument("plugin_id", metavar="ID")
+@config_option
+@json_option
+def registry_show(plugin_id: str, config_path: Optional[str], as_json: bool) -> None:
+    """One plugin's record and route (the secret is never shown)."""
+    with _registry(config_path) as (_, reg):
+        try:
+            entry = reg.get(plugin_id)
+        except SectorhooksError as exc:
+            fail(str(exc))
+            return
+        route = reg.route(plugin_id)
+    data = _entry_json(entry, route)
+    if as_json:
+        print_json(data)
+        return
+    table = Table(show_header=False, title=f"registry: {escape(plugin_id)}")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        if key == "register_time":
+            value = _when(value)
+        elif key == "active_tenant":
+            value = "\n".join(
+                f"{t['tenant_id']} ({t['tenant_name']}), expires {_when(t['expire_time'])}" for t in value
+            )
+        elif key == "route":
+            addons = "\n".join(f"{k} -> {v}" for k, v in sorted(value["register_addons"].items()))
+            value = (
+                f"{value['status']}{': ' + value['reason'] if value.get('reason') else ''}\n{addons}".strip()
+            )
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        table.add_row(key, escape(str(value)))
+    console.print(table)
+
+
+@registry_group.command("routes")
+@config_option
+@json_option
+def registry_routes(config_path: Optional[str], as_json: bool) -> None:
+    """The route table (``public``): status and addons per plugin, as the gateway sees it."""
+    with _registry(config_path) as (_, reg):
+        routes = reg.routes()
+    if as_json:
+        print_json({pid: r.to_json() for pid, r in routes.items()})
+        return
+    table = Table(title="routes")
+    for col in ("id", "status", "addons", "reason"):
+        table.add_column(col)
+    for pid, r in routes.items():
+        addons = "\n".join(f"{k} -> {v}" for k, v in sorted(r.register_addons.items()))
+        table.add_row(escape(pid), r.status.value, escape(addons), escape(r.reason))
+    console.print(table)
+
+
+@registry_group.command("register")
+@config_option
+def registry_register(config_path: Optional[str]) -> None:
+    """Register (or refresh) every plugin this host loads; prints each new secret once."""
+    with _registry(config_path, start_all=True) as (host, reg):
+        results = register_host(reg, host)
+    for r in results:
+        console_err.print(
+            f"{'registered' if r.created else 'refreshed'} {escape(r.id)}: route {r.status.value}"
+        )
+        if r.secret is not None:
+            console_err.print(f"secret of {escape(r.id)} (shown once; store it now):")
+            click.echo(f"{r.id} {r.secret}")
+
+
+@registry_group.command("rotate-secret")
+@click.argument("plugin_id", metavar="ID")
+@config_option
+def registry_rotate_secret(plugin_id: str, config_path: Optional[str]) -> None:
+    """Give a plugin a new secret and print it once (the old one stops working)."""
+    with _registry(config_path) as (_, reg):
+        try:
+            fresh = reg.rotate_secret(plugin_id)
+        except SectorhooksError as exc:
+            fail(str(exc))
+            return
+    console_err.print(f"new secret of {escape(plugin_id)} (shown once; store it now):")
+    click.echo(fresh)
+
+
+@main.group("tenants")
+def tenants_group() -> None:
+    """Tenants and the plugins enabled for them."""
+
+
+@tenants_group.command("list")
+@config_option
+@json_option
+def tenants_list(config_path: Optional[str], as_json: bool) -> None:
+    """Every tenant with the plugins it has enabled and their expiry."""
+    with _registry(config_path) as (_, reg):
+        tenants = reg.tenants()
+    now = time.time()
+    if as_json:
+        print_json(
+            {
+                tid: [dict(t.to_json(), plugin=pid, expired=t.expired(now)) for pid, t in items]
+                for tid, items in tenants.items()
+            }
+        )
+        return
+    table = Table(title="tenants")
+    for col in ("tenant", "name", "plugin", "expires"):
+        table.add_column(col)
+    for tid, items in tenants.items():
+        for pid, t in items:
+            exp = _when(t.expire_time) + (" [red](expired)[/]" if t.expired(now) else "")
+            table.add_row(escape(tid), escape(t.tenant_name), escape(pid), exp)
+    console.print(table)
+
+
+# --- used by `plugins enable/disable` (cli/plugins.py) -----------------------------------
+
+
+def tenant_switch(
+    name: str, tenant: str, enable: bool, config_path: Optional[str], tenant_name: str = "", expire: str = ""
+) -> None:
+    """``plugins enable|disable NAME --tenant T``: change the plugin's ``active_tenant``."""
+    expire_time = parse_expire(expire) if enable else 0
+    with _registry(config_path) as (_, reg):
+        try:
+            if enable:
+                reg.enable_tenant(name, tenant, tenant_name, expire_time)
+            else:
+                removed = reg.disable_tenant(name, tenant)
+        except SectorhooksError as exc:
+            fail(str(exc))
+            return
+    if enable:
+        console.print(
+            f"plugin {escape(name)} enabled for tenant {escape(tenant)} (expires {_when(expire_time)})"
+        )
+    else:
+        what = "disabled" if removed else "was not enabled"
+        console.print(f"plugin {escape(name)} {what} for tenant {escape(tenant)}")
+
+
+def route_switch(config: HostConfig, name: str, disabled: bool) -> None:
+    """``plugins enable|disable NAME``: also set its route STOPPED / WAIT_RUNNING, if registered."""
+    status = Status.STOPPED if disabled else Status.WAIT_RUNNING
+    try:
+        with open_registry(config) as (_, reg):
+            if name not in reg.ids():
+                return
+            reg.set_status(name, status, "disabled by an operator" if disabled else "")
+    except Exception as exc:  # the local switch stands; say why the shared route did not change
+        console_err.print(
+            f"[yellow]warning:[/] route of {escape(name)} not set to {status.value}: {escape(str(exc))}"
+        )
+        return
+    console.print(f"route of {escape(name)} is now {status.value}")
+
+
+# --- plugin build / check-dep ------------------------------------------------------------
+
+
+@plugin_group.command("build")
+@click.option(
+    "--src-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Plugin directory."
+)
+@click.option(
+    "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Where the zip goes."
+)
+def plugin_build(src_dir: Path, out_dir: Path) -> None:
+    """Validate a plugin and write a reproducible plugin-<name>-<version>.zip (SOURCE_DATE_EPOCH)."""
+    try:
+        result = bundle.build(src_dir, out_dir)
+    except SectorhooksError as exc:
+        fail(str(exc))
+        return
+    console.print(
+        f"[green]built[/] {escape(str(result.path))} ({escape(result.name)} {escape(result.version)}, "
+        f"build time {result.build_time}, {len(result.files)} files)"
+    )
+    _, requires = deps.manifest_requires(src_dir)
+    for line in deps.unsatisfied(requires):
+        console_err.print(f"[yellow]note:[/] this host would refuse it: {escape(line)}")
+
+
+def _zip_requires(path: Path) -> List[str]:
+    from sectorhooks_spec.manifest import load_toml
+
+    cand = loader.zip_candidate(path)
+    data, problems = load_toml(cand.manifest_text, cand.manifest_path)
+    if data is None:
+        raise SectorhooksError(str(problems[0]))
+    return [str(r).strip() for r in data.get("requires", [])]
+
+
+@plugin_group.command("check-dep")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--fix", is_flag=True, help="Rewrite requires to ranges this host satisfies (keeps manifest.toml.bak)."
+)
+def plugin_check_dep(path: Path, fix: bool) -> None:
+    """Compare a plugin's requires with this host's packages; exit 1 on any conflict."""
+    try:
+        if path.is_file() and path.suffix == ".zip":
+            if fix:
+                fail(
+                    "--fix rewrites a manifest.toml: run it on the plugin's source directory, then rebuild",
+                    code=2,
+                )
+            requires = _zip_requires(path)
+        else:
+            requires = deps.manifest_requires(path)[1]
+    except (SectorhooksError, OSError, zipfile.BadZipFile) as exc:
+        fail(str(exc))
+        return
+    conflicts = deps.unsatisfied(requires)
+    if not conflicts:
+        click.echo(f"ok: {len(requires)} requirement(s) satisfied by this host")
+        return
+    if not fix:
+        for line in conflicts:
+            click.echo(line)
+        raise SystemExit(1)
+    try:
+        result = deps.fix(path)
+    except SectorhooksError as exc:
+        fail(str(exc))
+        return
+    for old, new in result.changed:
+        click.echo(f"{old} -> {new}")
+    if result.fixed:
+        click.echo(f"fixed: every requirement is satisfied now (backup: {result.backup})")
+        return
+    for line in result.remaining:
+        click.echo(line)
+    click.echo(
+        f"not fixed: {len(result.remaining)} conflict(s) remain; "
+        f"the manifest was restored from {result.backup}"
+    )
+    raise SystemExit(1)

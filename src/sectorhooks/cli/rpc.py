@@ -1,0 +1,123 @@
+"""``sectorhooks serve`` (the JSON-RPC gateway) and ``sectorhooks token create|list|revoke``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Optional
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from sectorhooks_spec import KeyNotFound
+
+from ..errors import SectorhooksError
+from ..rpc.auth import PERMISSIONS, TokenStore
+from . import main
+from ._common import config_option, console, console_err, fail, get_config, json_option, print_json
+
+
+@main.command("serve")
+@config_option
+@click.option(
+    "--listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Address to listen on (default: [Common.API] Listen, 127.0.0.1:1789); port 0 picks a free one.",
+)
+def serve_cmd(config_path: Optional[str], listen: Optional[str]) -> None:
+    """Start the host, its sync dispatchers and the JSON-RPC gateway; stop on SIGINT/SIGTERM."""
+    from ..rpc.server import serve
+
+    config = get_config(config_path)
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    try:
+        code = serve(config, listen, log_level="info" if verbose else "warning")
+    except SectorhooksError as exc:
+        fail(str(exc))
+        return
+    except OSError as exc:  # the address is taken or not ours
+        fail(f"cannot listen on {listen or config.api.listen}: {exc.strerror or exc}")
+        return
+    sys.exit(code)
+
+
+@main.group("token")
+def token_group() -> None:
+    """API tokens for the gateway (read, write, admin), kept hashed in the host's KV store."""
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@token_group.command("create")
+@config_option
+@json_option
+@click.option("--perm", type=click.Choice(PERMISSIONS), required=True, help="What the token may do.")
+@click.option("--name", default="", help="A label shown by `token list`.")
+def token_create(config_path: Optional[str], as_json: bool, perm: str, name: str) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from ..rpc.server import open_store
+
+    try:
+        with open_store(get_config(config_path)) as kv:
+            token, info = TokenStore(kv).create(perm, name)
+    except (SectorhooksError, ValueError) as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        print_json(dict(info.as_dict(), token=token))
+        return
+    click.echo(token)
+    console_err.print(
+        f"token {escape(info.id)} ({info.perm}{', ' + escape(info.name) if info.name else ''}) created; "
+        "it is shown only this once: send it as `Authorization: Bearer <token>`"
+    )
+
+
+@token_group.command("list")
+@config_option
+@json_option
+def token_list(config_path: Optional[str], as_json: bool) -> None:
+    """Every live token: id, name, permission, creation time (never the secret)."""
+    from ..rpc.server import open_store
+
+    try:
+        with open_store(get_config(config_path)) as kv:
+            infos = TokenStore(kv).list()
+    except SectorhooksError as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        print_json({"tokens": [i.as_dict() for i in infos]})
+        return
+    table = Table(title="API tokens")
+    for col in ("id", "name", "perm", "created"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i.id, escape(i.name), i.perm, _when(i.created_at))
+    console.print(table)
+
+
+@token_group.command("revoke")
+@config_option
+@click.argument("token_id")
+def token_revoke(config_path: Optional[str], token_id: str) -> None:
+    """Revoke the token TOKEN_ID (see `token list`); running gateways refuse it within a second."""
+    from ..rpc.server import open_store
+
+    try:
+        with open_store(get_config(config_path)) as kv:
+            info = TokenStore(kv).revoke(token_id)
+    except KeyNotFound:
+        fail(f"no token with id {token_id!r}; see `sectorhooks token list`")
+        return
+    except SectorhooksError as exc:
+        fail(str(exc))
+        return
+    console.print(
+        f"revoked token {escape(info.id)} ({info.perm}{', ' + escape(info.name) if info.name else ''})"
+    )

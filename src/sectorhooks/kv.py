@@ -1,0 +1,241 @@
+"""Host-side KV helpers: bounded, jittered retries of optimistic transactions, and ``[Common.DB]``.
+
+``update`` is optimistic: a backend that loses a race raises ``TransactionConflict`` and writes
+nothing. :func:`retry_update` runs the whole function again after a "full jitter" backoff
+(a random delay in ``[0, min(max_delay, base_delay * 2**n))``), bounded both by a number of
+attempts and by total time, then raises :class:`~sectorhooks.errors.KVRetryExhausted` naming
+the collection, the attempts and the elapsed time. Only conflicts are retried: a
+``StoreUnavailable`` (server gone) or an exception of ``fn`` goes straight to the caller, and
+so does ``CommitOutcomeUnknown`` (the commit may have applied: re-running could apply it twice).
+
+:func:`open_kvstore` opens the store config names (``[Common.DB] Driver = "plugin"``,
+``[Common.DB.Plugin] PluginName``, ``Meta``) through the host, or, with no ``[Common.DB]``, the
+bundled ``sqlkv`` on a SQLite file in the data directory, and wraps it in a
+:class:`RetryingKVStore` whose ``update``/``view`` retry.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, TypeVar, Union
+
+import attrs
+
+from sectorhooks_spec import Kind
+from sectorhooks_spec.errors import TransactionConflict
+from sectorhooks_spec.kvstore import Collection, KVStore, StoreTxn, Txn
+
+from .errors import ConfigError, KVRetryExhausted, PluginCallError
+
+T = TypeVar("T")
+
+#: The KVStore plugin and file used when the config has no ``[Common.DB]``.
+DEFAULT_PLUGIN = "sqlkv"
+DEFAULT_FILE = "kv.sqlite3"
+_STORE_METHODS = ("open_collection", "view", "update", "close")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how long to retry a conflicting transaction."""
+
+    attempts: int = 30
+    max_seconds: float = 10.0
+    base_delay: float = 0.002
+    max_delay: float = 0.25
+
+    def __attrs_post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
+        if self.max_seconds <= 0 or self.base_delay < 0 or self.max_delay < self.base_delay:
+            raise ValueError(f"RetryPolicy needs max_seconds > 0 and 0 <= base_delay <= max_delay: {self}")
+
+    def backoff(self, failures: int, rng: Optional[random.Random] = None) -> float:
+        """Full-jitter delay after the ``failures``-th conflict (1-based)."""
+        cap = min(self.max_delay, self.base_delay * (2 ** min(failures - 1, 62)))
+        return (rng or random).uniform(0.0, cap)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+OnConflict = Callable[[int, TransactionConflict], None]
+
+
+def _describe(target: Any) -> str:
+    name = getattr(target, "name", None)
+    return f"collection {name!r}" if isinstance(name, str) else f"store {target!r}"
+
+
+def _retry(
+    run: Callable[[], T],
+    what: str,
+    policy: RetryPolicy,
+    sleep: Callable[[float], Any],
+    clock: Callable[[], float],
+    rng: Optional[random.Random],
+    on_conflict: Optional[OnConflict],
+) -> T:
+    start = clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return run()
+        except TransactionConflict as exc:
+            if on_conflict is not None:
+                on_conflict(attempt, exc)
+            elapsed = clock() - start
+            if attempt >= policy.attempts:
+                raise KVRetryExhausted(what, attempt, elapsed, exc) from exc
+            delay = policy.backoff(attempt, rng)
+            if elapsed + delay > policy.max_seconds:
+                raise KVRetryExhausted(what, attempt, elapsed, exc) from exc
+            sleep(delay)
+
+
+def retry_update(
+    target: Union[Collection, KVStore],
+    fn: Callable[[Any], T],
+    policy: RetryPolicy = DEFAULT_POLICY,
+    *,
+    sleep: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: Optional[random.Random] = None,
+    on_conflict: Optional[OnConflict] = None,
+) -> T:
+    """``target.update(fn)``, run again on ``TransactionConflict`` within ``policy``.
+
+    ``fn`` may run several times: keep side effects out of it (or make them idempotent).
+    """
+    return _retry(lambda: target.update(fn), _describe(target), policy, sleep, clock, rng, on_conflict)
+
+
+def retry_view(
+    target: Union[Collection, KVStore],
+    fn: Callable[[Any], T],
+    policy: RetryPolicy = DEFAULT_POLICY,
+    *,
+    sleep: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: Optional[random.Random] = None,
+    on_conflict: Optional[OnConflict] = None,
+) -> T:
+    """``target.view(fn)`` with the same retries (a backend without snapshots may conflict)."""
+    return _retry(lambda: target.view(fn), _describe(target), policy, sleep, clock, rng, on_conflict)
+
+
+class _Counter:
+    """Thread-safe count of conflicts seen by a :class:`RetryingKVStore`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def __call__(self, attempt: int, exc: TransactionConflict) -> None:
+        with self._lock:
+            self.value += 1
+
+
+class RetryingCollection:
+    """A collection whose ``update``/``view`` retry conflicts; the rest is passed through."""
+
+    def __init__(self, inner: Collection, policy: RetryPolicy, counter: Optional[_Counter] = None):
+        self.inner, self.policy = inner, policy
+        self.name = inner.name
+        self._counter = counter or _Counter()
+
+    def __repr__(self) -> str:
+        return f"<retrying {self.inner!r}>"
+
+    def get(self, key: bytes) -> bytes:
+        return self.inner.get(key)
+
+    def peek(self, key: bytes) -> Optional[bytes]:
+        return self.inner.peek(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.inner.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.inner.delete(key)
+
+    def scan(self, prefix: bytes = b"") -> Iterator[Tuple[bytes, bytes]]:
+        return self.inner.scan(prefix)
+
+    def view(self, fn: Callable[[Txn], T]) -> T:
+        return retry_view(self.inner, fn, self.policy, on_conflict=self._counter)
+
+    def update(self, fn: Callable[[Txn], T]) -> T:
+        return retry_update(self.inner, fn, self.policy, on_conflict=self._counter)
+
+
+class RetryingKVStore:
+    """A KVStore whose ``update``/``view`` (and its collections') retry conflicts.
+
+    ``conflicts`` counts the conflicts retried or given up on since the store was opened.
+    """
+
+    def __init__(self, inner: KVStore, policy: RetryPolicy = DEFAULT_POLICY, plugin: str = ""):
+        self.inner, self.policy, self.plugin = inner, policy, plugin
+        self._counter = _Counter()
+
+    def __repr__(self) -> str:
+        return f"<retrying {self.inner!r}>"
+
+    @property
+    def conflicts(self) -> int:
+        return self._counter.value
+
+    def open_collection(self, name: str) -> RetryingCollection:
+        return RetryingCollection(self.inner.open_collection(name), self.policy, self._counter)
+
+    def view(self, fn: Callable[[StoreTxn], T]) -> T:
+        return retry_view(self.inner, fn, self.policy, on_conflict=self._counter)
+
+    def update(self, fn: Callable[[StoreTxn], T]) -> T:
+        return retry_update(self.inner, fn, self.policy, on_conflict=self._counter)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def default_meta(data_dir: Any) -> Mapping[str, Any]:
+    """Meta of the default store: sqlkv on ``<data_dir>/kv.sqlite3``."""
+    from pathlib import Path
+
+    path = Path(data_dir).expanduser().resolve() / DEFAULT_FILE
+    return {"url": f"sqlite:///{path}"}
+
+
+def open_kvstore(host: Any, config: Any, policy: RetryPolicy = DEFAULT_POLICY) -> RetryingKVStore:
+    """Open the KV store ``config`` names, through its plugin; see the module doc.
+
+    Raises ``UnknownPluginError`` (listing the loaded KVStore plugins) for an unknown
+    ``PluginName``, ``PluginCallError`` when the constructor fails (bad meta names the key) or
+    returns something that is not a KVStore, ``StoreUnavailable`` when the server is down.
+    """
+    db = config.db
+    if db is None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        name, meta = DEFAULT_PLUGIN, default_meta(config.data_dir)
+        where = f"{config.path}: no [Common.DB], so the default {DEFAULT_PLUGIN} on {meta['url']}"
+    else:
+        if db.driver != "plugin":
+            raise ConfigError(
+                config.path, "Common.DB.Driver", f"unsupported driver {db.driver!r}", 'use "plugin"'
+            )
+        name, meta = db.plugin_name, dict(db.meta)
+        where = f"{config.path}: [Common.DB.Plugin] PluginName = {name!r}"
+    store = host.call_driver(Kind.KV_STORE, name, "kvstore_constructor", where=where, meta=meta)
+    missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
+    if missing:
+        raise PluginCallError(
+            name,
+            "kvstore_constructor",
+            TypeError(
+                f"Constructor returned {type(store).__name__}, not a KVStore (no {', '.join(missing)})"
+            ),
+        )
+    return RetryingKVStore(store, policy, plugin=name)

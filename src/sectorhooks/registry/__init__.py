@@ -1,0 +1,37 @@
+"""Plugin registry (seed 002): records, routes, tenants, the scrape lease and the route gate.
+
+Records live in the configured KVStore's ``public`` (routes, the scrape lease: what the gateway
+reads) and ``private`` (plugin records, the id index) collections; see :mod:`.records` for the
+exact shapes. Writes are optimistic KV transactions, retried on conflict.
+"""
+
+from .gate import ROUTE_REFUSED, RouteGate, tenant_of
+from .lease import Lease, LeaseLost, lease_factory
+from .records import PRIVATE, PUBLIC, Identity, PluginEntry, Route, Status, Tenant, plugin_id
+from .scrape import RegistryService, Scraper, addons_of, identity_of, register_host
+from .store import NotRegisteredError, Registration, Registry
+
+__all__ = [
+    "PRIVATE",
+    "PUBLIC",
+    "ROUTE_REFUSED",
+    "Identity",
+    "Lease",
+    "LeaseLost",
+    "NotRegisteredError",
+    "PluginEntry",
+    "Registration",
+    "Registry",
+    "RegistryService",
+    "Route",
+    "RouteGate",
+    "Scraper",
+    "Status",
+    "Tenant",
+    "addons_of",
+    "identity_of",
+    "lease_factory",
+    "plugin_id",
+    "register_host",
+    "tenant_of",
+]

@@ -1,0 +1,160 @@
+"""The HTTP side of the gateway: a Starlette app serving JSON-RPC 2.0 at ``POST /rpc/v0``.
+
+HTTP statuses: 200 for every JSON-RPC response (errors included), 204 when every request was a
+notification, 401 (+ a -32001 error object) without a valid bearer token, 413 (+ -32600) for a
+body over the limit, 405 (+ -32600) for anything but POST. ``GET /healthz`` needs no token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any, Optional, Tuple
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import protocol as p
+from .auth import MISS, CallContext, TokenStore
+from .host_api import register_host_namespaces
+from .methods import Gate, MethodRegistry
+
+log = logging.getLogger(__name__)
+
+RPC_PATH = "/rpc/v0"
+_JSON = "application/json"
+
+
+def is_loopback(host: Optional[str]) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_listen(listen: str) -> Tuple[str, int]:
+    """``"127.0.0.1:1789"`` / ``"[::1]:1789"`` -> ``(host, port)``; raises ``ValueError`` naming the fix."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen address {listen!r} must be HOST:PORT, e.g. 127.0.0.1:1789")
+    return host.strip("[]"), int(port)
+
+
+def _error(status: int, code: int, message: str, headers: Optional[dict] = None) -> Response:
+    body = p.encode(p.error_response(p.RpcError(code, message)))
+    return Response(body, status_code=status, media_type=_JSON, headers=headers)
+
+
+class Gateway:
+    """Authenticates, reads the body within limits and hands it to the engine."""
+
+    def __init__(self, engine: p.Engine, tokens: Optional[TokenStore], dev_mode: bool):
+        self.engine, self.tokens, self.dev_mode = engine, tokens, dev_mode
+        self.max_body = engine.limits.max_body_bytes
+
+    async def _context(self, request: Request) -> Any:
+        client = request.client.host if request.client else ""
+        header = request.headers.get("authorization")
+        if header is None:
+            if self.dev_mode and is_loopback(client):
+                return CallContext("admin", None, client)
+            return _error(
+                401,
+                p.UNAUTHORIZED,
+                "Unauthorized: send Authorization: Bearer <token> "
+                "(create one with `sectorhooks token create`)",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or self.tokens is None:
+            return _error(
+                401,
+                p.UNAUTHORIZED,
+                "Unauthorized: use Authorization: Bearer <token>",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        info = self.tokens.cached(token)
+        if info is MISS:
+            info = await anyio.to_thread.run_sync(self.tokens.verify, token)
+        if info is None:
+            return _error(
+                401,
+                p.UNAUTHORIZED,
+                "Unauthorized: unknown or revoked token",
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return CallContext(info.perm, info, client)  # type: ignore[union-attr,arg-type]
+
+    async def _body(self, request: Request) -> Optional[bytes]:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            return None
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def rpc(self, request: Request) -> Response:
+        """``POST /rpc/v0``."""
+        if request.method != "POST":
+            return _error(405, p.INVALID_REQUEST, "Invalid Request: use POST", {"Allow": "POST"})
+        ctx = await self._context(request)
+        if isinstance(ctx, Response):
+            return ctx
+        body = await self._body(request)
+        if body is None:
+            return _error(413, p.INVALID_REQUEST, f"Invalid Request: body exceeds {self.max_body} bytes")
+        out = await self.engine.handle(body, ctx)
+        if out is None:
+            return Response(status_code=204)
+        return Response(out, media_type=_JSON)
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def build_app(
+    runtime: Any,
+    *,
+    tokens: Optional[TokenStore],
+    gate: Optional[Gate] = None,
+    limits: Optional[p.Limits] = None,
+    dev_mode: Optional[bool] = None,
+) -> Starlette:
+    """The gateway app for ``runtime`` (``.host``, ``.state``, ``.sync``; a :class:`Runtime`).
+
+    ``tokens`` verifies bearer tokens; ``gate(namespace, token_info)`` may refuse plugin
+    namespaces by raising ``RouteRefused``; ``dev_mode`` (default ``[Common.API] DevMode``) lets
+    loopback clients call without a token, with admin rights. ``app.state.registry`` holds the
+    method table (and ``.problems``: namespaces refused at start).
+    """
+    if dev_mode is None:
+        dev_mode = bool(getattr(getattr(getattr(runtime, "config", None), "api", None), "dev_mode", False))
+    registry = MethodRegistry(gate)
+    register_host_namespaces(registry, runtime, tokens)
+    registry.load_plugins(runtime.host)
+    engine = p.Engine(registry.dispatch, limits)
+    gateway = Gateway(engine, tokens, dev_mode)
+    app = Starlette(
+        routes=[
+            Route(RPC_PATH, gateway.rpc, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
+            Route("/healthz", _health, methods=["GET"]),
+        ]
+    )
+    app.state.registry = registry
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,193 @@
+"""The host's own namespaces: ``Sector.*``, ``Plugins.*``, ``Sync.*``, ``Auth.*``.
+
+Params and results are the codec's JSON of the SPI models (``sectorhooks_spec.codec``). A sector
+id is either ``{"miner": 1000, "number": 42}`` or its string form ``"s-t01000-42"``. Reads need
+``read``, state changes ``write``, token management ``admin``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from sectorhooks_spec import (
+    AllocatedSector,
+    KeyNotFound,
+    SectorID,
+    SectorState,
+    Workspace,
+    from_jsonable,
+    to_jsonable,
+)
+from sectorhooks_spec.sector import UPDATABLE_FIELDS
+
+from . import protocol as p
+from .auth import TokenStore
+
+if TYPE_CHECKING:
+    from .methods import MethodRegistry
+
+_SECTOR_STR = re.compile(r"^s-t0(\d{1,19})-(\d{1,19})$")
+
+
+def sector_id(value: Any) -> SectorID:
+    """Decode a sector id param (object or ``s-t0<miner>-<number>``), or raise -32602."""
+    if isinstance(value, str):
+        m = _SECTOR_STR.match(value)
+        if m is None:
+            raise p.RpcError(
+                p.INVALID_PARAMS, f"Invalid params: sector id {value[:60]!r} is not like 's-t01000-42'"
+            )
+        return SectorID(int(m.group(1)), int(m.group(2)))
+    return from_jsonable(SectorID, value)
+
+
+def _not_found(sid: SectorID) -> p.RpcError:
+    return p.RpcError(p.NOT_FOUND, f"sector {sid} not found")
+
+
+class SectorAPI:
+    """``Sector.*``: read and change sector state through the SectorStateManager."""
+
+    __sectorhooks_perms__ = {
+        "Get": "read",
+        "List": "read",
+        "StateCounts": "read",
+        "Workspace": "read",
+        "Import": "write",
+        "Init": "write",
+        "Update": "write",
+        "Finalize": "write",
+        "Restore": "write",
+    }
+
+    def __init__(self, state: Any):
+        self._state = state
+
+    def _call(self, sid: SectorID, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(sid, *args)
+        except KeyNotFound:
+            raise _not_found(sid) from None
+
+    def Get(self, id: Any) -> Any:
+        """The state of one sector."""
+        return self._call(sector_id(id), self._state.get)
+
+    def Workspace(self, id: Any) -> str:
+        """``online`` or ``offline``."""
+        return self._call(sector_id(id), self._state.workspace_of).value  # type: ignore[no-any-return]
+
+    def List(
+        self, workspace: Optional[str] = None, miner: Optional[int] = None, limit: Optional[int] = None
+    ) -> Any:
+        """States of every sector (optionally of one workspace and/or miner), at most ``limit``."""
+        ws = from_jsonable(Workspace, workspace) if workspace is not None else None
+        states = self._state.list(workspace=ws, miner=miner)
+        return states[:limit] if limit is not None else states
+
+    def StateCounts(self) -> Dict[str, int]:
+        """Number of sectors per latest state name."""
+        return dict(self._state.state_counts())
+
+    def Import(self, state: Dict[str, Any], override: bool = False) -> Any:
+        """Import a full sector state (``override`` replaces an existing one)."""
+        return self._state.import_sector(from_jsonable(SectorState, state), override=override)
+
+    def Init(self, sectors: list[Any]) -> Any:
+        """Allocate new sectors: ``[{"id": {...}, "proof_type": 8}, ...]`` -> their initial states."""
+        return self._state.init_sectors([from_jsonable(AllocatedSector, s) for s in sectors])
+
+    def Update(self, id: Any, fields: Dict[str, Any]) -> Any:
+        """Change ``fields`` (name -> JSON value, as in SectorState) of a sector; returns the new state."""
+        sid = sector_id(id)
+        unknown = sorted(set(fields) - UPDATABLE_FIELDS)
+        if unknown:
+            raise p.RpcError(
+                p.INVALID_PARAMS,
+                f"Invalid params: {unknown} cannot be updated; fields: {', '.join(sorted(UPDATABLE_FIELDS))}",
+            )
+        if not fields:
+            raise p.RpcError(p.INVALID_PARAMS, "Invalid params: no fields to update")
+        # decode the values with SectorState's own types, as part of a partial state
+        partial = from_jsonable(SectorState, {"id": to_jsonable(sid), **fields})
+        typed = {name: getattr(partial, name) for name in fields}
+        return self._call(sid, lambda s: self._state.update(s, **typed))
+
+    def Finalize(self, id: Any) -> Any:
+        """Finalize a sector (moves it to the offline workspace)."""
+        return self._call(sector_id(id), self._state.finalize)
+
+    def Restore(self, id: Any) -> Any:
+        """Move a finalized sector back online."""
+        return self._call(sector_id(id), self._state.restore)
+
+
+class PluginsAPI:
+    """``Plugins.*``: what is loaded and which methods are served."""
+
+    __sectorhooks_perms__ = {"List": "read", "Methods": "read", "Problems": "read"}
+
+    def __init__(self, host: Any, registry: MethodRegistry):
+        self._host, self._registry = host, registry
+
+    def List(self) -> list[Dict[str, Any]]:
+        """Every plugin the host knows, with status and errors (as ``plugins list --json``)."""
+        namespaces: Dict[str, list[str]] = {}
+        for ns, owner in self._registry.owners.items():
+            namespaces.setdefault(owner, []).append(ns)
+        out = []
+        for record in self._host.plugins():
+            d = record.as_dict()
+            d["namespaces"] = sorted(namespaces.get(record.name, []))
+            out.append(d)
+        return out
+
+    def Methods(self) -> list[Dict[str, Any]]:
+        """Every served method with the permission it needs and its owner."""
+        return self._registry.describe()
+
+    def Problems(self) -> list[str]:
+        """Namespaces refused at start (conflicts, bad handlers)."""
+        return list(self._registry.problems)
+
+
+class SyncAPI:
+    """``Sync.*``: the sync pipeline's state."""
+
+    __sectorhooks_perms__ = {"Status": "read"}
+
+    def __init__(self, sync: Any):
+        self._sync = sync
+
+    def Status(self) -> list[Dict[str, Any]]:
+        """Per syncer: cursor, head, lag, dead letters, last error, state."""
+        if self._sync is None:
+            return []
+        return list(self._sync.status())
+
+
+class AuthAPI:
+    """``Auth.*``: token management over RPC (admin only)."""
+
+    __sectorhooks_perms__ = {"List": "admin", "Revoke": "admin"}
+
+    def __init__(self, tokens: TokenStore):
+        self._tokens = tokens
+
+    def List(self) -> list[Dict[str, Any]]:
+        """Every live token (never secrets)."""
+        return [t.as_dict() for t in self._tokens.list()]
+
+    def Revoke(self, id: str) -> Dict[str, Any]:
+        """Revoke the token ``id``; returns what it was."""
+        return self._tokens.revoke(id).as_dict()
+
+
+def register_host_namespaces(registry: MethodRegistry, runtime: Any, tokens: Optional[TokenStore]) -> None:
+    """Add the host's namespaces before any plugin's, so a plugin cannot take them."""
+    registry.add("Sector", SectorAPI(runtime.state))
+    registry.add("Plugins", PluginsAPI(runtime.host, registry))
+    registry.add("Sync", SyncAPI(getattr(runtime, "sync", None)))
+    if isinstance(tokens, TokenStore):
+        registry.add("Auth", AuthAPI(tokens))

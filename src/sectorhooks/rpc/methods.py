@@ -1,0 +1,323 @@
+"""The method table: ``Namespace.Method`` -> handler, permission, signature checks; and dispatch.
+
+A namespace belongs to one owner (the host, or one RegisterJsonRpc plugin); a second claim is
+refused with an error naming both. Each public routine (no leading ``_``) of the handler becomes a
+method. Its permission is, first found: the function's ``__sectorhooks_perm__`` attribute, the
+handler's ``__sectorhooks_perms__`` mapping (method name -> perm), else ``write``. Plain attributes,
+so a plugin needs no import::
+
+    class Counter:
+        __sectorhooks_perms__ = {"Get": "read"}
+
+Params are bound to the signature with :mod:`inspect` before the call (-32602 on mismatch), and
+checked against simple annotations (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``,
+``Optional[...]`` of those); other annotations are the handler's business. Sync handlers run in
+a worker thread (``anyio.to_thread``), async ones on the event loop.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import logging
+import re
+import typing
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import anyio.to_thread
+import attrs
+
+from sectorhooks_spec import DecodeError, KeyNotFound, SectorhooksError, StoreUnavailable, TransactionConflict
+from sectorhooks_spec.codec import to_jsonable
+
+from ..errors import KVRetryExhausted, RouteRefused, RpcNamespaceError
+from . import protocol as p
+from .auth import PERMISSIONS, CallContext, check_perm
+
+log = logging.getLogger(__name__)
+
+PERM_ATTR = "__sectorhooks_perm__"
+PERMS_MAP_ATTR = "__sectorhooks_perms__"
+DEFAULT_PLUGIN_PERM = "write"
+HOST = "<host>"
+NAMESPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+
+#: ``gate(namespace, token_info)`` raises RouteRefused to refuse a call to a plugin namespace.
+Gate = Callable[[str, Any], None]
+Check = Callable[[Any], bool]
+
+_NONE = type(None)
+_SIMPLE: Dict[Any, Tuple[Check, str]] = {
+    int: (lambda v: type(v) is int, "an integer"),
+    float: (lambda v: type(v) in (int, float), "a number"),
+    str: (lambda v: type(v) is str, "a string"),
+    bool: (lambda v: type(v) is bool, "a boolean"),
+    list: (lambda v: type(v) is list, "an array"),
+    dict: (lambda v: type(v) is dict, "an object"),
+}
+
+
+def _check_for(hint: Any) -> Optional[Tuple[Check, str]]:
+    """A checker for a simple annotation, or ``None`` when we leave the value to the handler."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:
+        args = typing.get_args(hint)
+        inner = [a for a in args if a is not _NONE]
+        if len(inner) == 1 and len(args) == 2:
+            sub = _check_for(inner[0])
+            if sub is not None:
+                check, what = sub
+                return (lambda v: v is None or check(v)), f"{what} or null"
+        return None
+    return _SIMPLE.get(origin if origin in (list, dict) else hint)
+
+
+@attrs.frozen
+class Method:
+    """One callable method and everything checked before calling it."""
+
+    name: str
+    namespace: str
+    owner: str  # HOST or the plugin's name
+    func: Callable[..., Any]
+    perm: str
+    is_async: bool
+    signature: inspect.Signature
+    checks: Mapping[str, Tuple[Check, str]]
+
+    @property
+    def plugin(self) -> Optional[str]:
+        """The owning plugin, ``None`` for the host's own namespaces."""
+        return None if self.owner == HOST else self.owner
+
+    def bind(self, params: Any) -> inspect.BoundArguments:
+        """Bind JSON params to the signature, or raise -32602 saying what does not fit."""
+        try:
+            if params is None:
+                bound = self.signature.bind()
+            elif type(params) is list:
+                bound = self.signature.bind(*params)
+            else:
+                bound = self.signature.bind(**params)
+        except TypeError as exc:
+            raise p.RpcError(p.INVALID_PARAMS, f"Invalid params for {self.name}: {exc}") from None
+        for name, value in bound.arguments.items():
+            rule = self.checks.get(name)
+            if rule is not None and not rule[0](value):
+                got = p._json_type(value)
+                raise p.RpcError(
+                    p.INVALID_PARAMS, f"Invalid params for {self.name}: {name!r} must be {rule[1]}, got {got}"
+                )
+        return bound
+
+
+def _routines(handler: Any) -> Dict[str, Callable[..., Any]]:
+    if isinstance(handler, Mapping):
+        return {str(k): v for k, v in handler.items() if not str(k).startswith("_") and callable(v)}
+    out: Dict[str, Callable[..., Any]] = {}
+    for name in dir(handler):
+        if name.startswith("_"):
+            continue
+        try:
+            value = getattr(handler, name)
+        except Exception:  # a property that raises is not a method
+            continue
+        if inspect.isroutine(value):
+            out[name] = value
+    return out
+
+
+def _make_method(namespace: str, name: str, func: Callable[..., Any], owner: str, perm: str) -> Method:
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise RpcNamespaceError(
+            owner, namespace, f"method {name!r} has no inspectable signature: {exc}"
+        ) from None
+    target = inspect.unwrap(getattr(func, "__func__", func))
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: leave checking to the handler
+        hints = {}
+    checks = {}
+    for pname, param in sig.parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or pname not in hints:
+            continue
+        rule = _check_for(hints[pname])
+        if rule is not None:
+            checks[pname] = rule
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(func)
+    return Method(f"{namespace}.{name}", namespace, owner, func, perm, is_async, sig, checks)
+
+
+def map_exception(method: Method, exc: BaseException) -> p.RpcError:
+    """The error object for an exception a handler raised (domain errors keep their message)."""
+    code = getattr(exc, "rpc_code", None)
+    if isinstance(code, int) and not isinstance(code, bool):
+        data = getattr(exc, "rpc_data", None)
+        try:
+            data = to_jsonable(data)
+        except TypeError:
+            data = None
+        return p.RpcError(code, str(exc) or type(exc).__name__, data)
+    if isinstance(exc, RouteRefused):
+        return p.RpcError(exc.code, exc.message)
+    for kind, rpc_code in (
+        (KeyNotFound, p.NOT_FOUND),
+        (DecodeError, p.INVALID_PARAMS),
+        (KVRetryExhausted, p.CONFLICT),
+        (TransactionConflict, p.CONFLICT),
+        (StoreUnavailable, p.STORE_UNAVAILABLE),
+        (SectorhooksError, p.SERVER_ERROR),
+    ):
+        if isinstance(exc, kind):
+            log.debug("%s (%s) raised %s: %s", method.name, method.owner, type(exc).__name__, exc)
+            return p.RpcError(rpc_code, str(exc))
+    return p.internal_error(f"plugin {method.owner!r} method {method.name!r}", exc)
+
+
+class MethodRegistry:
+    """Every served method by full name; ``dispatch`` is the :class:`~.protocol.Engine`'s callback."""
+
+    def __init__(self, gate: Optional[Gate] = None):
+        self.gate = gate
+        self.methods: Dict[str, Method] = {}
+        self.owners: Dict[str, str] = {}  # namespace -> owner
+        self.problems: List[str] = []
+
+    def add(
+        self, namespace: Any, handler: Any, owner: str = HOST, default_perm: str = DEFAULT_PLUGIN_PERM
+    ) -> List[str]:
+        """Serve ``handler``'s public methods as ``namespace.*``; returns their names.
+
+        Raises :class:`RpcNamespaceError` (nothing added) if the namespace is taken or invalid,
+        the handler has no public method, or a method declares an unknown permission.
+        """
+        if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
+            raise RpcNamespaceError(
+                owner,
+                str(namespace)[:80],
+                "invalid namespace: use a letter then up to 63 letters, digits or _",
+            )
+        taken = self.owners.get(namespace)
+        if taken is not None:
+            first = "the host" if taken == HOST else f"plugin {taken!r}"
+            raise RpcNamespaceError(
+                owner,
+                namespace,
+                f"already served by {first}; refused (the first keeps it). "
+                "Rename the namespace in one plugin's Handler() or disable one of the plugins",
+            )
+        if isinstance(handler, type):
+            raise RpcNamespaceError(
+                owner, namespace, f"Handler() returned the class {handler.__name__}; return an instance"
+            )
+        perms = getattr(handler, PERMS_MAP_ATTR, None) or {}
+        methods = []
+        for name, func in sorted(_routines(handler).items()):
+            if not METHOD_RE.match(name):
+                raise RpcNamespaceError(owner, namespace, f"invalid method name {name!r}")
+            perm = getattr(func, PERM_ATTR, None) or perms.get(name) or default_perm
+            try:
+                check_perm(perm, f"permission of method {name!r}")
+            except ValueError as exc:
+                raise RpcNamespaceError(owner, namespace, str(exc)) from None
+            methods.append(_make_method(namespace, name, func, owner, perm))
+        if not methods:
+            raise RpcNamespaceError(
+                owner, namespace, f"handler {type(handler).__name__} has no public methods"
+            )
+        self.owners[namespace] = owner
+        for m in methods:
+            self.methods[m.name] = m
+        return [m.name for m in methods]
+
+    def load_plugins(self, host: Any) -> None:
+        """Call every RegisterJsonRpc plugin's ``Handler()`` and add its namespace; failures are logged."""
+        for impl in host.impls("jsonrpc_handler"):
+            try:
+                value = impl()
+                if not (isinstance(value, (tuple, list)) and len(value) == 2):
+                    raise RpcNamespaceError(
+                        impl.plugin,
+                        "?",
+                        f"Handler() must return (namespace, handler), got {type(value).__name__}",
+                    )
+                names = self.add(value[0], value[1], owner=impl.plugin)
+            except RpcNamespaceError as exc:
+                self._problem(str(exc))
+            except Exception as exc:
+                self._problem(f"plugin {impl.plugin!r} Handler() raised {type(exc).__name__}: {exc}")
+            else:
+                log.info("plugin %r serves %d JSON-RPC method(s) under %r", impl.plugin, len(names), value[0])
+
+    def _problem(self, message: str) -> None:
+        log.error("%s", message)
+        self.problems.append(message)
+
+    def describe(self) -> List[Dict[str, Any]]:
+        """Every method with its permission and owner (``Plugins.Methods``)."""
+        return [
+            {"method": m.name, "perm": m.perm, "owner": m.owner}
+            for m in sorted(self.methods.values(), key=lambda m: m.name)
+        ]
+
+    def _not_found(self, name: str) -> p.RpcError:
+        hint = ""
+        if len(name) <= 128:
+            close = difflib.get_close_matches(name, list(self.methods), n=1)
+            if close:
+                hint = f"; did you mean {close[0]!r}?"
+        return p.RpcError(p.METHOD_NOT_FOUND, f"Method not found: {name[:128]!r}{hint}")
+
+    async def dispatch(self, call: p.Call, ctx: CallContext) -> Any:
+        """Check permission, gate and params, call the handler, return its result as JSON data."""
+        m = self.methods.get(call.method)
+        if m is None:
+            raise self._not_found(call.method)
+        if not ctx.allows(m.perm):
+            who = f"token {ctx.token.id!r}" if ctx.token is not None else "this caller"
+            raise p.RpcError(
+                p.FORBIDDEN, f"Forbidden: {m.name} needs {m.perm!r} permission; {who} has {ctx.perm!r}"
+            )
+        bound = m.bind(call.params)
+        gate = self.gate if m.owner != HOST else None
+        try:
+            if m.is_async:
+                if gate is not None:
+                    await anyio.to_thread.run_sync(self._pass_gate, m, ctx)
+                result = await m.func(*bound.args, **bound.kwargs)
+            else:
+                result = await anyio.to_thread.run_sync(
+                    functools.partial(self._call_sync, m, gate, ctx, bound.args, bound.kwargs)
+                )
+            if inspect.isawaitable(result):
+                result = await result
+        except p.RpcError:
+            raise
+        except Exception as exc:
+            raise map_exception(m, exc) from None
+        try:
+            return to_jsonable(result)
+        except (TypeError, RecursionError) as exc:
+            raise p.internal_error(f"result of plugin {m.owner!r} method {m.name!r}", exc) from None
+
+    def _pass_gate(self, m: Method, ctx: CallContext) -> None:
+        try:
+            self.gate(m.namespace, ctx.token)  # type: ignore[misc]
+        except RouteRefused as exc:
+            raise p.RpcError(exc.code, exc.message) from None
+        except Exception as exc:
+            raise p.internal_error(f"route gate for namespace {m.namespace!r}", exc) from None
+
+    def _call_sync(
+        self, m: Method, gate: Optional[Gate], ctx: CallContext, args: Tuple[Any, ...], kwargs: Dict[str, Any]
+    ) -> Any:
+        if gate is not None:
+            self._pass_gate(m, ctx)
+        return m.func(*args, **kwargs)
+
+
+__all__ = ["PERMISSIONS", "Gate", "Method", "MethodRegistry", "map_exception"]

@@ -1,0 +1,146 @@
+"""Run the gateway: open the runtime, build the app, serve it with uvicorn until SIGINT/SIGTERM.
+
+The listening socket is bound before the address is printed (port 0 picks a free one), so a
+client may connect as soon as it reads the line. On SIGINT or SIGTERM uvicorn finishes the
+requests in flight, then the runtime closes in reverse order: sync dispatchers stop (flushing
+cursors), plugins' ``onShutdown`` run, the KV closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import types
+from typing import Any, Callable, Iterator, Optional, TextIO
+
+from ..config import HostConfig
+from ..errors import ConfigError
+from .app import RPC_PATH, build_app, is_loopback, parse_listen
+from .auth import TokenStore
+from .methods import Gate
+from .protocol import Limits
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def open_runtime(config: HostConfig, *, start_sync: bool = True) -> Iterator[Any]:
+    """The lead's :class:`~sectorhooks.runtime.Runtime` (``.host``, ``.kv``, ``.state``, ``.sync``)."""
+    from ..runtime import Runtime
+
+    with Runtime.open(config, start_sync=start_sync, filestores=False) as rt:
+        yield rt
+
+
+@contextlib.contextmanager
+def open_store(config: HostConfig) -> Iterator[Any]:
+    """Just the host's KV store (KVStore plugins started, nothing else), for ``token`` commands."""
+    from sectorhooks_spec import Kind
+
+    from ..host import PluginHost
+    from ..kv import open_kvstore
+
+    if config.db is not None and config.db.plugin_name == "memdb":
+        raise ConfigError(
+            config.path,
+            "Common.DB.Plugin.PluginName",
+            "tokens kept in memdb vanish with this process",
+            "use a persistent KV (sqlkv, rediskv) for API tokens",
+        )
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    with PluginHost(config).load() as host:
+        host.start(kinds=[Kind.KV_STORE])
+        kv = open_kvstore(host, config)
+        try:
+            yield kv
+        finally:
+            kv.close()
+
+
+def check_listen(listen: str, dev_mode: bool, where: str = "[Common.API] Listen") -> tuple:
+    """``(host, port)`` of ``listen``; dev mode refuses a non-loopback address."""
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError("", where, str(exc)) from None
+    if dev_mode and not is_loopback(host):
+        raise ConfigError(
+            "",
+            "Common.API.DevMode",
+            f"dev mode lets callers in without a token, so it only binds to loopback; {host!r} is not",
+            "listen on 127.0.0.1 / ::1, or set DevMode = false and use tokens",
+        )
+    return host, port
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Stop(BaseException):
+    """SIGTERM arrived (re-raised by uvicorn after its graceful shutdown)."""
+
+
+def serve(
+    config: HostConfig,
+    listen: Optional[str] = None,
+    *,
+    gate: Optional[Gate] = None,
+    limits: Optional[Limits] = None,
+    out: TextIO = sys.stdout,
+    runtime_factory: Callable[..., Any] = open_runtime,
+    log_level: str = "warning",
+) -> int:
+    """Serve until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown)."""
+    import uvicorn
+
+    dev_mode = config.api.dev_mode
+    host, port = check_listen(
+        listen or config.api.listen, dev_mode, "--listen" if listen else "[Common.API] Listen"
+    )
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _on_term(signum: int, frame: Optional[types.FrameType]) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
+        raise _Stop()
+
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        with runtime_factory(config) as rt:
+            app = build_app(rt, tokens=TokenStore(rt.kv), gate=gate, limits=limits, dev_mode=dev_mode)
+            sock = _bind(host, port)
+            bound = sock.getsockname()
+            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+                )
+            )
+            mode = " (dev mode: loopback callers need no token)" if dev_mode else ""
+            print(
+                f"sectorhooks: serving JSON-RPC on http://{shown}:{bound[1]}{RPC_PATH}{mode}",
+                file=out,
+                flush=True,
+            )
+            for problem in app.state.registry.problems:
+                print(f"sectorhooks: refused: {problem}", file=out, flush=True)
+            try:
+                server.run(sockets=[sock])
+            finally:
+                sock.close()
+            log.info("gateway stopped; shutting down plugins and sync")
+    except (_Stop, KeyboardInterrupt):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("sectorhooks: stopped", file=out, flush=True)
+    return 0

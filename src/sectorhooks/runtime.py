@@ -1,0 +1,83 @@
+"""Runtime: the assembled host — config, plugins, KV store, state manager, sync, file stores.
+
+``Runtime.open(config)`` starts the parts in dependency order and ``close()`` stops them in
+reverse, also when start-up fails half-way, so every command (serve, demo, sync ...) gets the
+same wiring and the same clean shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from sectorhooks_spec import FileStore, Kind, KVStore
+
+from .config import HostConfig
+from .host import PluginHost
+
+if TYPE_CHECKING:
+    from .state import SectorStateManager
+    from .sync import SyncService
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Everything a running host holds; use ``with Runtime.open(config) as rt:``."""
+
+    def __init__(self, config: HostConfig):
+        self.config = config
+        self.host = PluginHost(config)
+        self.kv: KVStore = None  # type: ignore[assignment]
+        self.state: SectorStateManager = None  # type: ignore[assignment]
+        self.sync: SyncService = None  # type: ignore[assignment]
+        self.filestores: Dict[str, FileStore] = {}
+        self._stack = ExitStack()
+
+    @classmethod
+    def open(
+        cls,
+        config: Optional[HostConfig] = None,
+        *,
+        start_sync: bool = True,
+        filestores: bool = True,
+        sync_options: Optional[Dict[str, Any]] = None,
+    ) -> "Runtime":
+        """Load plugins, open the KV, the state manager, the syncers and the file stores."""
+        from .kv import open_kvstore
+        from .state import SectorStateManager
+        from .stores import open_filestores
+        from .sync import SyncService
+
+        rt = cls(config or HostConfig())
+        try:
+            rt.config.data_dir.mkdir(parents=True, exist_ok=True)
+            rt.host.load()
+            rt._stack.callback(rt.host.shutdown)
+            rt.host.start(kinds=[Kind.KV_STORE])
+            rt.kv = open_kvstore(rt.host, rt.config)
+            rt._stack.callback(rt.kv.close)
+            rt.host.start(kvstore=rt.kv)
+            rt.state = SectorStateManager(rt.kv)
+            rt._stack.callback(rt.state.close)
+            rt.sync = SyncService(rt.host, rt.kv, rt.config, **(sync_options or {}))
+            rt._stack.callback(rt.sync.stop)
+            if start_sync:
+                rt.sync.start()
+            if filestores:
+                rt.filestores = open_filestores(rt.host, rt.config)
+        except BaseException:
+            rt.close()
+            raise
+        return rt
+
+    def close(self) -> None:
+        """Stop sync (flushing), state manager, plugins (onShutdown) and the KV, in that order."""
+        self._stack.close()
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,23 @@
+"""Durable fan-out of sector-state changes: change log, cursors, dispatchers, dead letters.
+
+``SectorStateManager`` (``sectorhooks.state``) writes each change and its log entry in one KV
+transaction; :class:`SyncService` delivers the log to every syncer instance from its own cursor.
+"""
+
+from .dispatcher import Dispatcher, Lease, Syncer
+from .log import ChangeLog, Event
+from .records import LeaseLost, Records
+from .service import SyncService, compare, resolve_syncers
+
+__all__ = [
+    "ChangeLog",
+    "Dispatcher",
+    "Event",
+    "Lease",
+    "LeaseLost",
+    "Records",
+    "SyncService",
+    "Syncer",
+    "compare",
+    "resolve_syncers",
+]

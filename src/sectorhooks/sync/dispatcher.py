@@ -1,0 +1,432 @@
+"""Dispatcher: one thread per syncer instance, delivering the change log from its cursor.
+
+Each round reads one batch after the cursor, calls the syncer's hooks in log order, then its
+``Flush``, and only then advances the cursor: at-least-once, in order. Failures:
+
+* a hook raising on one event: what came before it is flushed and committed, the event is retried
+  with exponential backoff (tenacity); after ``max_attempts`` it becomes a dead letter (or the
+  syncer stops, with ``on_failure = "stop"``) and delivery goes on;
+* ``Flush`` raising :class:`~sectorhooks_spec.RejectedChanges`: exactly the listed changes become
+  dead letters, the rest counts as delivered;
+* ``Flush`` raising anything else, a hook raising ``StoreUnavailable``, or the KV failing: the sink
+  (or the store) is down; the batch is retried with backoff for as long as it takes, nothing is
+  dead-lettered and the backlog waits in the log, not in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+import attrs
+import tenacity
+
+from sectorhooks_spec import KVError, RejectedChanges, StoreUnavailable, SyncerInstance
+
+from ..config import SyncSettings
+from ..host import PluginImpl
+from .log import ChangeLog, Event, LogTrimmed
+from .records import LeaseLost, Records
+
+log = logging.getLogger(__name__)
+
+FLUSH = "sync_flush"
+RENEW_EVERY = 1.0  # seconds between lease renewals
+
+
+class Lease(Protocol):
+    """Exclusive right to run one syncer's dispatcher across host replicas (see SyncService)."""
+
+    fence: int
+
+    def acquire(self) -> bool: ...
+
+    def renew(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+@attrs.define
+class Syncer:
+    """A syncer instance resolved against the host: its impls, or why it cannot run."""
+
+    instance: SyncerInstance
+    impls: Dict[str, PluginImpl] = attrs.field(factory=dict)
+    unavailable: str = ""  # reason, when the plugin is missing, failed or of another kind
+
+    @property
+    def name(self) -> str:
+        return self.instance.name
+
+    @property
+    def plugin(self) -> str:
+        return self.instance.plugin_name
+
+
+class _Retry(Exception):
+    """Back off and try the rest of the batch again."""
+
+
+class Stopped(Exception):
+    """``on_failure = "stop"``: the syncer gave up on an event."""
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, for dead letters and status."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Dispatcher:
+    """Delivers the log to one syncer; ``step()`` is one round, the thread repeats it."""
+
+    def __init__(
+        self,
+        syncer: Syncer,
+        changelog: ChangeLog,
+        records: Records,
+        settings: SyncSettings,
+        progress: threading.Condition,
+        lease: Optional[Lease] = None,
+        backfill: Optional[Callable[[Dispatcher], int]] = None,
+    ):
+        self.syncer = syncer
+        self.log = changelog
+        self.records = records
+        self.settings = settings
+        self.lease = lease
+        self.cursor = 0
+        self.state = "not started"
+        self.last_error = ""
+        self.lock = threading.RLock()  # one delivery at a time: rounds, retries, backfills
+        self._progress = progress
+        self._backfill = backfill
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._failures: Dict[int, int] = {}
+        self._fence: Optional[int] = None
+        self._holding = False
+        self._pos = 0
+        self._loaded = False
+
+    @property
+    def name(self) -> str:
+        return self.syncer.name
+
+    # --- thread -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the delivery thread (a no-op for an unavailable syncer)."""
+        if self.syncer.unavailable:
+            self.state = "unavailable"
+            self.last_error = self.syncer.unavailable
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=f"sync-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Finish the round in progress (flushing it), stop the thread; False if it is still busy."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("syncer %r did not stop within %.1fs", self.name, timeout)
+                return False
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def notify(self) -> None:
+        """New entries are in the log: wake up if idle."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        s = self.settings
+        renewed = 0.0
+        try:
+            while not self._stopping.is_set():
+                if self.lease is not None:
+                    if not self._holding:
+                        if not self.lease.acquire():
+                            self.state = "standby"
+                            self._stopping.wait(s.poll_interval)
+                            continue
+                        # Another replica may have moved the cursor while we waited.
+                        self._holding, self._fence, renewed = True, self.lease.fence, time.monotonic()
+                        self._loaded = False
+                    elif time.monotonic() - renewed >= RENEW_EVERY:
+                        if not self.lease.renew():
+                            self._holding = False
+                            continue
+                        renewed = time.monotonic()
+                if not self._loaded:
+                    try:
+                        self.load_cursor()
+                    except Exception as exc:  # KV down, or a backfill the sink refused
+                        self._failed(f"start: {describe(exc)}")
+                        self._stopping.wait(s.backoff_max)
+                        continue
+                try:
+                    n = self.step()
+                except LeaseLost as exc:
+                    log.warning("%s", exc)
+                    self._holding = False
+                    continue
+                except Stopped:
+                    return
+                except _Retry:  # stopping while backing off
+                    continue
+                except LogTrimmed as exc:  # someone trimmed past us: backfill
+                    log.warning("syncer %r: %s", self.name, exc)
+                    self._loaded = False
+                    continue
+                except KVError as exc:  # reading the log failed: the KV is down
+                    self._failed(f"KV store: {describe(exc)}")
+                    self._stopping.wait(s.backoff_max)
+                    continue
+                if n == 0:
+                    self._wake.wait(s.poll_interval)
+                    self._wake.clear()
+                elif n < s.batch_size:
+                    # Let a few more entries gather: fewer, larger flushes and cursor writes.
+                    self._stopping.wait(min(s.poll_interval, 0.02))
+        except Exception:  # a bug: keep the host alive, show it in status
+            log.exception("syncer %r dispatcher crashed", self.name)
+            self.state = "crashed"
+        finally:
+            if self.lease is not None and self._holding:
+                self.lease.release()
+                self._holding = False
+
+    def load_cursor(self) -> None:
+        """Read the cursor from the KV; start at the log's beginning, or backfill if it was trimmed."""
+        rec = self.records.cursor(self.name)
+        floor, _ = self.log.bounds()
+        self.cursor = rec["seq"] if rec else 0
+        self.state = "running"
+        if self.cursor + 1 < floor:
+            if self._backfill is None:
+                raise LogTrimmed(f"syncer {self.name!r} is behind the trimmed log and cannot backfill")
+            log.warning(
+                "syncer %r: its cursor %d is below the trimmed log (first entry %d); backfilling",
+                self.name,
+                self.cursor,
+                floor,
+            )
+            self._backfill(self)
+        elif rec is None:
+            self.records.write_cursor(self.name, self._fence, seq=0, state="running")
+        self._loaded = True
+
+    # --- one round ------------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Deliver the next batch (with retries); returns how many entries it covered."""
+        with self.lock:
+            entries = self.log.read(self.cursor, self.settings.batch_size)
+            if not entries:
+                if self.state not in ("stopped",):
+                    self.state = "idle"
+                return 0
+            self.state = "running"
+            self._deliver_batch(entries)
+            return len(entries)
+
+    def _deliver_batch(self, entries: Sequence[Tuple[int, bytes]]) -> None:
+        s = self.settings
+        events: List[Any] = []
+        for seq, raw in entries:
+            try:
+                events.append(Event(seq, raw))
+            except Exception as exc:  # a corrupt entry fails like a raising hook
+                events.append(_Broken(seq, raw, exc))
+        self._pos = 0
+        retrying = tenacity.Retrying(
+            wait=tenacity.wait_exponential(multiplier=s.backoff_base, max=s.backoff_max)
+            + tenacity.wait_random(0, s.backoff_base),
+            stop=tenacity.stop_when_event_set(self._stopping),
+            retry=tenacity.retry_if_exception_type(_Retry),
+            sleep=self._stopping.wait,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                self._attempt(events)
+
+    def _attempt(self, events: List[Any]) -> None:
+        start = i = self._pos
+        try:
+            while i < len(events):
+                ev = events[i]
+                try:
+                    self._call(ev)
+                except Exception as exc:
+                    if isinstance(exc, StoreUnavailable):
+                        self._failed(f"sink unavailable: {describe(exc)}")
+                        raise _Retry() from exc
+                    if i > start:
+                        self._flush_and_advance(events[start:i])
+                    start = self._pos = i
+                    if not self._event_failed(ev, exc):
+                        raise _Retry() from exc
+                    start = self._pos = i + 1
+                i += 1
+            if start < len(events):
+                self._flush_and_advance(events[start:])
+            self._pos = len(events)
+        except KVError as exc:  # the KV (cursor writes) is down: retry, never drop
+            self._failed(f"KV store: {describe(exc)}")
+            raise _Retry() from exc
+
+    def _call(self, ev: Any) -> None:
+        if isinstance(ev, _Broken):
+            raise ev.error
+        impl = self.syncer.impls.get(ev.hook)
+        if impl is not None:
+            impl.function(*ev.args(impl.argnames, self.syncer.instance))
+
+    def _event_failed(self, ev: Any, exc: BaseException) -> bool:
+        """Count a failure of ``ev``; True once it went to dead letters (delivery goes on)."""
+        error = describe(exc)
+        n = self._failures[ev.seq] = self._failures.get(ev.seq, 0) + 1
+        log.warning(
+            "syncer %r: event %d failed (attempt %d/%d): %s",
+            self.name,
+            ev.seq,
+            n,
+            self.settings.max_attempts,
+            error,
+        )
+        if n < self.settings.max_attempts:
+            self._failed(f"event {ev.seq}: {error}")
+            return False
+        if self.settings.on_failure == "stop":
+            self.state, self.last_error = "stopped", f"event {ev.seq} failed {n} times: {error}"
+            self._persist_error("stopped")
+            raise Stopped(self.last_error)
+        changes = ev.changes() if isinstance(ev, Event) else None
+        self.last_error = f"event {ev.seq} dead-lettered after {n} attempts: {error}"
+        self.records.add_dead(
+            self.name,
+            [(ev.seq, ev.raw, error, n, changes)],
+            cursor={"seq": ev.seq, "state": "running", "error": self.last_error, "error_at": time.time()},
+            fence=self._fence,
+        )
+        self._failures.pop(ev.seq, None)
+        self._advanced(ev.seq)
+        return True
+
+    def _flush_and_advance(self, events: Sequence[Any]) -> None:
+        flush = self.syncer.impls.get(FLUSH)
+        rejected: Sequence[Any] = ()
+        if flush is not None:
+            try:
+                flush.function(*[self.syncer.instance for _ in flush.argnames])
+            except RejectedChanges as exc:
+                rejected = exc.rejected
+            except Exception as exc:
+                self._failed(f"flush: {describe(exc)}")
+                raise _Retry() from exc
+        last = events[-1].seq
+        if rejected:
+            letters = self._match_rejected(events, rejected)
+            self.last_error = f"{len(letters)} event(s) rejected by the sink: {rejected[0].reason}"
+            self.records.add_dead(
+                self.name,
+                letters,
+                cursor={"seq": last, "state": "running", "error": self.last_error, "error_at": time.time()},
+                fence=self._fence,
+            )
+        else:
+            self.records.write_cursor(self.name, self._fence, seq=last, state="running")
+        self._advanced(last)
+
+    def _match_rejected(
+        self, events: Sequence[Any], rejected: Sequence[Any]
+    ) -> List[Tuple[int, bytes, str, int, Any]]:
+        wanted = {(r.sector, r.version): r.reason for r in rejected}
+        letters = []
+        for ev in events:
+            if not isinstance(ev, Event):
+                continue
+            hits = [(c, wanted.pop(c)) for c in ev.changes() if c in wanted]
+            if hits:
+                reason = "; ".join(f"{s} v{v}: {why}" for (s, v), why in hits)
+                letters.append((ev.seq, ev.raw, f"RejectedChanges: {reason}", 1, [list(c) for c, _ in hits]))
+        for (sector, version), reason in wanted.items():
+            log.warning(
+                "syncer %r rejected %s v%d, which is not in this batch: %s",
+                self.name,
+                sector,
+                version,
+                reason,
+            )
+        return letters
+
+    def _advanced(self, seq: int) -> None:
+        self.cursor = seq
+        self._failures = {k: v for k, v in self._failures.items() if k > seq}
+        with self._progress:
+            self._progress.notify_all()
+
+    def _failed(self, error: str) -> None:
+        self.state, self.last_error = "retrying", error
+        log.warning("syncer %r: %s", self.name, error)
+        self._persist_error("retrying")
+
+    def _persist_error(self, state: str) -> None:
+        try:
+            self.records.write_cursor(
+                self.name, self._fence, state=state, error=self.last_error, error_at=time.time()
+            )
+        except KVError as exc:  # the store itself is down; status shows the in-memory error
+            log.debug("cannot record the error of %r: %s", self.name, exc)
+
+    # --- out-of-band deliveries (retry dead letters, backfill) -------------------------------------
+
+    def deliver_now(self, events: Sequence[Any]) -> Tuple[List[Any], Dict[int, str]]:
+        """Call hooks for ``events`` and flush, once, no retries: returns (delivered, failed seq->error).
+
+        Hold :attr:`lock`. A ``Flush`` that fails (other than rejecting changes) raises.
+        """
+        ok: List[Any] = []
+        failed: Dict[int, str] = {}
+        for ev in events:
+            try:
+                self._call(ev)
+                ok.append(ev)
+            except Exception as exc:
+                failed[ev.seq] = describe(exc)
+        flush = self.syncer.impls.get(FLUSH)
+        if flush is not None and ok:
+            try:
+                flush.function(*[self.syncer.instance for _ in flush.argnames])
+            except RejectedChanges as exc:
+                for seq, _, error, _, _ in self._match_rejected(ok, exc.rejected):
+                    failed[seq] = error
+                ok = [ev for ev in ok if ev.seq not in failed]
+        return ok, failed
+
+    def resume(self) -> bool:
+        """Restart a syncer stopped by ``on_failure = "stop"``; True if it was stopped."""
+        if self.state != "stopped" or self.alive:
+            return False
+        self._failures.clear()
+        self.state = "running"
+        self.start()
+        return True
+
+
+@attrs.define
+class _Broken:
+    """A log entry that cannot be decoded; it fails like a raising hook."""
+
+    seq: int
+    raw: bytes
+    error: Exception

@@ -1,0 +1,283 @@
+"""The change log (outbox): entries the state manager writes and the dispatchers read.
+
+Layout in the KV (collection -> key -> value):
+
+* ``sync/log``  ``<seq>`` (20 zero-padded digits, so byte order is seq order) -> one entry;
+* ``sync/meta`` ``head`` (last seq written) and ``floor`` (first seq not trimmed), ASCII ints.
+
+Sequence numbers are allocated inside the writer's transaction (``head`` is read and rewritten
+there), so the log is gap-free between ``floor`` and ``head``: a reader knows every key it
+wants and reads a range with a few prefix scans over aligned decimal blocks.
+
+An entry is one line of JSON (the header: event, sector, workspace, fields, versions, time)
+followed by one line per state, each exactly ``codec.dumps(state)``. Sinks get that text as
+``state_json`` without anything being parsed or serialized again; ``state`` is decoded only
+for a hook that asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from sectorhooks_spec import (
+    AllocatedSector,
+    KVStore,
+    SectorID,
+    SectorState,
+    StoreTxn,
+    SyncerInstance,
+    Workspace,
+    loads,
+)
+
+LOG = "sync/log"
+META = "sync/meta"
+HEAD = b"head"
+FLOOR = b"floor"
+SEQ_DIGITS = 20
+
+#: Event name -> hook name.
+HOOKS: Dict[str, str] = {
+    "import": "sync_on_import",
+    "init": "sync_on_init",
+    "update": "sync_on_update",
+    "finalize": "sync_on_finalize",
+    "restore": "sync_on_restore",
+}
+
+
+def seq_key(seq: int) -> bytes:
+    """The log key of ``seq``."""
+    return b"%020d" % seq
+
+
+def read_int(txn: StoreTxn, key: bytes, default: int) -> int:
+    """An ASCII int from ``sync/meta`` (``default`` when missing)."""
+    raw = txn.collection(META).peek(key)
+    return default if raw is None else int(raw)
+
+
+# --- writing (used by SectorStateManager inside its transaction) ----------------------------
+
+
+def encode_entry(header: Dict[str, Any], states_json: Sequence[str]) -> bytes:
+    """One log entry: the header line, then one line per serialized state."""
+    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False)
+    return "\n".join((head, *states_json)).encode("utf-8")
+
+
+class LogWriter:
+    """Appends entries within one transaction; ``finish()`` stores the new head."""
+
+    __slots__ = ("_head", "_log", "_txn")
+
+    def __init__(self, txn: StoreTxn):
+        self._txn = txn
+        self._log = txn.collection(LOG)
+        self._head = read_int(txn, HEAD, 0)
+
+    def append(self, entry: bytes) -> int:
+        """Write ``entry`` under the next seq and return that seq."""
+        self._head += 1
+        self._log.put(seq_key(self._head), entry)
+        return self._head
+
+    def finish(self) -> int:
+        """Store the head (call once, after the last append); returns it."""
+        self._txn.collection(META).put(HEAD, b"%d" % self._head)
+        return self._head
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+class Event:
+    """One decoded log entry; hook arguments are built on demand (``state`` decoded lazily)."""
+
+    __slots__ = ("_states", "header", "raw", "seq", "states_json")
+
+    def __init__(self, seq: int, raw: bytes):
+        self.seq = seq
+        self.raw = raw
+        lines = raw.decode("utf-8").split("\n")
+        self.header: Dict[str, Any] = json.loads(lines[0])
+        self.states_json: List[str] = lines[1:]
+        self._states: Optional[List[SectorState]] = None
+
+    @classmethod
+    def synthetic_import(cls, state_json: str, workspace: Workspace, sector: SectorID, version: int) -> Event:
+        """An import event (override) for ``sync backfill``: the current state of one sector."""
+        header = {
+            "e": "import",
+            "s": [sector.miner, sector.number],
+            "v": version,
+            "w": workspace.value,
+            "o": True,
+        }
+        return cls(0, encode_entry(header, [state_json]))
+
+    @property
+    def kind(self) -> str:
+        return self.header["e"]  # type: ignore[no-any-return]
+
+    @property
+    def hook(self) -> str:
+        return HOOKS[self.header["e"]]
+
+    def changes(self) -> List[Tuple[str, int]]:
+        """``(str(sector_id), version)`` of every sector this event changes."""
+        h = self.header
+        if h["e"] == "init":
+            return [(str(SectorID(m, n)), v) for (m, n, _), v in zip(h["a"], h["vs"])]
+        return [(str(SectorID(*h["s"])), h["v"])]
+
+    def states(self) -> List[SectorState]:
+        if self._states is None:
+            self._states = [loads(SectorState, s) for s in self.states_json]
+        return self._states
+
+    def args(self, argnames: Sequence[str], syncer: SyncerInstance) -> List[Any]:
+        """Positional arguments for an impl taking ``argnames``."""
+        return [_ARGS[name](self, syncer) for name in argnames]
+
+
+def _sector_id(ev: Event, syncer: SyncerInstance) -> SectorID:
+    return SectorID(*ev.header["s"])
+
+
+def _allocated(ev: Event, syncer: SyncerInstance) -> List[AllocatedSector]:
+    return [AllocatedSector(SectorID(m, n), p) for m, n, p in ev.header["a"]]
+
+
+_ARGS: Dict[str, Callable[[Event, SyncerInstance], Any]] = {
+    "syncer": lambda ev, syncer: syncer,
+    "workspace": lambda ev, syncer: Workspace(ev.header["w"]),
+    "override": lambda ev, syncer: bool(ev.header.get("o", False)),
+    "fields": lambda ev, syncer: ev.header.get("f", {}),
+    "state_json": lambda ev, syncer: ev.states_json[0],
+    "states_json": lambda ev, syncer: list(ev.states_json),
+    "state": lambda ev, syncer: ev.states()[0],
+    "states": lambda ev, syncer: ev.states(),
+    "sector_id": _sector_id,
+    "sectors": _allocated,
+}
+
+
+class LogTrimmed(Exception):
+    """A reader asked for entries that were already trimmed (its cursor is below the floor)."""
+
+
+def _block_digits(limit: int) -> int:
+    digits = 1
+    while 10 ** (digits + 1) <= max(limit, 10):
+        digits += 1
+    return digits
+
+
+class ChangeLog:
+    """Reads and trims the log of one KV store."""
+
+    def __init__(self, store: KVStore):
+        self.store = store
+        store.open_collection(LOG)
+        store.open_collection(META)
+
+    def bounds(self) -> Tuple[int, int]:
+        """``(floor, head)``: entries ``floor..head`` exist (none when ``floor > head``)."""
+        return self.store.view(lambda t: (read_int(t, FLOOR, 1), read_int(t, HEAD, 0)))
+
+    def head(self) -> int:
+        """The last seq written (0 for an empty log)."""
+        return self.store.view(lambda t: read_int(t, HEAD, 0))
+
+    def peek(self, seq: int) -> Optional[bytes]:
+        """The raw entry ``seq`` or ``None`` (trimmed or not written yet)."""
+        return self.store.view(lambda t: t.collection(LOG).peek(seq_key(seq)))
+
+    def read(self, after: int, limit: int) -> List[Tuple[int, bytes]]:
+        """Up to ``limit`` entries with seq > ``after``, in order; :class:`LogTrimmed` on a gap."""
+        return self.store.view(lambda t: self._read(t, after, limit))
+
+    def _read(self, txn: StoreTxn, after: int, limit: int) -> List[Tuple[int, bytes]]:
+        floor, head = read_int(txn, FLOOR, 1), read_int(txn, HEAD, 0)
+        if after >= head:
+            return []
+        if after + 1 < floor:
+            raise LogTrimmed(f"entries {after + 1}..{floor - 1} were trimmed")
+        last = min(head, after + limit)
+        digits = _block_digits(limit)
+        log = txn.collection(LOG)
+        out: List[Tuple[int, bytes]] = []
+        seq = after + 1
+        while seq <= last:
+            it = log.scan(seq_key(seq)[:-digits])
+            try:
+                for key, value in it:
+                    n = int(key)
+                    if n < seq:
+                        continue
+                    if n > last:
+                        break
+                    out.append((n, value))
+            finally:
+                it.close()
+            seq = (seq // 10**digits + 1) * 10**digits
+        expected = after + 1
+        for n, _ in out:
+            if n != expected:
+                raise LogTrimmed(f"entry {expected} is missing from the log (next found: {n})")
+            expected += 1
+        if expected != last + 1:
+            raise LogTrimmed(f"entries {expected}..{last} are missing from the log")
+        return out
+
+    def trim(self, upto: int, chunk: int = 1000) -> int:
+        """Delete entries ``<= upto`` (in transactions of ``chunk``); returns how many went."""
+        deleted = 0
+        while True:
+
+            def step(t: StoreTxn) -> int:
+                floor = read_int(t, FLOOR, 1)
+                stop = min(upto, read_int(t, HEAD, 0), floor + chunk - 1)
+                if stop < floor:
+                    return 0
+                log = t.collection(LOG)
+                for seq in range(floor, stop + 1):
+                    log.delete(seq_key(seq))
+                t.collection(META).put(FLOOR, b"%d" % (stop + 1))
+                return stop - floor + 1
+
+            n = self.store.update(step)
+            deleted += n
+            if n < chunk:
+                return deleted
+
+
+# --- commit notifications ---------------------------------------------------------------------
+
+_listeners: Dict[int, List[Callable[[int], None]]] = {}
+_listeners_lock = threading.Lock()
+
+
+def add_commit_listener(store: KVStore, fn: Callable[[int], None]) -> None:
+    """Call ``fn(head)`` after each commit of a state manager writing to ``store``."""
+    with _listeners_lock:
+        _listeners.setdefault(id(store), []).append(fn)
+
+
+def remove_commit_listener(store: KVStore, fn: Callable[[int], None]) -> None:
+    """Undo :func:`add_commit_listener`."""
+    with _listeners_lock:
+        fns = _listeners.get(id(store), [])
+        if fn in fns:
+            fns.remove(fn)
+        if not fns:
+            _listeners.pop(id(store), None)
+
+
+def committed(store: KVStore, head: int) -> None:
+    """Tell the listeners of ``store`` that the log head is now ``head`` (wakes dispatchers)."""
+    for fn in list(_listeners.get(id(store), ())):
+        fn(head)

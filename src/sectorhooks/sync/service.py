@@ -1,0 +1,387 @@
+"""SyncService: resolves syncer instances, runs one dispatcher each, trims the log.
+
+Instances come from ``[[Common.Syncers]]`` (``Name``, ``PluginName``, ``Meta``); every active
+SyncSectorState plugin that no entry names gets a default instance named after the plugin. An
+instance whose plugin is missing, failed or of another kind is *unavailable*: it shows in
+``status()`` with the reason, does not hold the log back, and backfills when it comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import tenacity
+
+from sectorhooks_spec import Kind, SectorID, SyncerInstance, Workspace
+
+from ..config import HostConfig
+from ..errors import SyncError
+from ..host import CALLABLE_STATUSES, PluginHost, PluginImpl
+from . import log as changelog
+from .dispatcher import FLUSH, Dispatcher, Lease, Syncer, describe
+from .log import HOOKS, ChangeLog, Event
+from .records import Records
+
+log = logging.getLogger(__name__)
+
+TRIM_INTERVAL = 1.0
+
+
+def resolve_syncers(host: PluginHost, config: HostConfig) -> List[Syncer]:
+    """The syncer instances of ``config`` plus a default one per unconfigured syncer plugin."""
+    out: List[Syncer] = []
+    configured = {sc.plugin_name for sc in config.syncers}
+    for i, sc in enumerate(config.syncers):
+        inst = SyncerInstance(sc.name, sc.plugin_name, dict(sc.meta))
+        out.append(_bind(host, inst, f"{config.path}: [Common.Syncers[{i}]] (Name = {sc.name!r})"))
+    names = {s.name for s in out}
+    for rec in host.plugins(Kind.SYNC_SECTOR_STATE):
+        if rec.name in configured or rec.status not in CALLABLE_STATUSES:
+            continue
+        if rec.name in names:
+            log.error(
+                "plugin %r gets no default syncer: a [[Common.Syncers]] entry of another plugin is named %r",
+                rec.name,
+                rec.name,
+            )
+            continue
+        out.append(
+            _bind(host, SyncerInstance(rec.name, rec.name, {}), f"default syncer of plugin {rec.name!r}")
+        )
+    return out
+
+
+def _bind(host: PluginHost, inst: SyncerInstance, where: str) -> Syncer:
+    rec = host.records.get(inst.plugin_name)
+    if rec is None or rec.kind is not Kind.SYNC_SECTOR_STATE:
+        loaded = sorted(r.name for r in host.plugins(Kind.SYNC_SECTOR_STATE))
+        why = (
+            f"{where}: no SyncSectorState plugin named {inst.plugin_name!r}"
+            + (f" (it is a {rec.kind} plugin)" if rec is not None and rec.kind else "")
+            + f"; SyncSectorState plugins: {', '.join(map(repr, loaded)) or 'none'}"
+        )
+        log.error("%s", why)
+        return Syncer(inst, unavailable=why)
+    if rec.status not in CALLABLE_STATUSES:
+        why = f"{where}: plugin {inst.plugin_name!r} is {rec.status}" + (
+            f": {rec.error}" if rec.error else ""
+        )
+        log.error("%s", why)
+        return Syncer(inst, unavailable=why)
+    impls: Dict[str, PluginImpl] = {}
+    for hook in (*HOOKS.values(), FLUSH):
+        impl = host.impl(inst.plugin_name, hook)
+        if impl is not None:
+            impls[hook] = impl
+    return Syncer(inst, impls)
+
+
+class SyncService:
+    """Durable fan-out of the change log to every syncer instance."""
+
+    def __init__(
+        self,
+        host: PluginHost,
+        store: Any,
+        config: HostConfig,
+        *,
+        lease_factory: Optional[Callable[[str], Lease]] = None,
+        trim_interval: float = TRIM_INTERVAL,
+    ):
+        self.host = host
+        self.store = store
+        self.config = config
+        self.settings = config.sync
+        self.log = ChangeLog(store)
+        self.records = Records(store)
+        self.trim_interval = trim_interval
+        self._progress = threading.Condition()
+        self._dispatchers: Dict[str, Dispatcher] = {}
+        for syncer in resolve_syncers(host, config):
+            lease = (
+                lease_factory(syncer.name) if lease_factory is not None and not syncer.unavailable else None
+            )
+            self._dispatchers[syncer.name] = Dispatcher(
+                syncer,
+                self.log,
+                self.records,
+                self.settings,
+                self._progress,
+                lease,
+                backfill=self._auto_backfill,
+            )
+        self._stop = threading.Event()
+        self._trimmer: Optional[threading.Thread] = None
+        self._started = False
+
+    @property
+    def syncers(self) -> List[str]:
+        """Names of every syncer instance, in config order then plugin load order."""
+        return list(self._dispatchers)
+
+    def dispatcher(self, name: str) -> Dispatcher:
+        """The dispatcher of syncer ``name``; :class:`SyncError` listing the known names."""
+        try:
+            return self._dispatchers[name]
+        except KeyError:
+            known = ", ".join(map(repr, self._dispatchers)) or "none"
+            raise SyncError(f"no syncer named {name!r}; syncers: {known}") from None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> SyncService:
+        """Start every dispatcher and the log trimmer."""
+        if self._started:
+            return self
+        self._started = True
+        self._stop.clear()
+        changelog.add_commit_listener(self.store, self._on_commit)
+        for d in self._dispatchers.values():
+            d.start()
+        self._trimmer = threading.Thread(target=self._trim_loop, name="sync-trim", daemon=True)
+        self._trimmer.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let each dispatcher finish (and flush) its round, then stop every thread."""
+        if not self._started:
+            return
+        self._started = False
+        changelog.remove_commit_listener(self.store, self._on_commit)
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for d in self._dispatchers.values():
+            d._stopping.set()  # all at once: a slow one must not delay the others' stop
+        for d in self._dispatchers.values():
+            d.stop(max(0.1, deadline - time.monotonic()))
+        if self._trimmer is not None:
+            self._trimmer.join(max(0.1, deadline - time.monotonic()))
+
+    def _on_commit(self, head: int) -> None:
+        for d in self._dispatchers.values():
+            d.notify()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True once every available syncer's cursor reached the log head as of this call."""
+        head = self.log.head()
+        deadline = time.monotonic() + timeout
+        active = [d for d in self._dispatchers.values() if not d.syncer.unavailable]
+        with self._progress:
+            while True:
+                behind = [d for d in active if d.cursor < head]
+                if not behind:
+                    return True
+                if any(d.state in ("stopped", "crashed") for d in behind):
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(min(left, 0.1))
+
+    # --- trimming ---------------------------------------------------------------------------
+
+    def trim(self) -> int:
+        """Delete log entries every available syncer has delivered; returns how many."""
+        names = [n for n, d in self._dispatchers.items() if not d.syncer.unavailable]
+        if names:
+            recs = self.records.cursors(names)
+            if any(r is None for r in recs.values()):
+                return 0  # a syncer has not started yet: it may want the whole log
+            upto = min(r["seq"] for r in recs.values() if r is not None)
+        else:
+            upto = self.log.head()
+        return self.log.trim(upto)
+
+    def _trim_loop(self) -> None:
+        while not self._stop.wait(self.trim_interval):
+            try:
+                n = self.trim()
+                if n:
+                    log.debug("trimmed %d log entries", n)
+            except Exception as exc:
+                log.warning("log trim failed: %s", describe(exc))
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status(self) -> List[Dict[str, Any]]:
+        """One dict per syncer: name, plugin, cursor, head, lag_events, lag_seconds, dead_letters...."""
+        recs = self.records.cursors(self.syncers)
+        _, head = self.log.bounds()
+        now = time.time()
+        out = []
+        for name, d in self._dispatchers.items():
+            rec = recs.get(name) or {}
+            running = d.alive or d.state in ("unavailable", "stopped", "crashed")
+            cursor = d.cursor if d.alive else rec.get("seq", 0)
+            lag_seconds: Optional[float] = None
+            if cursor < head:
+                raw = self.log.peek(cursor + 1)
+                if raw is not None:
+                    lag_seconds = round(max(0.0, now - json.loads(raw.split(b"\n", 1)[0]).get("t", now)), 3)
+            else:
+                lag_seconds = 0.0
+            out.append(
+                {
+                    "name": name,
+                    "plugin": d.syncer.plugin,
+                    "cursor": cursor,
+                    "head": head,
+                    "lag_events": max(0, head - cursor),
+                    "lag_seconds": lag_seconds,
+                    "dead_letters": self.records.count_dead(name),
+                    "last_error": d.last_error or rec.get("error", ""),
+                    "state": d.state if running else (rec.get("state") or "never run"),
+                }
+            )
+        return out
+
+    # --- operator actions -------------------------------------------------------------------------
+
+    def retry_dead_letters(self, name: str) -> int:
+        """Re-deliver ``name``'s dead letters once; returns how many were delivered (and removed)."""
+        d = self.dispatcher(name)
+        self._require_available(d)
+        if d.resume():
+            log.info("syncer %r resumed", name)
+        delivered = 0
+        with d.lock:
+            letters = list(self.records.dead_letters(name))
+            for page in _chunks(letters, self.settings.batch_size):
+                events = [Event(int(rec["seq"]), rec["entry"].encode("utf-8")) for rec in page]
+                try:
+                    ok, failed = d.deliver_now(events)
+                except Exception as exc:
+                    raise SyncError(
+                        f"syncer {name!r}: flush failed while retrying dead letters: {describe(exc)}"
+                    )
+                self.records.remove_dead(name, [ev.seq for ev in ok])
+                for seq, error in failed.items():
+                    self.records.update_dead(name, seq, error)
+                delivered += len(ok)
+        return delivered
+
+    def backfill(self, name: str) -> int:
+        """Replay the current state of every sector into ``name``, then move its cursor to the log
+        head (delivery goes on from there); returns how many sectors were sent."""
+        d = self.dispatcher(name)
+        self._require_available(d)
+        with d.lock:
+            return self._backfill(d)
+
+    def _auto_backfill(self, d: Dispatcher) -> int:
+        with d.lock:
+            return self._backfill(d)
+
+    def _backfill(self, d: Dispatcher) -> int:
+        head = self.log.head()  # every change up to here is in the states read below
+        sent = 0
+        for page in _chunks(self._current_states(), self.settings.batch_size):
+            self._deliver_with_retries(d, page)
+            sent += len(page)
+        d.records.write_cursor(d.name, d._fence, seq=head, state="running")
+        d._advanced(head)
+        log.info("syncer %r backfilled %d sector(s); following the log from %d", d.name, sent, head)
+        return sent
+
+    def _current_states(self) -> Iterator[Event]:
+        from ..state import COLLECTIONS
+
+        for ws, coll in COLLECTIONS.items():
+            for key, raw in self.store.open_collection(coll).scan(b""):
+                miner, number = (int(p) for p in key.split(b"/"))
+                version = json.loads(raw)["version"]
+                yield Event.synthetic_import(
+                    raw.decode("utf-8"), Workspace(ws), SectorID(miner, number), version
+                )
+
+    def _deliver_with_retries(self, d: Dispatcher, events: Sequence[Event]) -> None:
+        s = self.settings
+        for attempt in tenacity.Retrying(
+            wait=tenacity.wait_exponential(multiplier=s.backoff_base, max=s.backoff_max)
+            + tenacity.wait_random(0, s.backoff_base),
+            stop=tenacity.stop_after_attempt(max(1, s.max_attempts)),
+            reraise=True,
+        ):
+            with attempt:
+                _, failed = d.deliver_now(events)
+                if failed:
+                    error = next(iter(failed.values()))
+                    raise SyncError(f"syncer {d.name!r}: backfill of {len(failed)} sector(s) failed: {error}")
+
+    def verify(self, name: str) -> List[str]:
+        """Differences between syncer ``name``'s sink and the KV (empty: they match).
+
+        Needs the plugin module's ``read_rows(url, table_prefix) -> {str(sector_id): (version,
+        state_json)}`` (sqlsync has it); call :meth:`wait_idle` first for a quiet comparison.
+        """
+        d = self.dispatcher(name)
+        self._require_available(d)
+        record = self.host.records[d.syncer.plugin]
+        module = record.bound.module if record.bound is not None else None
+        read_rows = getattr(module, "read_rows", None)
+        if read_rows is None:
+            raise SyncError(
+                f"sync verify is not supported for syncer {name!r}: plugin {d.syncer.plugin!r} has no "
+                "module-level read_rows(url, table_prefix)"
+            )
+        meta = d.syncer.instance.meta
+        try:
+            rows = read_rows(meta.get("url"), meta.get("table_prefix", ""))
+        except Exception as exc:
+            raise SyncError(f"syncer {name!r}: cannot read the sink: {describe(exc)}")
+        return compare(self._kv_rows(), rows)
+
+    def _kv_rows(self) -> Iterator[Tuple[str, bytes]]:
+        from ..state import COLLECTIONS
+
+        for coll in COLLECTIONS.values():
+            for key, raw in self.store.open_collection(coll).scan(b""):
+                miner, number = (int(p) for p in key.split(b"/"))
+                yield str(SectorID(miner, number)), raw
+
+    @staticmethod
+    def _require_available(d: Dispatcher) -> None:
+        if d.syncer.unavailable:
+            raise SyncError(f"syncer {d.name!r} is unavailable: {d.syncer.unavailable}")
+
+
+def compare(
+    kv_rows: Iterator[Tuple[str, bytes]], sink_rows: Dict[str, Tuple[int, str]], limit: int = 1000
+) -> List[str]:
+    """Human-readable differences between KV states and a sink's ``{sector: (version, json)}``."""
+    diffs: List[str] = []
+    remaining = dict(sink_rows)
+    for sector, raw in kv_rows:
+        want = json.loads(raw)
+        got = remaining.pop(sector, None)
+        if got is None:
+            diffs.append(f"{sector}: missing in the sink (KV has version {want['version']})")
+            continue
+        version, text = got
+        if version != want["version"]:
+            diffs.append(f"{sector}: sink has version {version}, KV has {want['version']}")
+            continue
+        have = json.loads(text) if isinstance(text, (str, bytes)) else text
+        if have != want:
+            fields = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+            diffs.append(f"{sector}: version {version} differs in field(s) {', '.join(fields)}")
+    for sector, (version, _) in sorted(remaining.items()):
+        diffs.append(f"{sector}: in the sink (version {version}) but not in the KV")
+    if len(diffs) > limit:
+        diffs = [*diffs[:limit], f"... and {len(diffs) - limit} more"]
+    return diffs
+
+
+def _chunks(items: Any, size: int) -> Iterator[List[Any]]:
+    page: List[Any] = []
+    for item in items:
+        page.append(item)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page

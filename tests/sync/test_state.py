@@ -1,0 +1,247 @@
+"""SectorStateManager: the only writer; versions, workspaces, change log, group commit."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sectorhooks.errors import SectorNotFound, SectorStateError
+from sectorhooks.runtime import Runtime
+from sectorhooks.state import COLLECTIONS, SectorStateManager
+from sectorhooks.sync.log import Event
+from sectorhooks_spec import (
+    AllocatedSector,
+    KeyNotFound,
+    LatestState,
+    Piece,
+    SectorID,
+    SectorState,
+    Ticket,
+    Workspace,
+    dumps,
+)
+
+from .helpers import make_config, open_runtime, sid
+
+
+@pytest.fixture(params=["memdb", "sqlkv"])
+def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    with open_runtime(make_config(tmp_path, kv=request.param, plugins=()), start_sync=False) as runtime:
+        yield runtime
+
+
+def log_events(state: SectorStateManager) -> List[Event]:
+    floor, head = state.log.bounds()
+    return [Event(seq, raw) for seq, raw in state.log.read(floor - 1, head - floor + 1)]
+
+
+def test_init_creates_version_1_online_states_and_one_log_entry(rt: Runtime) -> None:
+    states = rt.state.init_sectors([AllocatedSector(sid(1), 8), AllocatedSector(sid(2), 9)])
+    assert [(s.id, s.sector_type, s.version) for s in states] == [(sid(1), 8, 1), (sid(2), 9, 1)]
+    assert rt.state.workspace_of(sid(2)) is Workspace.ONLINE
+    (ev,) = log_events(rt.state)
+    assert ev.kind == "init" and ev.seq == 1
+    assert ev.states_json == [dumps(rt.state.get(sid(1))), dumps(rt.state.get(sid(2)))]
+
+
+def test_update_bumps_version_and_logs_fields_and_serialized_state(rt: Runtime) -> None:
+    rt.state.init_sectors([AllocatedSector(sid(1), 8)])
+    s2 = rt.state.update(sid(1), ticket=Ticket("ab", 7), latest_state=LatestState("PC1"))
+    s3 = rt.state.update(sid(1), pieces=[Piece("bafy", 2048)])
+    assert (s2.version, s3.version) == (2, 3)
+    assert s3.ticket == Ticket("ab", 7) and s3.pieces == (Piece("bafy", 2048),) and s3.state_name == "PC1"
+    assert s3.updated_at >= s2.updated_at > 0
+    assert rt.state.get(sid(1)) == s3
+    ev = log_events(rt.state)[-1]
+    assert ev.kind == "update" and ev.header["v"] == 3
+    assert ev.header["f"] == {
+        "pieces": [{"cid": "bafy", "size": 2048, "offset": 0, "payload_size": 0, "deal_id": None}]
+    }
+    assert ev.states_json == [dumps(s3)]  # the sink gets exactly codec.dumps of the new state
+
+
+def test_finalize_moves_offline_and_restore_moves_back(rt: Runtime) -> None:
+    rt.state.init_sectors([AllocatedSector(sid(1), 8), AllocatedSector(sid(2), 8)])
+    fin = rt.state.finalize(sid(1))
+    assert fin.finalized and fin.version == 2
+    assert rt.state.workspace_of(sid(1)) is Workspace.OFFLINE
+    assert [s.id for s in rt.state.list(workspace=Workspace.OFFLINE)] == [sid(1)]
+    assert [s.id for s in rt.state.list(workspace=Workspace.ONLINE)] == [sid(2)]
+    with pytest.raises(SectorStateError, match="cannot finalize sector s-t01000-1: it is offline"):
+        rt.state.finalize(sid(1))
+    rt.state.update(sid(1), need_rebuild=True)  # an offline sector can still change
+    back = rt.state.restore(sid(1))
+    assert back.version == 4 and back.need_rebuild and rt.state.workspace_of(sid(1)) is Workspace.ONLINE
+    with pytest.raises(SectorStateError, match="it is online"):
+        rt.state.restore(sid(1))
+    # Exactly one copy: the offline one was deleted in the same transaction.
+    assert rt.kv.open_collection(COLLECTIONS[Workspace.OFFLINE]).peek(sid(1).key.encode()) is None
+    assert [e.kind for e in log_events(rt.state)] == ["init", "finalize", "update", "restore"]
+    assert [e.header["w"] for e in log_events(rt.state)][1:] == ["offline", "offline", "online"]
+
+
+def test_import_refuses_existing_without_override_and_never_lowers_the_version(rt: Runtime) -> None:
+    imported = rt.state.import_sector(SectorState(sid(5), imported=True, version=41))
+    assert imported.version == 42 and rt.state.workspace_of(sid(5)) is Workspace.ONLINE
+    with pytest.raises(SectorStateError, match=r"already exists .*override=True"):
+        rt.state.import_sector(SectorState(sid(5)))
+    again = rt.state.import_sector(SectorState(sid(5), finalized=True, version=3), override=True)
+    assert again.version == 43 and again.finalized
+    assert rt.state.workspace_of(sid(5)) is Workspace.OFFLINE  # finalized states import offline
+    assert [e.header["o"] for e in log_events(rt.state)] == [False, True]
+
+
+def test_list_by_miner_and_workspace_in_sector_order(rt: Runtime) -> None:
+    rt.state.init_sectors([AllocatedSector(SectorID(m, n), 8) for m in (1001, 1000) for n in (10, 2, 1)])
+    rt.state.finalize(SectorID(1000, 2))
+    assert [s.id.number for s in rt.state.list(miner=1000)] == [1, 2, 10]
+    assert [str(s.id) for s in rt.state.list(workspace=Workspace.ONLINE, miner=1001)] == [
+        "s-t01001-1",
+        "s-t01001-2",
+        "s-t01001-10",
+    ]
+    assert len(rt.state.list()) == 6
+    rt.state.update(SectorID(1000, 1), latest_state=LatestState("PC1"))
+    assert rt.state.state_counts() == {"": 5, "PC1": 1}
+
+
+def test_bad_calls_are_refused_with_the_reason_and_write_nothing(rt: Runtime) -> None:
+    rt.state.init_sectors([AllocatedSector(sid(1), 8)])
+    head = rt.state.log.head()
+    with pytest.raises(SectorNotFound, match="sector s-t01000-9 not found") as info:
+        rt.state.update(sid(9), removed=True)
+    assert isinstance(info.value, KeyNotFound)
+    with pytest.raises(KeyNotFound):
+        rt.state.get(sid(9))
+    with pytest.raises(SectorStateError, match="unknown or read-only field 'version'"):
+        rt.state.update(sid(1), version=7)
+    with pytest.raises(SectorStateError, match="ticket: expected Ticket, got str"):
+        rt.state.update(sid(1), ticket="abc")
+    with pytest.raises(SectorStateError, match=r"Ticket.epoch: expected an integer"):
+        rt.state.update(sid(1), ticket=Ticket("ab", "7"))  # type: ignore[arg-type]
+    with pytest.raises(SectorStateError, match="already exists"):
+        rt.state.init_sectors([AllocatedSector(sid(2), 8), AllocatedSector(sid(1), 8)])
+    with pytest.raises(KeyNotFound):
+        rt.state.get(sid(2))  # all or nothing
+    assert rt.state.log.head() == head and rt.state.get(sid(1)).version == 1
+
+
+def test_concurrent_writers_share_transactions_and_keep_per_sector_order(rt: Runtime) -> None:
+    threads, per_thread = 8, 60
+    rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(threads * 2)])
+    groups: List[int] = []
+    commit = rt.state._commit
+
+    def counting(group):  # type: ignore[no-untyped-def]
+        groups.append(len(group))
+        return commit(group)
+
+    rt.state._commit = counting  # type: ignore[method-assign]
+    returned: List[SectorState] = []
+    errors: List[BaseException] = []
+    lock = threading.Lock()
+
+    def writer(k: int) -> None:
+        try:
+            for i in range(per_thread):
+                # two threads share each sector: ordering must hold across writers
+                s = rt.state.update(sid((k + i) % (threads * 2)), latest_state=LatestState(f"T{k}-{i}"))
+                with lock:
+                    returned.append(s)
+                # durable when it returns: a fresh read sees it (or something newer)
+                assert rt.state.get(s.id).version >= s.version
+        except BaseException as exc:
+            errors.append(exc)
+
+    ts = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors, errors[0]
+    assert len(returned) == threads * per_thread
+    assert sum(groups) == threads * per_thread
+    updates = [e for e in log_events(rt.state) if e.kind == "update"]
+    assert len(updates) == threads * per_thread
+    seqs = [e.seq for e in log_events(rt.state)]
+    assert seqs == list(range(1, len(seqs) + 1))  # gap-free
+    per_sector: dict = {}
+    for e in updates:
+        per_sector.setdefault(e.header["s"][1], []).append(e.header["v"])
+    for versions in per_sector.values():
+        assert versions == list(range(2, len(versions) + 2))  # log order == version order
+    final = {str(s.id): s for s in rt.state.list()}
+    for e in updates:
+        assert json.loads(e.states_json[0])["version"] == e.header["v"]
+    assert {k: s.version for k, s in final.items()} == {
+        str(sid(n)): len(per_sector[n]) + 1 for n in per_sector
+    }
+
+
+def test_a_refused_change_fails_alone_inside_a_shared_group(rt: Runtime) -> None:
+    rt.state.init_sectors([AllocatedSector(sid(1), 8)])
+    results: List[object] = []
+
+    def call(n: int) -> None:
+        try:
+            results.append(rt.state.update(sid(n), removed=True).version)
+        except SectorNotFound as exc:
+            results.append(exc)
+
+    # Queue both before anyone commits: one group, one good, one refused.
+    with rt.state._cond:
+        rt.state._leader = True  # hold commits
+        ts = [threading.Thread(target=call, args=(n,)) for n in (1, 2)]
+        for t in ts:
+            t.start()
+    while len(rt.state._queue) < 2:
+        threading.Event().wait(0.005)
+    with rt.state._cond:
+        rt.state._leader = False
+        rt.state._cond.notify_all()
+    for t in ts:
+        t.join(10)
+    assert sorted(map(str, results)) == [
+        "2",
+        "sector s-t01000-2 not found (neither online nor offline); import or init it first",
+    ]
+    assert rt.state.get(sid(1)).version == 2
+
+
+def test_closed_manager_refuses_changes(rt: Runtime) -> None:
+    rt.state.close()
+    with pytest.raises(SectorStateError, match="closed"):
+        rt.state.init_sectors([AllocatedSector(sid(1), 8)])
+
+
+FIELD_VALUES = st.one_of(
+    st.builds(lambda s: {"latest_state": LatestState(s)}, st.text(max_size=8)),
+    st.builds(
+        lambda t, e: {"ticket": Ticket(t, e)}, st.text("0123456789abcdef", max_size=8), st.integers(0, 10**6)
+    ),
+    st.builds(lambda b: {"removed": b}, st.booleans()),
+    st.builds(lambda n: {"pieces": [Piece(f"c{i}", 2**i) for i in range(n)]}, st.integers(0, 3)),
+    st.builds(lambda r: {"abort_reason": r}, st.text(max_size=12)),
+    st.builds(lambda e: {"upgrade_landed_epoch": e}, st.one_of(st.none(), st.integers(0, 99))),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.lists(st.tuples(st.integers(0, 3), FIELD_VALUES), min_size=1, max_size=25))
+def test_stored_json_is_exactly_codec_dumps_of_the_state(tmp_path: Path, changes: list) -> None:
+    from sectorhooks.kv import open_kvstore  # noqa: F401  (the store comes through the runtime)
+
+    with open_runtime(make_config(tmp_path, kv="memdb", plugins=()), start_sync=False) as rt:
+        rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(4)])
+        for n, fields in changes:
+            s = rt.state.update(sid(n), **fields)
+            raw = rt.kv.open_collection(COLLECTIONS[Workspace.ONLINE]).get(sid(n).key.encode())
+            assert raw.decode() == dumps(s)
+        for e in log_events(rt.state)[1:]:
+            assert e.states_json[0] == dumps(e.states()[0])

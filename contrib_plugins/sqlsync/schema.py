@@ -10,47 +10,14 @@ as received. ``sector_events`` is the append-only history, keyed by (miner, numb
 from __future__ import annotations
 
 import logging
-import re
-import typing
-from operator import itemgetter
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from sectorhooks_spec import SectorState
+from .rows import NESTED, row_builder, scalar_fields
 
 log = logging.getLogger(__name__)
-
-#: Nested main fields worth a column: (column, parent field, child key, value when parent is null).
-NESTED: Tuple[Tuple[str, str, str, Any], ...] = (
-    ("state_name", "latest_state", "state", ""),
-    ("comm_r", "pre", "comm_r", None),
-    ("comm_d", "pre", "comm_d", None),
-    ("pre_commit_cid", "message_info", "pre_commit_cid", None),
-    ("commit_cid", "message_info", "commit_cid", None),
-)
-_RESERVED = frozenset({"miner", "number", "workspace", "state_json"} | {n[0] for n in NESTED})
-_SCALARS = {bool: "bool", int: "int", float: "float", str: "str"}
-_NONE = type(None)
-
-Row = Tuple[Any, ...]
-
-
-def scalar_fields(cls: type = SectorState) -> Tuple[Tuple[str, str], ...]:
-    """(name, kind) of every top-level field of ``cls`` whose type is a (optional) scalar."""
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in attrs.fields(cls):
-        tp = hints[f.name]
-        args = typing.get_args(tp)
-        if typing.get_origin(tp) is typing.Union and len(args) == 2 and _NONE in args:
-            tp = args[0] if args[1] is _NONE else args[1]
-        kind = _SCALARS.get(tp)
-        if kind is not None and f.name not in _RESERVED:
-            out.append((f.name, kind))
-    return tuple(out)
 
 
 def _sa_type(kind: str) -> Any:
@@ -64,9 +31,11 @@ def _sa_type(kind: str) -> Any:
 
 
 class Schema:
-    """The tables of one sink (one ``table_prefix``) and the row builders for them."""
+    """The tables of one sink (one ``table_prefix``), their SQL, and the ``sectors`` row builder."""
 
-    def __init__(self, prefix: str = "", scalars: Optional[Sequence[Tuple[str, str]]] = None):
+    def __init__(
+        self, prefix: str = "", scalars: Optional[Sequence[Tuple[str, str]]] = None, decoder: str = "auto"
+    ):
         self.prefix = prefix
         self.scalars = tuple(scalar_fields() if scalars is None else scalars)
         self.metadata = sa.MetaData()
@@ -96,34 +65,7 @@ class Schema:
         )
         self.sector_columns = tuple(c.name for c in self.sectors.columns)
         self.event_columns = tuple(c.name for c in self.events.columns)
-        self.row = self._row_builder()
-
-    def _row_builder(self) -> Callable[[int, int, str, Dict[str, Any], str], Row]:
-        names = tuple(n for n, _ in self.scalars)
-        pick = itemgetter(*names) if len(names) > 1 else (lambda d: (d[names[0]],))
-        assert [n[0] for n in NESTED] == ["state_name", "comm_r", "comm_d", "pre_commit_cid", "commit_cid"]
-
-        def row(miner: int, number: int, workspace: str, d: Dict[str, Any], state_json: str) -> Row:
-            """One ``sectors`` row, in column order, from the parsed state."""
-            try:
-                values = pick(d)
-            except KeyError:  # a state written before a field existed
-                values = tuple(d.get(n) for n in names)
-            ls, pre, mi = d.get("latest_state"), d.get("pre"), d.get("message_info")
-            return (
-                miner,
-                number,
-                workspace,
-                ls.get("state", "") if ls else "",
-                pre.get("comm_r") if pre else None,
-                pre.get("comm_d") if pre else None,
-                mi.get("pre_commit_cid") if mi else None,
-                mi.get("commit_cid") if mi else None,
-                *values,
-                state_json,
-            )
-
-        return row
+        self.row = row_builder(self.scalars, decoder)
 
     # --- DDL -------------------------------------------------------------------------------
 
@@ -188,17 +130,3 @@ def _q(dialect_or_conn: Any, name: str) -> str:
 def _params(dialect: sa.Dialect, n: int) -> str:
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     return ", ".join([mark] * n)
-
-
-# The codec writes ``..."version":N,"updated_at":F}`` last: read both from the tail without
-# parsing the whole document (anchored at the end, so these are the top-level keys).
-_TAIL = re.compile(r'"version":(\d+),"updated_at":(-?[0-9.eE+-]+)\}\s*$')
-
-
-def version_and_time(state_json: str, loads: Callable[[str], Any]) -> Tuple[int, Optional[float]]:
-    """(version, updated_at) of a serialized state; reads the tail, parses all only if needed."""
-    m = _TAIL.search(state_json, max(0, len(state_json) - 96))
-    if m is not None:
-        return int(m.group(1)), float(m.group(2))
-    d = loads(state_json)
-    return int(d["version"]), d.get("updated_at")

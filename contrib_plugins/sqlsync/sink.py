@@ -10,32 +10,38 @@ sectors are isolated; the rest is written and the bad ones come back as :class:`
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import sqlalchemy as sa
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from sectorhooks_spec import Rejected
 
-from .schema import Row, Schema, version_and_time
+from .rows import Row, version_and_time
+from .schema import Schema
 
 log = logging.getLogger(__name__)
 
 # SQLSTATE classes: 22 data exception, 23 integrity violation -> the row is at fault.
 ROW_SQLSTATE_CLASSES = ("22", "23")
-# 08 connection, 40 rollback (40001 serialization, 40P01 deadlock), 53 resources, 57P0x shutdown.
-TRANSIENT_SQLSTATES = ("08", "40", "53", "57P0", "55P03", "HYT00")
+# 08 connection, 40 rollback (40001 serialization, 40P01 deadlock), 53 resources, 57P0x shutdown,
+# 42P01/42703 undefined table/column (dropped or recreated database: the schema is re-checked).
+TRANSIENT_SQLSTATES = ("08", "40", "53", "57P0", "55P03", "HYT00", "42P01", "42703")
 # MySQL/MariaDB error numbers (pymysql maps several row errors to OperationalError).
 MYSQL_ROW_ERRNOS = frozenset({1048, 1062, 1263, 1264, 1265, 1292, 1366, 1406, 1452, 1690, 3819, 4025})
-MYSQL_TRANSIENT_ERRNOS = frozenset({1040, 1053, 1205, 1213, 1317, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
+# ... and 1054/1146 (unknown column/table): the schema is re-checked before the retry.
+MYSQL_TRANSIENT_ERRNOS = frozenset(
+    {1040, 1049, 1053, 1054, 1146, 1205, 1213, 1317, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
+)
 
-# One pending change: (miner, number, workspace, event, state_json).
+# One pending change, stored as 5 consecutive items of a flat list: miner, number, workspace,
+# event ("import", "init", "update", "finalize", "restore"), state_json.
 Change = Tuple[int, int, str, str, str]
-# What one sector contributes to a flush: its key, its newest ``sectors`` row, its event rows.
-Unit = Tuple[Tuple[int, int], Row, List[Row]]
 
 
 class RowRejected(Exception):
@@ -112,16 +118,15 @@ class Sink:
         events: bool,
         retries: int,
         backoff: float = 0.1,
-        loads: Callable[[str], Any] = json.loads,
+        decoder: str = "auto",
     ):
         self.label = label
         self.url = url
-        self.schema = Schema(prefix)
+        self.schema = Schema(prefix, decoder=decoder)
         self.batch_size = batch_size
         self.events = events
         self.retries = retries
         self.backoff = backoff
-        self.loads = loads
         self._engine: Optional[sa.Engine] = None
         self._sql: Optional[Tuple[str, str]] = None
         self._schema_ok = False
@@ -141,74 +146,73 @@ class Sink:
 
     # --- preparing a batch -------------------------------------------------------------------
 
-    def prepare(self, changes: Sequence[Change]) -> List[Unit]:
-        """Reduce to the last state per sector (first-seen order), each with its events."""
-        loads = self.loads
-        last: Dict[Tuple[int, int], int] = {}  # sector -> index of its newest change
-        repeated = False
-        for i, change in enumerate(changes):
-            key = (change[0], change[1])
-            if key in last:
-                repeated = True
-            last[key] = i
-        versions: List[Tuple[int, Optional[float]]] = []
-        if repeated or self.events:  # versions decide which change is newest, and key the events
-            versions = [version_and_time(c[4], loads) for c in changes]
-            if repeated:  # out-of-order or replayed changes: keep the highest version
-                for i, change in enumerate(changes):
-                    key = (change[0], change[1])
-                    if versions[last[key]][0] < versions[i][0]:
-                        last[key] = i
-        events: Dict[Tuple[int, int], List[Row]] = {}
-        if self.events:
-            seen = set()
-            for (miner, number, ws, ev, state_json), (version, updated_at) in zip(changes, versions):
-                if (miner, number, version) not in seen:
-                    seen.add((miner, number, version))
-                    events.setdefault((miner, number), []).append(
-                        (miner, number, version, ev, ws, updated_at, state_json)
-                    )
-        row = self.schema.row
-        units = []
-        for key, i in last.items():
-            miner, number, ws, _ev, state_json = changes[i]
-            units.append((key, row(miner, number, ws, loads(state_json), state_json), events.get(key, [])))
-        return units
+    def prepare(self, flat: Sequence[Any]) -> Tuple[List[Row], List[Row]]:
+        """``sectors`` rows (the newest state per sector, in first-seen order) and event rows.
+
+        ``flat`` holds 5 items per change (see :data:`Change`): appending them flat costs the
+        hooks no allocation that lives, and nothing here builds more than the rows themselves.
+        """
+        miners, numbers, spaces, kinds, texts = (flat[i::5] for i in range(5))
+        keys = [m << 64 | n for m, n in zip(miners, numbers)]  # ints: nothing for the GC to track
+        last = dict(zip(keys, range(len(keys))))  # key -> index of its last change
+        event_rows: List[Row] = []
+        if self.events or len(last) < len(keys):  # versions key the events and pick the newest
+            versions, times = [], []
+            for text in texts:
+                v, t = version_and_time(text)
+                versions.append(v)
+                times.append(t)
+            if len(last) < len(keys):  # a sector changed twice: keep its highest version
+                for i, k in enumerate(keys):
+                    if versions[last[k]] < versions[i]:
+                        last[k] = i
+            if self.events:
+                seen = set()
+                for i, k in enumerate(keys):
+                    if (k, versions[i]) not in seen:
+                        seen.add((k, versions[i]))
+                        row = (miners[i], numbers[i], versions[i], kinds[i], spaces[i], times[i], texts[i])
+                        event_rows.append(row)
+        build = self.schema.row
+        rows = [build(miners[i], numbers[i], spaces[i], texts[i]) for i in last.values()]
+        return rows, event_rows
 
     # --- writing -------------------------------------------------------------------------------
 
-    def write(self, changes: Sequence[Change]) -> List[Rejected]:
-        """Write a batch; returns what the database refused (the rest is committed)."""
-        if not changes:
+    def write(self, flat: Sequence[Any]) -> List[Rejected]:
+        """Write a batch (flat, 5 items per change); returns what the database refused."""
+        if not flat:
             return []
         with self._lock:
-            units = self.prepare(changes)
+            with _gc_paused():  # flat rows of scalars, no cycles: a full GC pass here is waste
+                rows, events = self.prepare(flat)
             rejected: List[Rejected] = []
-            self._write_units(units, rejected)
+            self._write_part(rows, events, rejected)
             return rejected
 
-    def _write_units(self, units: Sequence[Unit], rejected: List[Rejected]) -> None:
+    def _write_part(self, rows: List[Row], events: List[Row], rejected: List[Rejected]) -> None:
         try:
-            self._with_retries(units)
+            self._with_retries(rows, events)
             return
         except RowRejected as exc:
-            reason = _reason(exc.__cause__ or exc)
-            if len(units) == 1:
-                (miner, number), row, evs = units[0]
-                versions = sorted({e[2] for e in evs} | {row[self._version_index]})
-                sid = f"s-t0{miner}-{number}"
-                log.warning("sqlsync %s: database refused %s v%s: %s", self.label, sid, versions, reason)
-                rejected.extend(Rejected(sid, v, reason) for v in versions)
+            if len(rows) > 1:  # bisect by sector: each half is its own transaction
+                mid = len(rows) // 2
+                for part in (rows[:mid], rows[mid:]):
+                    keys = {(r[0], r[1]) for r in part}
+                    self._write_part(part, [e for e in events if (e[0], e[1]) in keys], rejected)
                 return
-        mid = len(units) // 2
-        self._write_units(units[:mid], rejected)
-        self._write_units(units[mid:], rejected)
+            reason = _reason(exc.__cause__ or exc)
+            row = rows[0]
+            versions = sorted({e[2] for e in events} | {row[self._version_index]})
+            sid = f"s-t0{row[0]}-{row[1]}"
+            log.warning("sqlsync %s: database refused %s v%s: %s", self.label, sid, versions, reason)
+            rejected.extend(Rejected(sid, v, reason) for v in versions)
 
     @property
     def _version_index(self) -> int:
         return self.schema.sector_columns.index("version")
 
-    def _with_retries(self, units: Sequence[Unit]) -> None:
+    def _with_retries(self, rows: List[Row], events: List[Row]) -> None:
         retrying = Retrying(
             stop=stop_after_attempt(max(1, self.retries)),
             wait=wait_exponential(multiplier=self.backoff, max=max(self.backoff, 2.0)),
@@ -216,7 +220,7 @@ class Sink:
             before_sleep=self._before_retry,
             reraise=True,
         )
-        retrying(self._transaction, units)
+        retrying(self._transaction, rows, events)
 
     def _before_retry(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -225,26 +229,22 @@ class Sink:
         )
         self._schema_ok = False  # a dropped or recreated database needs its tables again
 
-    def _transaction(self, units: Sequence[Unit]) -> None:
+    def _transaction(self, rows: List[Row], events: List[Row]) -> None:
         engine = self.engine
         if not self._schema_ok:
             self.ensure_schema()
         upsert, append = self._statements(engine.dialect)
-        rows = [u[1] for u in units]
         n = self.batch_size
         try:
             with engine.begin() as conn:
                 for i in range(0, len(rows), n):
                     conn.exec_driver_sql(upsert, rows[i : i + n])
-                if self.events:
-                    evs = [e for u in units for e in u[2]]
-                    for i in range(0, len(evs), n):
-                        conn.exec_driver_sql(append, evs[i : i + n])
+                for i in range(0, len(events), n):
+                    conn.exec_driver_sql(append, events[i : i + n])
         except sa.exc.DBAPIError as exc:
             if classify(exc) == "row":
                 raise RowRejected(str(exc.orig)) from exc
-            if not isinstance(exc, sa.exc.OperationalError):
-                self._schema_ok = False
+            self._schema_ok = False
             raise
 
     def _statements(self, dialect: sa.Dialect) -> Tuple[str, str]:
@@ -258,6 +258,20 @@ class Sink:
             for what in self.schema.ensure(conn, self.events):
                 log.info("sqlsync %s: %s", self.label, what)
         self._schema_ok = True
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC (only if it runs) while a batch's rows are built; reference counting
+    still frees everything. On a large host heap one full collection cost as much as the rows."""
+    was = gc.isenabled()
+    if was:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _reason(exc: BaseException) -> str:

@@ -39,7 +39,7 @@ from sectorhooks_spec import (
 )
 
 if TYPE_CHECKING:
-    from .sink import Change, Sink
+    from .sink import Sink
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class _Instance:
     def __init__(self, syncer: SyncerInstance, settings: Dict[str, Any]):
         self.name = syncer.name
         self.settings = settings
-        self.pending: List[Change] = []
+        self.pending: List[Any] = []  # flat: 5 items per change (sink.Change)
         self.lock = threading.Lock()
         self._sink: Optional[Sink] = None
 
@@ -187,7 +187,7 @@ def on_import(syncer: SyncerInstance, workspace: Workspace, state_json: str) -> 
     from .sink import sector_key
 
     miner, number = sector_key(state_json)
-    _instance(syncer).pending.append((miner, number, _WS[workspace], "import", state_json))
+    _instance(syncer).pending.extend((miner, number, _WS[workspace], "import", state_json))
 
 
 def on_init(
@@ -198,25 +198,25 @@ def on_init(
 ) -> None:
     """``OnInit``: buffer the initial states of newly allocated sectors."""
     ws = _WS[workspace]
-    _instance(syncer).pending.extend(
-        (s.id.miner, s.id.number, ws, "init", js) for s, js in zip(sectors, states_json)
-    )
+    pending = _instance(syncer).pending
+    for s, js in zip(sectors, states_json):
+        pending.extend((s.id.miner, s.id.number, ws, "init", js))
 
 
 def on_update(syncer: SyncerInstance, sector_id: SectorID, workspace: Workspace, state_json: str) -> None:
     """``OnUpdate``: buffer the new state."""
     inst = _INSTANCES.get(syncer.name) or _instance(syncer)
-    inst.pending.append((sector_id.miner, sector_id.number, _WS[workspace], "update", state_json))
+    inst.pending.extend((sector_id.miner, sector_id.number, _WS[workspace], "update", state_json))
 
 
 def on_finalize(syncer: SyncerInstance, sector_id: SectorID, state_json: str) -> None:
     """``OnFinalize``: buffer the state, now in the offline workspace."""
-    _instance(syncer).pending.append((sector_id.miner, sector_id.number, _OFFLINE, "finalize", state_json))
+    _instance(syncer).pending.extend((sector_id.miner, sector_id.number, _OFFLINE, "finalize", state_json))
 
 
 def on_restore(syncer: SyncerInstance, sector_id: SectorID, state_json: str) -> None:
     """``OnRestore``: buffer the state, back in the online workspace."""
-    _instance(syncer).pending.append((sector_id.miner, sector_id.number, _ONLINE, "restore", state_json))
+    _instance(syncer).pending.extend((sector_id.miner, sector_id.number, _ONLINE, "restore", state_json))
 
 
 def flush(syncer: SyncerInstance) -> None:
@@ -235,7 +235,7 @@ def flush(syncer: SyncerInstance) -> None:
                 raise
             raise SinkUnavailable(
                 f"{PLUGIN} instance {inst.name!r}: database {_masked(inst.settings['url'])} unavailable "
-                f"after {inst.settings['retries']} attempt(s), {len(batch)} change(s) not written: {exc}"
+                f"after {inst.settings['retries']} attempt(s), {len(batch) // 5} change(s) not written: {exc}"
             ) from exc
     if rejected:
         raise RejectedChanges(rejected)

@@ -107,9 +107,7 @@ def load_toml(text: str, path: str) -> Tuple[Optional[Dict[str, Any]], List[Prob
         return None, [Problem(path, "<toml>", f"TOML syntax error: {msg}", "fix the syntax", line, col)]
 
 
-def check_manifest(
-    data: Mapping[str, Any], path: str
-) -> Tuple[Optional[Manifest], List[Problem]]:
+def check_manifest(data: Mapping[str, Any], path: str) -> Tuple[Optional[Manifest], List[Problem]]:
     """Validate parsed manifest data; returns the model (when buildable) and every problem.
 
     The model is returned even when some problems are found, as long as name, kind and exports
@@ -137,7 +135,9 @@ def check_manifest(
 
     name = text("name", required=True)
     if name is not None and not _NAME_RE.fullmatch(name):
-        bad("name", f"invalid plugin name {name!r}", "use letters, digits, '_', '-', '.'; start with a letter")
+        bad(
+            "name", f"invalid plugin name {name!r}", "use letters, digits, '_', '-', '.'; start with a letter"
+        )
         name = None
 
     kind: Optional[Kind] = None
@@ -223,7 +223,9 @@ def _check_exports(
     """The well-formed exports, and whether every entry was well-formed."""
     if not isinstance(raw, list):
         problems.append(
-            Problem(path, "export", "must be an array of tables", 'export = [{ extPoint = "...", impl = "..." }]')
+            Problem(
+                path, "export", "must be an array of tables", 'export = [{ extPoint = "...", impl = "..." }]'
+            )
         )
         return [], False
     allowed = ext_points(kind) if kind is not None else {}
@@ -238,14 +240,21 @@ def _check_exports(
             continue
         for key in entry:
             if key not in EXPORT_KEYS:
-                problems.append(Problem(path, f"{field}.{key}", f"unknown key {key!r}", _suggest(key, EXPORT_KEYS)))
+                problems.append(
+                    Problem(path, f"{field}.{key}", f"unknown key {key!r}", _suggest(key, EXPORT_KEYS))
+                )
         point, impl = entry.get("extPoint"), entry.get("impl")
         if not isinstance(point, str):
             problems.append(Problem(path, f"{field}.extPoint", "missing or not a string"))
             ok = False
         if not isinstance(impl, str) or not _IDENT_RE.fullmatch(impl):
             problems.append(
-                Problem(path, f"{field}.impl", f"missing or not a function name: {impl!r}", "name a top-level function")
+                Problem(
+                    path,
+                    f"{field}.impl",
+                    f"missing or not a function name: {impl!r}",
+                    "name a top-level function",
+                )
             )
             ok = False
         if not isinstance(point, str) or not isinstance(impl, str):
@@ -266,7 +275,9 @@ def _check_exports(
             continue
         if point in seen:
             problems.append(
-                Problem(path, f"{field}.extPoint", f"{point!r} is exported twice (also export[{seen[point]}])")
+                Problem(
+                    path, f"{field}.extPoint", f"{point!r} is exported twice (also export[{seen[point]}])"
+                )
             )
             ok = False
             continue

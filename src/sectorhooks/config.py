@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
+
 from sectorhooks_spec import StoreConfig
 
 from .errors import ConfigError
@@ -118,7 +119,9 @@ class _Reader:
             return float(value)
         if not isinstance(value, kind):
             want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise ConfigError(self.path, self._at(key), f"must be {want}, got {type(value).__name__} {value!r}")
+            raise ConfigError(
+                self.path, self._at(key), f"must be {want}, got {type(value).__name__} {value!r}"
+            )
         return value
 
     def require(self, key: str, kind: type) -> Any:
@@ -161,7 +164,17 @@ def _stores(path: str, base: Path, entries: Any, where: str) -> Tuple[StoreConfi
             path,
             entry,
             f"{where}[{i}]",
-            ["Name", "Path", "PluginName", "Meta", "Strict", "ReadOnly", "Weight", "AllowMiners", "DenyMiners"],
+            [
+                "Name",
+                "Path",
+                "PluginName",
+                "Meta",
+                "Strict",
+                "ReadOnly",
+                "Weight",
+                "AllowMiners",
+                "DenyMiners",
+            ],
         )
         name = r.require("Name", str)
         if name in names:
@@ -176,8 +189,9 @@ def _stores(path: str, base: Path, entries: Any, where: str) -> Tuple[StoreConfi
                 strict=r.get("Strict", bool, False),
                 read_only=r.get("ReadOnly", bool, False),
                 weight=r.get("Weight", int, 1),
-                allow_miners=r.int_list("AllowMiners"),
-                deny_miners=r.int_list("DenyMiners"),
+                # ignore: attrs' `converter=tuple` types the parameter as Iterable[_T_co]
+                allow_miners=r.int_list("AllowMiners"),  # type: ignore[arg-type]
+                deny_miners=r.int_list("DenyMiners"),  # type: ignore[arg-type]
             )
         )
     return tuple(out)
@@ -194,7 +208,12 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         ["DataDir", "Plugins", "DB", "PieceStores", "PersistStores", "Syncers", "Sync", "API"],
     )
     data_dir = common.get("DataDir", str)
-    pr = _Reader(path, common.table_of("Plugins"), "Common.Plugins", ["Dir", "Disabled", "Bundled", "EntryPoints", "Config"])
+    pr = _Reader(
+        path,
+        common.table_of("Plugins"),
+        "Common.Plugins",
+        ["Dir", "Disabled", "Bundled", "EntryPoints", "Config"],
+    )
     plugin_tables = pr.table_of("Config")
     for name, table in plugin_tables.items():
         if not isinstance(table, dict):
@@ -211,9 +230,13 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         dr = _Reader(path, common.table_of("DB"), "Common.DB", ["Driver", "Plugin"])
         driver = dr.get("Driver", str, "plugin")
         if driver != "plugin":
-            raise ConfigError(path, "Common.DB.Driver", f"unsupported driver {driver!r}", 'use Driver = "plugin"')
+            raise ConfigError(
+                path, "Common.DB.Driver", f"unsupported driver {driver!r}", 'use Driver = "plugin"'
+            )
         plr = _Reader(path, dr.table_of("Plugin"), "Common.DB.Plugin", ["PluginName", "Meta"])
-        db = DBConfig(driver=driver, plugin_name=plr.require("PluginName", str), meta=dict(plr.table_of("Meta")))
+        db = DBConfig(
+            driver=driver, plugin_name=plr.require("PluginName", str), meta=dict(plr.table_of("Meta"))
+        )
     syncers = []
     seen = set()
     raw_syncers = common.get("Syncers", list, [])
@@ -223,7 +246,9 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         if name in seen:
             raise ConfigError(path, f"Common.Syncers[{i}].Name", f"duplicate syncer name {name!r}")
         seen.add(name)
-        syncers.append(SyncerConfig(name=name, plugin_name=sr.require("PluginName", str), meta=dict(sr.table_of("Meta"))))
+        syncers.append(
+            SyncerConfig(name=name, plugin_name=sr.require("PluginName", str), meta=dict(sr.table_of("Meta")))
+        )
     syr = _Reader(
         path,
         common.table_of("Sync"),
@@ -232,7 +257,9 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
     )
     on_failure = syr.get("OnFailure", str, "dead-letter")
     if on_failure not in ("dead-letter", "stop"):
-        raise ConfigError(path, "Common.Sync.OnFailure", f"unknown value {on_failure!r}", 'use "dead-letter" or "stop"')
+        raise ConfigError(
+            path, "Common.Sync.OnFailure", f"unknown value {on_failure!r}", 'use "dead-letter" or "stop"'
+        )
     sync = SyncSettings(
         batch_size=syr.get("BatchSize", int, 1000),
         max_attempts=syr.get("MaxAttempts", int, 5),

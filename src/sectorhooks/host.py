@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import attrs
 import pluggy
+
 from sectorhooks_spec import ALL_SPECS, PROJECT_NAME, Kind, Manifest, ManifestError, Problem
 
 from . import loader
@@ -175,7 +176,7 @@ class PluginHost:
                 log.warning("ignoring unreadable %s: %s", state, exc)
         return frozenset(names)
 
-    def load(self, extra_dirs: Iterable[Path] = ()) -> "PluginHost":
+    def load(self, extra_dirs: Iterable[Path] = ()) -> PluginHost:
         """Discover and register every plugin from every configured source."""
         sources: List[Iterable[Tuple[Optional[loader.Candidate], Optional[ManifestError]]]] = []
         if self.config.plugins.bundled:
@@ -201,16 +202,34 @@ class PluginHost:
             err = ManifestError(candidate.manifest_path, problems)
             log.error("%s", err)
             self.orphans.append(err)
-            return PluginRecord("?", candidate.source, candidate.manifest_path, PluginStatus.INVALID, problems=tuple(problems), error=str(err))
+            return PluginRecord(
+                "?",
+                candidate.source,
+                candidate.manifest_path,
+                PluginStatus.INVALID,
+                problems=tuple(problems),
+                error=str(err),
+            )
         name = manifest.name
         if name in self.records:
             first = self.records[name]
             err2 = DuplicatePluginError(name, first.manifest_path, candidate.manifest_path)
             log.error("%s", err2)
             self.orphans.append(
-                ManifestError(candidate.manifest_path, [Problem(candidate.manifest_path, "name", str(err2))], plugin=name)
+                ManifestError(
+                    candidate.manifest_path,
+                    [Problem(candidate.manifest_path, "name", str(err2))],
+                    plugin=name,
+                )
             )
-            return PluginRecord(name, candidate.source, candidate.manifest_path, PluginStatus.INVALID, manifest, error=str(err2))
+            return PluginRecord(
+                name,
+                candidate.source,
+                candidate.manifest_path,
+                PluginStatus.INVALID,
+                manifest,
+                error=str(err2),
+            )
         record = PluginRecord(name, candidate.source, candidate.manifest_path, PluginStatus.LOADED, manifest)
         self.records[name] = record
         if name in disabled:
@@ -235,7 +254,9 @@ class PluginHost:
             if self.pm.has_plugin(name):  # pluggy < 1.7 leaves a half-registered plugin behind
                 self.pm.unregister(name=name)
             msg = str(exc).replace("\n", " ")
-            return self._fail(record, str(PluginLoadError(name, candidate.manifest_path, f"pluggy refused it: {msg}")))
+            return self._fail(
+                record, str(PluginLoadError(name, candidate.manifest_path, f"pluggy refused it: {msg}"))
+            )
         record.bound = bound
         self._calls.clear()
         m = manifest
@@ -264,7 +285,7 @@ class PluginHost:
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self, kinds: Optional[Iterable[Kind]] = None, kvstore: Optional[Any] = None) -> "PluginHost":
+    def start(self, kinds: Optional[Iterable[Kind]] = None, kvstore: Optional[Any] = None) -> PluginHost:
         """Run onInit in load order (only of ``kinds`` if given); one that raises is marked failed.
 
         The runtime starts KVStore plugins first, opens the store, then starts the rest with it.
@@ -301,7 +322,7 @@ class PluginHost:
             record.status = PluginStatus.STOPPED
         self._calls.clear()
 
-    def __enter__(self) -> "PluginHost":
+    def __enter__(self) -> PluginHost:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
+
 from sectorhooks_spec import MANIFEST_FILE, PROJECT_NAME, Manifest, ManifestError, Problem
 from sectorhooks_spec.kinds import KIND_HOOKS
 from sectorhooks_spec.manifest import check_manifest, load_toml
@@ -92,11 +93,20 @@ def zip_candidate(bundle: Path) -> Candidate:
         if MANIFEST_FILE in names:
             inner = ""
         else:
-            tops = sorted({n.split("/", 1)[0] for n in names if n.endswith("/" + MANIFEST_FILE) and n.count("/") == 1})
+            tops = sorted(
+                {n.split("/", 1)[0] for n in names if n.endswith("/" + MANIFEST_FILE) and n.count("/") == 1}
+            )
             if len(tops) != 1:
                 raise ManifestError(
                     str(bundle),
-                    [Problem(str(bundle), "<bundle>", "no manifest.toml at the root of the zip", "build it with `sectorhooks plugin build`")],
+                    [
+                        Problem(
+                            str(bundle),
+                            "<bundle>",
+                            "no manifest.toml at the root of the zip",
+                            "build it with `sectorhooks plugin build`",
+                        )
+                    ],
                 )
             inner = tops[0]
         member = f"{inner}/{MANIFEST_FILE}" if inner else MANIFEST_FILE
@@ -105,14 +115,27 @@ def zip_candidate(bundle: Path) -> Candidate:
     return Candidate(f"{bundle}/{member}", text, "zip", import_path)
 
 
-def scan_dir(root: Path, origin: str = "dir") -> Iterator[Tuple[Optional[Candidate], Optional[ManifestError]]]:
+def scan_dir(
+    root: Path, origin: str = "dir"
+) -> Iterator[Tuple[Optional[Candidate], Optional[ManifestError]]]:
     """Plugins under ``root``: itself if it holds a manifest, else its sub-directories and zips."""
     if (root / MANIFEST_FILE).is_file():
         yield _dir_candidate(root, origin), None
         return
     if not root.is_dir():
-        yield None, ManifestError(
-            str(root), [Problem(str(root), "Common.Plugins.Dir", "plugin directory does not exist", "create it or fix the path")]
+        yield (
+            None,
+            ManifestError(
+                str(root),
+                [
+                    Problem(
+                        str(root),
+                        "Common.Plugins.Dir",
+                        "plugin directory does not exist",
+                        "create it or fix the path",
+                    )
+                ],
+            ),
         )
         return
     for entry in sorted(root.iterdir()):
@@ -124,7 +147,10 @@ def scan_dir(root: Path, origin: str = "dir") -> Iterator[Tuple[Optional[Candida
         except ManifestError as exc:
             yield None, exc
         except (OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-            yield None, ManifestError(str(entry), [Problem(str(entry), "<file>", f"cannot read plugin: {exc}")])
+            yield (
+                None,
+                ManifestError(str(entry), [Problem(str(entry), "<file>", f"cannot read plugin: {exc}")]),
+            )
 
 
 def _entry_points() -> List[Any]:
@@ -150,13 +176,28 @@ def scan_entry_points() -> Iterator[Tuple[Optional[Candidate], Optional[Manifest
         locations = list(spec.submodule_search_locations or []) if spec else []
         mpaths = [Path(loc) / MANIFEST_FILE for loc in locations if (Path(loc) / MANIFEST_FILE).is_file()]
         if not mpaths:
-            yield None, ManifestError(
-                label,
-                [Problem(label, "<entry point>", f"no manifest.toml in package {package!r} ({err})", "ship manifest.toml as package data")],
+            yield (
+                None,
+                ManifestError(
+                    label,
+                    [
+                        Problem(
+                            label,
+                            "<entry point>",
+                            f"no manifest.toml in package {package!r} ({err})",
+                            "ship manifest.toml as package data",
+                        )
+                    ],
+                ),
             )
             continue
         mpath = mpaths[0]
-        yield Candidate(str(mpath), mpath.read_text(encoding="utf-8"), "entry-point", str(mpath.parent), package), None
+        yield (
+            Candidate(
+                str(mpath), mpath.read_text(encoding="utf-8"), "entry-point", str(mpath.parent), package
+            ),
+            None,
+        )
 
 
 # --- binding ---------------------------------------------------------------------------
@@ -299,7 +340,11 @@ def bind(
         hook = marker.get("specname") or attr
         if hook not in KIND_HOOKS[manifest.kind]:
             problems.append(
-                Problem(path, "<module>", f"@hookimpl {attr!r} implements {hook!r}, not a hook of kind {manifest.kind.value}")
+                Problem(
+                    path,
+                    "<module>",
+                    f"@hookimpl {attr!r} implements {hook!r}, not a hook of kind {manifest.kind.value}",
+                )
             )
             continue
         impls.setdefault(hook, value)
@@ -312,7 +357,8 @@ def bind(
                 Problem(
                     path,
                     fields.get(hook, "<module>"),
-                    f"{getattr(fn, '__name__', fn)!r} takes argument(s) {extra} that hook {hook} does not pass",
+                    f"{getattr(fn, '__name__', fn)!r} takes argument(s) {extra} "
+                    f"that hook {hook} does not pass",
                     f"an impl may take any of: {', '.join(allowed) or 'no arguments'}",
                 )
             )

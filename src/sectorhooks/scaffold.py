@@ -93,7 +93,9 @@ def flush(syncer):
 def new_plugin(name: str, kind: Kind, directory: Path) -> Path:
     """Create ``directory/name`` with ``manifest.toml`` and ``name.py``; returns the folder."""
     if not _NAME_RE.match(name):
-        raise ValueError(f"plugin name {name!r} must start with a letter and hold only letters, digits and '_'")
+        raise ValueError(
+            f"plugin name {name!r} must start with a letter and hold only letters, digits and '_'"
+        )
     target = directory / name
     if target.exists():
         raise FileExistsError(f"{target} already exists; choose another name or --dir")
@@ -118,8 +120,7 @@ def new_plugin(name: str, kind: Kind, directory: Path) -> Path:
         "    CONFIG.update(config)\n\n\n"
         "def teardown():\n"
         '    """onShutdown: release what setup took."""\n'
-        "    CONFIG.clear()\n"
-        + _BODIES[kind].format(namespace=name[:1].upper() + name[1:])
+        "    CONFIG.clear()\n" + _BODIES[kind].format(namespace=name[:1].upper() + name[1:])
     )
     target.mkdir(parents=True)
     (target / "manifest.toml").write_text(manifest, encoding="utf-8")

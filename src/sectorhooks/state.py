@@ -42,6 +42,7 @@ __all__ = ["COLLECTIONS", "SectorStateManager"]
 
 COLLECTIONS: Dict[Workspace, str] = {Workspace.ONLINE: "sectors/online", Workspace.OFFLINE: "sectors/offline"}
 MAX_GROUP = 512  # changes per KV transaction
+GATHER_WAIT = 0.002  # how long a leader waits for as many callers as the last group had
 CACHE_SIZE = 2048  # decoded states kept, keyed by their stored bytes
 
 Op = Callable[["_Txn"], Any]
@@ -110,7 +111,7 @@ class _Txn:
         change costs one small ``json.dumps``, not a walk of the whole model.
         """
         version = old.state.version + 1
-        state = attrs.evolve(old.state, **values, version=version, updated_at=self.now)
+        state = _evolve(old.state, values, version, self.now)
         data = dict(old.data)
         data.update(jsonable)
         data["version"], data["updated_at"] = version, self.now
@@ -127,10 +128,25 @@ class _Txn:
         self._mgr._remember(key, raw, new)
         return new
 
-    def append(self, header: Dict[str, Any], states: Sequence[Current]) -> int:
+    def append(self, header: Union[str, Dict[str, Any]], states: Sequence[Current]) -> int:
         if self.log is None:
             self.log = changelog.LogWriter(self.txn)
         return self.log.append(changelog.encode_entry(header, [c.text for c in states]))
+
+
+_STATE_FIELDS = tuple(f.name for f in attrs.fields(SectorState))
+
+
+def _evolve(state: SectorState, values: Dict[str, Any], version: int, now: float) -> SectorState:
+    """``attrs.evolve`` without running validators again: ``values`` were checked (and
+    normalized) by ``_check_fields`` before the change was queued, so this is only copying."""
+    new = object.__new__(SectorState)
+    setattr_ = object.__setattr__
+    for name in _STATE_FIELDS:
+        setattr_(new, name, values[name] if name in values else getattr(state, name))
+    setattr_(new, "version", version)
+    setattr_(new, "updated_at", now)
+    return new
 
 
 def _sid(sid: SectorID) -> List[int]:
@@ -145,7 +161,11 @@ class SectorStateManager:
         for name in COLLECTIONS.values():
             store.open_collection(name)
         self.log = changelog.ChangeLog(store)
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # followers wait here for their group's commit
+        self._gather = threading.Condition(lock)  # the leader waits here for more callers
+        self._gathering = False
+        self._last_group = 1
         self._queue: List[_Request] = []
         self._leader = False
         self._closed = False
@@ -218,14 +238,15 @@ class SectorStateManager:
         """Change some fields of a sector (either workspace); returns the new state."""
         values, jsonable = _check_fields(sector_id, fields)
 
+        m, n, names = sector_id.miner, sector_id.number, json.dumps(list(fields))
+
         def op(t: _Txn) -> SectorState:
             old = t.require(sector_id)
             new = t.change(old, old.ws, values, jsonable)
-            v = new.state.version
-            t.append(
-                {"e": "update", "s": _sid(sector_id), "v": v, "w": new.ws.value, "f": jsonable, "t": t.now},
-                [new],
-            )
+            # The header by hand: this is the hot path (the field values are in the state line).
+            v, w = new.state.version, new.ws.value
+            header = f'{{"e":"update","s":[{m},{n}],"v":{v},"w":"{w}","k":{names},"t":{t.now!r}}}'
+            t.append(header, [new])
             return new.state
 
         return self._submit(op)  # type: ignore[no-any-return]
@@ -316,13 +337,17 @@ class SectorStateManager:
             if self._closed:
                 raise SectorStateError("the sector state manager is closed")
             self._queue.append(req)
+            if self._gathering:
+                self._gather.notify()
             while not req.done:
                 if self._leader:
                     self._cond.wait()
                     continue
                 self._leader = True
+                self._wait_for_group()
                 group = self._queue[:MAX_GROUP]
                 del self._queue[:MAX_GROUP]
+                self._last_group = len(group)
                 self._cond.release()
                 try:
                     self._commit(group)
@@ -333,6 +358,26 @@ class SectorStateManager:
         if req.error is not None:
             raise req.error
         return req.result
+
+    def _wait_for_group(self) -> None:
+        """Give the callers of the last group a moment to queue again (hold the lock).
+
+        Writers that just got their result come back with their next change within
+        microseconds; waiting for them turns N small transactions into one. A lone writer
+        (last group of one) never waits.
+        """
+        if len(self._queue) >= self._last_group:
+            return
+        deadline = time.monotonic() + GATHER_WAIT
+        self._gathering = True
+        try:
+            while len(self._queue) < self._last_group:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._gather.wait(left)
+        finally:
+            self._gathering = False
 
     def _commit(self, group: List[_Request]) -> None:
         def fn(txn: StoreTxn) -> Tuple[List[Tuple[Any, Optional[BaseException]]], int]:
@@ -417,15 +462,27 @@ def _checker(tp: Any) -> Checker:
         def check_tuple(v: Any, where: str) -> Any:
             if not isinstance(v, (tuple, list)):
                 raise DecodeError(f"{where}: expected a tuple, got {type(v).__name__}")
-            return tuple(item(x, f"{where}[{i}]") for i, x in enumerate(v))
+            out = tuple(item(x, f"{where}[{i}]") for i, x in enumerate(v))
+            return v if type(v) is tuple and all(a is b for a, b in zip(out, v)) else out
 
         return check_tuple
     if isinstance(tp, type) and attrs.has(tp):
+        hints = typing.get_type_hints(tp, vars(sys.modules[tp.__module__]))
+        names = [f.name for f in attrs.fields(tp)]
+        fields: List[Tuple[str, Checker]] = []
 
         def check_model(v: Any, where: str) -> Any:
             if type(v) is not tp:
                 raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__} {v!r:.60}")
-            return from_jsonable(tp, to_jsonable(v))  # its own fields' types
+            if not fields:  # built on first use: models may refer to each other
+                fields.extend((n, _checker(hints[n])) for n in names)
+            changed = {}
+            for name, check in fields:
+                value = getattr(v, name)
+                fixed = check(value, f"{where}.{name}")
+                if fixed is not value:
+                    changed[name] = fixed
+            return attrs.evolve(v, **changed) if changed else v
 
         return check_model
     kinds = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}[tp]
@@ -433,7 +490,7 @@ def _checker(tp: Any) -> Checker:
     def check_plain(v: Any, where: str) -> Any:
         if type(v) not in kinds:
             raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__} {v!r:.60}")
-        return float(v) if tp is float else v
+        return float(v) if tp is float and type(v) is int else v
 
     return check_plain
 

@@ -115,9 +115,9 @@ def open_filestores(host: PluginHost, config: HostConfig) -> Dict[str, FileStore
         except PluginNotActiveError as exc:
             raise ConfigError(config.path, f"{key}.PluginName", f"store {store.name!r}: {exc}") from exc
         except PluginCallError as exc:
-            raise ConfigError(config.path, _key_of(key, exc.exc), f"store {store.name!r}: {exc.exc}") from exc
+            raise ConfigError(config.path, _key_of(key, exc.exc), _naming(store, exc.exc)) from exc
         except FileStoreError as exc:
-            raise ConfigError(config.path, f"{key}.Path", f"store {store.name!r}: {exc}") from exc
+            raise ConfigError(config.path, f"{key}.Path", _naming(store, exc)) from exc
         except SectorhooksError as exc:
             raise ConfigError(config.path, key, f"store {store.name!r}: {exc}") from exc
         if not isinstance(fs, FileStore):
@@ -130,6 +130,12 @@ def open_filestores(host: PluginHost, config: HostConfig) -> Dict[str, FileStore
         out[store.name] = fs
         log.info("opened %s store %r (plugin %r) at %s", key.split("[")[0], store.name, plugin, store.path)
     return out
+
+
+def _naming(store: StoreConfig, exc: BaseException) -> str:
+    """The plugin's message, prefixed with the store's name unless it names it already."""
+    text = str(exc)
+    return text if f"store {store.name!r}" in text else f"store {store.name!r}: {text}"
 
 
 def _key_of(key: str, exc: BaseException) -> str:

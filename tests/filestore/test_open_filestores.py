@@ -203,12 +203,17 @@ def test_two_stores_on_one_root_are_refused(open_with) -> None:
     [
         ("Weight = -1", "Weight", "must be >= 0"),
         ("AllowMiners = [1000]\nDenyMiners = [1000]", "DenyMiners", "both allowed and denied"),
-        ('AllowMiners = ["t01000"]', "AllowMiners", "non-negative integers"),
+        ("AllowMiners = [-5]", "AllowMiners", "non-negative integers"),
     ],
 )
 def test_bad_store_fields_name_the_key(open_with, extra: str, key: str, text: str) -> None:
     with pytest.raises(ConfigError, match=rf"\[Common.PersistStores\[0\].{key}\] store 'p'.*{text}"):
         open_with(f'[[Common.PersistStores]]\nName = "p"\nPath = "p"\n{extra}\n')
+
+
+def test_miner_ids_given_as_addresses_name_the_key(open_with) -> None:
+    with pytest.raises(ConfigError, match=r"\[Common.PersistStores\[0\].DenyMiners\].*'t01000'"):
+        open_with(store("p", "p", 'DenyMiners = ["t01000"]'))
 
 
 def test_plugin_returning_a_non_filestore_is_refused(open_with) -> None:

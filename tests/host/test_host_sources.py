@@ -193,3 +193,19 @@ def test_module_using_hookimpl_itself_works(tmp_path: Path) -> None:
     host.broadcast("sync_flush", syncer=SyncerInstance("s1", "zz_decorated"))
     assert module.CALLS == ["start hi", "update", "flush s1"]
     assert host.broadcast("plugin_health").results == [("zz_decorated", "degraded")]
+
+
+def test_one_log_line_per_loaded_plugin_with_version_build_time_and_source(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = KV_MANIFEST.format(name="stamped") + 'version = "1.2.3"\nbuild_time = "2024-05-01T10:00:00Z"\n'
+    write_plugin(tmp_path, "stamped", manifest, "def open_store(meta):\n    return meta\n")
+    write_plugin(tmp_path, "plain", KV_MANIFEST.format(name="plain"), "def open_store(meta):\n    return meta\n")
+    with caplog.at_level("INFO", logger="sectorhooks.host"):
+        load_host(tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded plugin")]
+    assert lines == [
+        f"loaded plugin 'KVStore/plain' (version '-', from dir:{tmp_path / 'plain'})",
+        f"loaded plugin 'KVStore/stamped' (version '1.2.3', build time '2024-05-01T10:00:00Z', "
+        f"from dir:{tmp_path / 'stamped'})",
+    ]

@@ -1,22 +1,24 @@
-"""A worker process for the KV concurrency tests (also imported by them for in-process threads).
+"""Worker processes for the KV concurrency tests.
 
-Usage: ``python kv_worker.py MODE PLUGIN META_JSON N WORKER_ID``. It opens the store through the
-plugin's manifest Constructor, prints ``ready``, waits for a line on stdin (so every worker
-starts together), runs, and prints one JSON line with its result.
-
-Modes: ``counter`` (N increments of one counter, each an ``update`` retried on conflict) and
-``puts`` (N plain puts of this worker's own keys, timing each).
+:func:`run_workers` starts ``count`` OS processes (forked where the platform allows, else
+spawned); each opens its *own* store through the plugin's manifest Constructor (own
+connections), reports ready, and runs each phase when the parent releases all of them together.
+Phases: ``counter`` (N increments of one counter, each an ``update`` retried on conflict) and
+``puts`` (N plain puts of the worker's own keys, timing each).
 """
 
 from __future__ import annotations
 
-import json
+import multiprocessing
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import kvplugins
 
 from sectorhooks.kv import RetryPolicy, retry_update
 
@@ -37,9 +39,10 @@ def counter(store: Any, n: int, worker: int) -> Dict[str, Any]:
     def seen(attempt: int, exc: Exception) -> None:
         conflicts[0] += 1
 
+    start = time.perf_counter()
     for _ in range(n):
         retry_update(coll, increment, POLICY, on_conflict=seen)
-    return {"worker": worker, "done": n, "conflicts": conflicts[0]}
+    return {"worker": worker, "done": n, "conflicts": conflicts[0], "total": time.perf_counter() - start}
 
 
 def puts(store: Any, n: int, worker: int) -> Dict[str, Any]:
@@ -54,23 +57,70 @@ def puts(store: Any, n: int, worker: int) -> Dict[str, Any]:
     return {"worker": worker, "done": n, "slowest": slowest, "total": time.perf_counter() - start}
 
 
-MODES = {"counter": counter, "puts": puts}
+MODES: Dict[str, Callable[[Any, int, int], Dict[str, Any]]] = {"counter": counter, "puts": puts}
 
 
-def main(argv: Any) -> int:
-    mode, plugin, meta, n, worker = argv[1], argv[2], json.loads(argv[3]), int(argv[4]), int(argv[5])
-    import kvplugins
-
-    store = kvplugins.open_store(plugin, meta)
+def child(
+    plugin: str, meta: Mapping[str, Any], phases: Sequence[Tuple[str, int]], worker: int, conn: Any
+) -> None:
+    """Body of one worker process: open, report ready, run each phase on the parent's signal."""
     try:
-        print("ready", flush=True)
-        if sys.stdin.readline().strip() != "go":
-            return 2
-        print(json.dumps(MODES[mode](store, n, worker)), flush=True)
+        store = kvplugins.open_store(plugin, dict(meta))
+        try:
+            conn.send("ready")
+            for mode, n in phases:
+                if conn.recv() != "go":
+                    return
+                conn.send(MODES[mode](store, n, worker))
+        finally:
+            store.close()
+    except BaseException:
+        conn.send({"error": traceback.format_exc()})
     finally:
-        store.close()
-    return 0
+        conn.close()
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+def run_workers(
+    plugin: str,
+    meta: Mapping[str, Any],
+    phases: Sequence[Tuple[str, int]],
+    count: int = 8,
+    timeout: float = 150,
+) -> List[List[Dict[str, Any]]]:
+    """Run ``phases`` in ``count`` processes started together; results per phase, per worker."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    pipes, procs = [], []
+    for i in range(count):
+        parent, kid = ctx.Pipe()
+        proc = ctx.Process(target=child, args=(plugin, dict(meta), list(phases), i, kid), daemon=True)
+        proc.start()
+        kid.close()
+        pipes.append(parent)
+        procs.append(proc)
+
+    def receive(pipe: Any) -> Any:
+        if not pipe.poll(timeout):
+            raise TimeoutError(f"a worker sent nothing for {timeout}s")
+        msg = pipe.recv()
+        if isinstance(msg, dict) and "error" in msg:
+            raise AssertionError(f"worker failed:\n{msg['error']}")
+        return msg
+
+    try:
+        for pipe in pipes:  # every store is open before any phase starts
+            assert receive(pipe) == "ready"
+        results = []
+        for _ in phases:
+            for pipe in pipes:
+                pipe.send("go")
+            results.append([receive(pipe) for pipe in pipes])
+        for proc in procs:
+            proc.join(timeout)
+            assert proc.exitcode == 0, f"worker exit code {proc.exitcode}"
+        return results
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()

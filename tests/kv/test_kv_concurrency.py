@@ -6,54 +6,15 @@ memdb lives in one process, so it runs 8 threads on one store instead.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
-from pathlib import Path
 from typing import Any, Dict, List
 
 import kv_worker
 import pytest
 
-WORKER = Path(__file__).resolve().parent / "kv_worker.py"
 WORKERS, INCREMENTS, PUTS = 8, 250, 200
 
 pytestmark = pytest.mark.slow
-
-
-def run_processes(
-    spec: Any, mode: str, n: int, count: int = WORKERS, timeout: float = 150
-) -> List[Dict[str, Any]]:
-    """Start ``count`` worker processes, release them together, collect their JSON results."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), mode, spec.plugin, json.dumps(spec.meta), str(n), str(i)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(count)
-    ]
-    try:
-        for p in procs:  # wait until every worker has its store open
-            line = p.stdout.readline()
-            assert line.strip() == "ready", f"worker failed to start: {line!r} {p.stderr.read()}"
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=timeout)
-            assert p.returncode == 0, f"worker exited {p.returncode}: {err}"
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
 
 
 def run_threads(store: Any, mode: str, n: int, count: int = WORKERS) -> List[Dict[str, Any]]:
@@ -82,7 +43,7 @@ def run_threads(store: Any, mode: str, n: int, count: int = WORKERS) -> List[Dic
 def run(store_spec: Any, kv_store: Any, mode: str, n: int) -> List[Dict[str, Any]]:
     if store_spec.backend == "memdb":
         return run_threads(kv_store, mode, n)  # in-process store: 8 threads, not processes
-    return run_processes(store_spec, mode, n)
+    return kv_worker.run_workers(store_spec.plugin, store_spec.meta, [(mode, n)], WORKERS)[0]
 
 
 def test_no_lost_update_under_contention(store_spec: Any, kv_store: Any) -> None:

@@ -17,7 +17,7 @@ class Crash(Exception):
 
 
 class _Coll:
-    def __init__(self, inner: Any, owner: "_FaultyStore"):
+    def __init__(self, inner: Any, owner: _FaultyStore):
         self._inner, self._owner = inner, owner
 
     def __getattr__(self, name: str) -> Any:
@@ -29,7 +29,7 @@ class _Coll:
 
 
 class _Txn:
-    def __init__(self, inner: Any, owner: "_FaultyStore"):
+    def __init__(self, inner: Any, owner: _FaultyStore):
         self._inner, self._owner = inner, owner
 
     def collection(self, name: str) -> _Coll:

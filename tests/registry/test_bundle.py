@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from regkit import GREET
-from sectorhooks_spec.manifest import load_toml
 
 from sectorhooks import bundle
 from sectorhooks.cli import run
 from sectorhooks.config import HostConfig, PluginsConfig
 from sectorhooks.host import PluginHost, PluginStatus
+from sectorhooks_spec.manifest import load_toml
 
 
 def _copy_greet(tmp_path: Path) -> Path:
@@ -83,12 +83,20 @@ def test_bundle_loads_from_a_plugin_dir_and_works_like_the_directory(tmp_path):
     built = bundle.build(src, tmp_path / "plugins", epoch=1700000000)
 
     def call(plugin_dir: Path) -> tuple:
-        host = PluginHost(HostConfig(plugins=PluginsConfig(dirs=(plugin_dir,), bundled=False, entry_points=False)))
+        host = PluginHost(
+            HostConfig(plugins=PluginsConfig(dirs=(plugin_dir,), bundled=False, entry_points=False))
+        )
         host.load().start()
         record = host.records["greet"]
         assert record.status is PluginStatus.ACTIVE, record.error
         namespace, api = host.impl("greet", "jsonrpc_handler")()
-        out = (record.source.split(":")[0], namespace, api.Hello("bob"), api.Count(), record.manifest.build_time)
+        out = (
+            record.source.split(":")[0],
+            namespace,
+            api.Hello("bob"),
+            api.Count(),
+            record.manifest.build_time,
+        )
         # The helper module really came from where the record says (zipimport for the bundle).
         words = sys.modules["sectorhooks_plugins.greet.helpers.words"]
         out += (type(words.__loader__).__name__,)

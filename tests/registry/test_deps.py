@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
 from regkit import GREET
-from sectorhooks_spec.manifest import load_toml
 
 from sectorhooks import bundle, deps
 from sectorhooks.cli import run
 from sectorhooks.config import HostConfig, PluginsConfig
 from sectorhooks.host import PluginHost, PluginStatus
+from sectorhooks_spec.manifest import load_toml
 
 CLICK = importlib.metadata.version("click")  # installed in the host's environment
 CLICK_MAJOR = int(CLICK.split(".")[0])
@@ -28,7 +28,11 @@ def _plugin(tmp_path: Path, requires: list, multiline: bool = False) -> Path:
     shutil.copytree(GREET, src)
     mpath = src / "manifest.toml"
     items = [json.dumps(r) for r in requires]
-    value = "[\n" + "".join(f"  {i},  # why\n" for i in items) + "]" if multiline else "[" + ", ".join(items) + "]"
+    value = (
+        "[\n" + "".join(f"  {i},  # why\n" for i in items) + "]"
+        if multiline
+        else "[" + ", ".join(items) + "]"
+    )
     mpath.write_text(mpath.read_text().replace('requires = ["packaging>=20"]', f"requires = {value}"))
     return src
 
@@ -105,7 +109,9 @@ def test_prerelease_and_any_version_are_judged_by_the_installed_version():
 
 def test_host_refuses_to_load_a_plugin_whose_requires_it_does_not_satisfy(tmp_path):
     src = _plugin(tmp_path, [f"click>={CLICK_MAJOR + 1}"])
-    host = PluginHost(HostConfig(plugins=PluginsConfig(dirs=(src,), bundled=False, entry_points=False))).load()
+    host = PluginHost(
+        HostConfig(plugins=PluginsConfig(dirs=(src,), bundled=False, entry_points=False))
+    ).load()
     record = host.records["greet"]
     if record.status is PluginStatus.LOADED:
         pytest.xfail("the host does not call sectorhooks.deps.unsatisfied at load yet (lead: host.add)")
@@ -125,7 +131,9 @@ def test_fixing_only_ever_leaves_conflicts_that_cannot_be_fixed(tmp_path_factory
     src = _plugin(tmp, reqs)
     before = (src / "manifest.toml").read_text()
     result = deps.fix(src)
-    missing = [r for r in reqs if deps.installed_version(Requirement(r).name) is None and deps.unsatisfied([r])]
+    missing = [
+        r for r in reqs if deps.installed_version(Requirement(r).name) is None and deps.unsatisfied([r])
+    ]
     assert result.fixed == (not missing)
     if result.fixed:
         assert deps.unsatisfied(_requires(src)) == []

@@ -16,7 +16,11 @@ from regkit import PYTHON, WORKER, opened, write_config
 from sectorhooks.registry import Identity, Registry, Status, register_host
 from sectorhooks.registry.secret import verify_secret
 
-GREET_ADDONS = {"Greet": "greet/Greet", "Greet.Count": "greet/Greet.Count", "Greet.Hello": "greet/Greet.Hello"}
+GREET_ADDONS = {
+    "Greet": "greet/Greet",
+    "Greet.Count": "greet/Greet.Count",
+    "Greet.Hello": "greet/Greet.Hello",
+}
 GHOST = Identity("ghost", "ghost", "RegisterJsonRpc", "1.0.0", "a ghost", ("Handler",), "", "dir:/x")
 
 
@@ -52,7 +56,10 @@ def test_registration_writes_the_seed_records_in_public_and_private(env):
     assert record["secret"].startswith("scrypt$") and reg.secret not in json.dumps(record)
     assert verify_secret(reg.secret, record["secret"])
     assert raw(kv, "private", "all_registered_plugin") == {"greet": "true", host.plugins()[0].name: "true"}
-    assert raw(kv, "public", "plugin_route_greet") == {"status": "WAIT_RUNNING", "register_addons": GREET_ADDONS}
+    assert raw(kv, "public", "plugin_route_greet") == {
+        "status": "WAIT_RUNNING",
+        "register_addons": GREET_ADDONS,
+    }
     # Routes are public, plugin records private: nothing crosses over.
     assert raw(kv, "public", "plugin_greet") is None and raw(kv, "private", "plugin_route_greet") is None
 
@@ -80,7 +87,9 @@ def test_crash_while_re_registering_keeps_the_old_registration_whole(env):
     import attrs
 
     with pytest.raises(Crash):
-        Registry(CrashingStore(kv, 1)).register(attrs.evolve(GHOST, version="2.0.0"), {"Ghost2": "ghost/Ghost2"})
+        Registry(CrashingStore(kv, 1)).register(
+            attrs.evolve(GHOST, version="2.0.0"), {"Ghost2": "ghost/Ghost2"}
+        )
     assert (raw(kv, "private", "plugin_ghost"), raw(kv, "public", "plugin_route_ghost")) == before
 
 
@@ -142,7 +151,9 @@ def test_unknown_plugin_errors_name_the_registered_ones_and_the_fix(env):
     _, kv = env
     registry = Registry(kv)
     registry.register(GHOST, {})
-    with pytest.raises(Exception, match=r"'nope' is not registered \(registered: 'ghost'\).*registry register"):
+    with pytest.raises(
+        Exception, match=r"'nope' is not registered \(registered: 'ghost'\).*registry register"
+    ):
         registry.enable_tenant("nope", "acme")
 
 

@@ -1,8 +1,8 @@
 """A replica process for the multi-process registry tests (each opens the real KV from a config).
 
-    worker.py scrape CONFIG LOG TTL INTERVAL    register this host's plugins, scrape until SIGTERM
-    worker.py tenants CONFIG OUT INDEX OPS SEED GO   enable/disable own tenants once GO exists
-    worker.py register-hang CONFIG MARKER       register 'ghost', hang after the first put
+worker.py scrape CONFIG LOG TTL INTERVAL    register this host's plugins, scrape until SIGTERM
+worker.py tenants CONFIG OUT INDEX OPS SEED GO   enable/disable own tenants once GO exists
+worker.py register-hang CONFIG MARKER       register 'ghost', hang after the first put
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from faults import PausingStore  # noqa: E402
-from regkit import opened  # noqa: E402
+from faults import PausingStore
+from regkit import opened
 
-from sectorhooks.registry import Identity, Registry, RegistryService  # noqa: E402
+from sectorhooks.registry import Identity, Registry, RegistryService
 
 
 def scrape(config: str, log_file: str, ttl: str, interval: str) -> None:
@@ -45,19 +45,27 @@ def tenants(config: str, out: str, index: str, ops: str, seed: str, go: str) -> 
     accepted: List[Dict[str, Any]] = []
     with opened(Path(config), start_all=False) as (_, kv):
         reg = Registry(kv)
+        Path(out + ".ready").touch()
         deadline = time.monotonic() + 60
         while not Path(go).exists() and time.monotonic() < deadline:
             time.sleep(0.01)
+        started = time.time()
         for k in range(int(ops)):
             tid = rng.choice(mine)
             if rng.random() < 0.65:
-                op = {"op": "enable", "tenant": tid, "name": f"{tid}-n{k}", "expire": rng.choice([0, 4_000_000_000 + k])}
+                op = {
+                    "op": "enable",
+                    "tenant": tid,
+                    "name": f"{tid}-n{k}",
+                    "expire": rng.choice([0, 4_000_000_000 + k]),
+                }
                 reg.enable_tenant("greet", tid, op["name"], op["expire"], extra={"k": k})
             else:
                 op = {"op": "disable", "tenant": tid}
                 reg.disable_tenant("greet", tid)
             accepted.append(op)
-    Path(out).write_text(json.dumps(accepted))
+        ended = time.time()
+    Path(out).write_text(json.dumps({"start": started, "end": ended, "ops": accepted}))
 
 
 def register_hang(config: str, marker: str) -> None:

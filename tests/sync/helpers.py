@@ -105,3 +105,50 @@ def kv_rows(state: SectorStateManager) -> Dict[str, Tuple[int, str]]:
     from sectorhooks_spec import dumps
 
     return {str(s.id): (s.version, dumps(s)) for s in state.list()}
+
+
+def toml_config(
+    path: Path,
+    data_dir: Path,
+    syncers: Sequence[Tuple[str, str, Mapping[str, Any]]],
+    plugins: Iterable[str] = ("recorder",),
+    kv_url: Optional[str] = None,
+    sync: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """Write a host config file (for the CLI and for subprocess hosts); KV = sqlkv on SQLite."""
+    import json as _json
+
+    dirs = [str(CONTRIB / "sqlkv")]
+    for name in plugins:
+        dirs.append(str(TEST_PLUGINS / name if (TEST_PLUGINS / name).is_dir() else CONTRIB / name))
+    q = _json.dumps  # TOML basic strings are JSON strings for our values
+    default_kv = "sqlite:///" + str(data_dir / "kv.sqlite3")
+    lines = [
+        "[Common]",
+        f"DataDir = {q(str(data_dir))}",
+        "[Common.Plugins]",
+        f"Dir = [{', '.join(q(d) for d in dirs)}]",
+        "Bundled = false",
+        "EntryPoints = false",
+        "[Common.DB]",
+        'Driver = "plugin"',
+        "[Common.DB.Plugin]",
+        'PluginName = "sqlkv"',
+        f"Meta = {{ url = {q(kv_url or default_kv)} }}",
+        "[Common.Sync]",
+    ]
+    settings = {
+        "BatchSize": 200,
+        "MaxAttempts": 3,
+        "PollInterval": 0.02,
+        "BackoffBase": 0.01,
+        "BackoffMax": 0.2,
+    }
+    settings.update(sync or {})
+    lines += [f"{k} = {q(v)}" for k, v in settings.items()]
+    for name, plugin, meta in syncers:
+        lines += ["[[Common.Syncers]]", f"Name = {q(name)}", f"PluginName = {q(plugin)}"]
+        if meta:
+            lines.append("Meta = { " + ", ".join(f"{k} = {q(v)}" for k, v in meta.items()) + " }")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

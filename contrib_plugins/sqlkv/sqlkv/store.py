@@ -75,6 +75,22 @@ def _b(value: Any) -> bytes:
     return value if type(value) is bytes else bytes(value)
 
 
+def _invalidate(conn: sa.Connection) -> None:
+    """Discard the DBAPI connection instead of pooling it (its state is unknown)."""
+    try:
+        conn.invalidate()
+    except Exception:
+        pass
+
+
+def _release(conn: sa.Connection) -> None:
+    """Return ``conn`` to the pool; a broken one is discarded, never raised about."""
+    try:
+        conn.close()
+    except Exception:
+        _invalidate(conn)
+
+
 class _Stmt:
     """A Core statement compiled once for a dialect, bound by name, run as driver SQL."""
 
@@ -183,7 +199,8 @@ def _make_engine(
     u = sa.engine.make_url(url)
     kind = {"mariadb": "mysql"}.get(u.get_backend_name(), u.get_backend_name())
     kw: Dict[str, Any] = {
-        "isolation_level": "AUTOCOMMIT",  # the store sends BEGIN/COMMIT itself
+        "isolation_level": "AUTOCOMMIT",  # the store sends BEGIN/COMMIT/ROLLBACK itself
+        "skip_autocommit_rollback": True,  # so no extra ROLLBACK round trip per checkout
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": pool_timeout,
@@ -323,7 +340,7 @@ class SQLStore:
                     with self._errors(phase):
                         return op(conn)
                 finally:
-                    conn.close()
+                    _release(conn)
             except TransactionConflict:
                 if attempt >= PLAIN_ATTEMPTS or time.monotonic() - start > self.lock_timeout:
                     raise
@@ -348,11 +365,11 @@ class SQLStore:
             txn.done = True
             try:
                 conn.exec_driver_sql("ROLLBACK")
-            except Exception:  # connection gone: the server rolls back by itself
-                pass
+            except Exception:  # connection gone (the server rolls back by itself): never reuse it
+                _invalidate(conn)
             raise
         finally:
-            conn.close()
+            _release(conn)
 
     def _begin_txn(self, write: bool) -> sa.Connection:
         sql = self._begin[write]
@@ -363,11 +380,13 @@ class SQLStore:
                     conn.exec_driver_sql(sql)
                 return conn
             except StoreUnavailable:  # a stale pooled connection: nothing was sent, try a fresh one
-                conn.close()
+                _release(conn)
                 if attempt == 2:
                     raise
-            except BaseException:
-                conn.close()
+            except BaseException as exc:
+                if not isinstance(exc, KVError):  # interrupted mid-BEGIN: its state is unknown
+                    _invalidate(conn)
+                _release(conn)
                 raise
         raise AssertionError("unreachable")
 

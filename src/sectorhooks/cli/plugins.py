@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 import zipfile
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 import click
 from rich.markup import escape
 from rich.table import Table
+
 from sectorhooks_spec import Kind, ManifestError
 
 from .. import loader, scaffold
@@ -182,7 +183,8 @@ def check_path(path: Path) -> List[str]:
             problems += [str(p) for p in orphan.problems]
         if record.status is PluginStatus.FAILED:
             problems.append(record.error)
-    return problems
+    # an unreadable manifest is both the record's problem and an orphan error: print it once
+    return list(dict.fromkeys(problems))
 
 
 def _isolated_config() -> HostConfig:
@@ -216,4 +218,5 @@ def plugin_new(name: str, kind: str, directory: Path) -> None:
     except ManifestError as exc:
         fail(str(exc))
         return
-    console.print(f"[green]created[/] {escape(str(target))}; check it with: sectorhooks plugin check {escape(str(target))}")
+    shown = escape(str(target))
+    console.print(f"[green]created[/] {shown}; check it with: sectorhooks plugin check {shown}")

@@ -281,7 +281,7 @@ class Pipeline:
             sector_type=PROOF_TYPE,
             ticket=Ticket(_hex("ticket", seed, sid), BASE_EPOCH - 20000),
             seed=Seed(_hex("seed", seed, sid), BASE_EPOCH - 19000),
-            pieces=(Piece(_cid("baga6ea4seaq", "filler", sid.miner), SECTOR_SIZE),),
+            pieces=(Piece(_cid("baga6ea4seaq", "filler", sid.miner), SECTOR_SIZE),),  # type: ignore[arg-type]
             pre=PreCommitInfo(
                 _cid("bagboea4b5abc", "commr", seed, sid), _cid("baga6ea4seaq", "commd", seed, sid)
             ),

@@ -60,7 +60,7 @@ def _url(rt: Any, plugin: str, name: str, meta: Mapping[str, Any]) -> Any:
 def _syncers(rt: Any) -> List[Tuple[str, str, Mapping[str, Any]]]:
     """(name, plugin, meta) of every syncer the sync service runs."""
     configured = {s.name: s for s in rt.config.syncers}
-    out = []
+    out: List[Tuple[str, str, Mapping[str, Any]]] = []
     for st in rt.sync.status():
         cfg = configured.get(st["name"])
         out.append((st["name"], st["plugin"], dict(cfg.meta) if cfg else {}))

@@ -76,7 +76,8 @@ def check_listen(listen: str, dev_mode: bool, where: str = "[Common.API] Listen"
     return host, port
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one), ready before uvicorn starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -84,6 +85,16 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def make_server(app: Any, log_level: str = "warning") -> Any:
+    """The uvicorn server every gateway (and the benchmark's baseline) runs: one process, h11."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+    )
+    return uvicorn.Server(config)
 
 
 class _Stop(BaseException):
@@ -101,8 +112,6 @@ def serve(
     log_level: str = "warning",
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown)."""
-    import uvicorn
-
     dev_mode = config.api.dev_mode
     host, port = check_listen(
         listen or config.api.listen, dev_mode, "--listen" if listen else "[Common.API] Listen"
@@ -117,14 +126,10 @@ def serve(
     try:
         with runtime_factory(config) as rt:
             app = build_app(rt, tokens=TokenStore(rt.kv), gate=gate, limits=limits, dev_mode=dev_mode)
-            sock = _bind(host, port)
+            sock = bind(host, port)
             bound = sock.getsockname()
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=10
-                )
-            )
+            server = make_server(app, log_level)
             mode = " (dev mode: loopback callers need no token)" if dev_mode else ""
             print(
                 f"sectorhooks: serving JSON-RPC on http://{shown}:{bound[1]}{RPC_PATH}{mode}",

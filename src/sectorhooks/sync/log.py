@@ -9,8 +9,10 @@ Sequence numbers are allocated inside the writer's transaction (``head`` is read
 there), so the log is gap-free between ``floor`` and ``head``: a reader knows every key it
 wants and reads a range with a few prefix scans over aligned decimal blocks.
 
-An entry is one line of JSON (the header: event, sector, workspace, fields, versions, time)
-followed by one line per state, each exactly ``codec.dumps(state)``. Sinks get that text as
+An entry is one line of JSON, the header (``e`` event, ``s`` [miner, number], ``v`` version,
+``w`` workspace, ``t`` time; ``k`` the changed field names of an update, ``o`` override of an
+import; ``a`` [[miner, number, proof type]...] and ``vs`` versions of an init), followed by one
+line per state, each exactly ``codec.dumps(state)``. Sinks get that text as
 ``state_json`` without anything being parsed or serialized again; ``state`` is decoded only
 for a hook that asks for it.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from sectorhooks_spec import (
     AllocatedSector,
@@ -62,9 +64,11 @@ def read_int(txn: StoreTxn, key: bytes, default: int) -> int:
 # --- writing (used by SectorStateManager inside its transaction) ----------------------------
 
 
-def encode_entry(header: Dict[str, Any], states_json: Sequence[str]) -> bytes:
-    """One log entry: the header line, then one line per serialized state."""
-    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False)
+def encode_entry(header: Union[str, Dict[str, Any]], states_json: Sequence[str]) -> bytes:
+    """One log entry: the header line (a dict, or its JSON text), then one line per state."""
+    head = (
+        header if isinstance(header, str) else json.dumps(header, separators=(",", ":"), ensure_ascii=False)
+    )
     return "\n".join((head, *states_json)).encode("utf-8")
 
 
@@ -138,6 +142,14 @@ class Event:
             self._states = [loads(SectorState, s) for s in self.states_json]
         return self._states
 
+    def fields(self) -> Dict[str, Any]:
+        """``OnUpdate``'s ``fields``: name -> new JSON value, taken from the state line."""
+        names = self.header.get("k", ())
+        if not names:
+            return {}
+        data = json.loads(self.states_json[0])
+        return {name: data[name] for name in names}
+
     def args(self, argnames: Sequence[str], syncer: SyncerInstance) -> List[Any]:
         """Positional arguments for an impl taking ``argnames``."""
         return [_ARGS[name](self, syncer) for name in argnames]
@@ -155,7 +167,7 @@ _ARGS: Dict[str, Callable[[Event, SyncerInstance], Any]] = {
     "syncer": lambda ev, syncer: syncer,
     "workspace": lambda ev, syncer: Workspace(ev.header["w"]),
     "override": lambda ev, syncer: bool(ev.header.get("o", False)),
-    "fields": lambda ev, syncer: ev.header.get("f", {}),
+    "fields": lambda ev, syncer: ev.fields(),
     "state_json": lambda ev, syncer: ev.states_json[0],
     "states_json": lambda ev, syncer: list(ev.states_json),
     "state": lambda ev, syncer: ev.states()[0],

@@ -316,7 +316,8 @@ class SyncService:
         """Differences between syncer ``name``'s sink and the KV (empty: they match).
 
         Needs the plugin module's ``read_rows(url, table_prefix) -> {str(sector_id): (version,
-        state_json)}`` (sqlsync has it); call :meth:`wait_idle` first for a quiet comparison.
+        state_json)}`` (sqlsync has it), given the instance's meta ``url`` (or, without one, the
+        module's ``default_url(name)``); call :meth:`wait_idle` first for a quiet comparison.
         """
         d = self.dispatcher(name)
         self._require_available(d)
@@ -329,8 +330,11 @@ class SyncService:
                 "module-level read_rows(url, table_prefix)"
             )
         meta = d.syncer.instance.meta
+        url = meta.get("url")
+        if url is None and callable(getattr(module, "default_url", None)):
+            url = module.default_url(name)  # type: ignore[union-attr]  # the instance's default sink
         try:
-            rows = read_rows(meta.get("url"), meta.get("table_prefix", ""))
+            rows = read_rows(url, meta.get("table_prefix", ""))
         except Exception as exc:
             raise SyncError(f"syncer {name!r}: cannot read the sink: {describe(exc)}")
         return compare(self._kv_rows(), rows)

@@ -1,0 +1,310 @@
+"""End-to-end sync throughput and memory (issue 5, benchmarks b and c).
+
+(b) changes/s through ``SectorStateManager`` with three SQLite ``sqlsync`` sinks and 8 concurrent
+    writer threads, each change durable in the KV (sqlkv on SQLite) when its call returns, timed
+    until every sink holds every change. Baseline, same writers and payloads: the naive design of
+    damocles-manager, one KV transaction per change, then each syncer called inline, one sink
+    transaction (hook + Flush) per change per sink.
+(c) host RSS growth while one sink (a PostgreSQL URL on a closed port: connection refused) is
+    down for 200,000 changes, against the issue's 50 MB budget; and against an in-memory queue
+    holding the same backlog (the design this one replaces).
+
+Run standalone: ``python benchmarks/bench_sync.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import attrs
+
+from sectorhooks.config import DBConfig, HostConfig, PluginsConfig, SyncerConfig, SyncSettings
+from sectorhooks.runtime import Runtime
+from sectorhooks.state import COLLECTIONS
+from sectorhooks_spec import (
+    AllocatedSector,
+    LatestState,
+    SectorID,
+    SectorState,
+    SyncerInstance,
+    Ticket,
+    Workspace,
+    dumps,
+    loads,
+    to_jsonable,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRIB = ROOT / "contrib_plugins"
+WRITERS = 8
+SINKS = 3
+
+
+def _config(data: Path, syncers: Sequence[Tuple[str, Dict[str, Any]]]) -> HostConfig:
+    return HostConfig(
+        path="<bench>",
+        data_dir=data,
+        plugins=PluginsConfig(
+            dirs=(CONTRIB / "sqlkv", CONTRIB / "sqlsync"), bundled=False, entry_points=False
+        ),
+        db=DBConfig(plugin_name="sqlkv", meta={"url": f"sqlite:///{data / 'kv.sqlite3'}"}),
+        syncers=tuple(SyncerConfig(name, "sqlsync", meta) for name, meta in syncers),
+        sync=SyncSettings(batch_size=1000, poll_interval=0.05, backoff_base=0.05, backoff_max=1.0),
+    )
+
+
+def _sinks(data: Path) -> List[Tuple[str, Dict[str, Any]]]:
+    return [(f"sink{i}", {"url": f"sqlite:///{data / f'sink{i}.sqlite'}"}) for i in range(SINKS)]
+
+
+def _fields(k: int, i: int) -> Dict[str, Any]:
+    """The payload of one reported change: a state transition from worker k."""
+    fields: Dict[str, Any] = {"latest_state": LatestState(f"S{i % 12}", f"S{(i - 1) % 12}", "ev", f"w{k}")}
+    if i % 5 == 0:
+        fields["ticket"] = Ticket("ab" * 32, i)
+    return fields
+
+
+def _writers(per_thread: int, sectors: int, change: Callable[[SectorID, Dict[str, Any]], Any]) -> float:
+    """Run WRITERS threads, each reporting ``per_thread`` changes on its own sectors; seconds taken."""
+    errors: List[BaseException] = []
+
+    def work(k: int) -> None:
+        mine = list(range(k, sectors, WRITERS))
+        try:
+            for i in range(per_thread):
+                change(SectorID(1000, mine[i % len(mine)]), _fields(k, i))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(WRITERS)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - t0
+
+
+def _init(rt: Runtime, sectors: int) -> None:
+    for start in range(0, sectors, 100):
+        rt.state.init_sectors(
+            [AllocatedSector(SectorID(1000, n), 8) for n in range(start, min(sectors, start + 100))]
+        )
+
+
+def bench_ours(per_thread: int, sectors: int) -> Tuple[float, float]:
+    """(changes/s until every sink caught up, changes/s of the writers alone)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    try:
+        with Runtime.open(_config(tmp, _sinks(tmp)), filestores=False) as rt:
+            _init(rt, sectors)
+            if not rt.sync.wait_idle(120):
+                raise RuntimeError("sinks did not take the initial states")
+            t0 = time.perf_counter()
+            written = _writers(per_thread, sectors, lambda sid, f: rt.state.update(sid, **f))
+            if not rt.sync.wait_idle(600):
+                raise RuntimeError(f"sinks did not catch up: {rt.sync.status()}")
+            total = time.perf_counter() - t0
+            for name in rt.sync.syncers:  # the result must be right, not only fast
+                diffs = rt.sync.verify(name)
+                if diffs:
+                    raise RuntimeError(f"{name} differs from the KV: {diffs[:3]}")
+        n = WRITERS * per_thread
+        return n / total, n / written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_naive(per_thread: int, sectors: int) -> float:
+    """changes/s of the inline design: KV transaction, then hook + Flush on every sink, per change."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-naive-"))
+    try:
+        sinks = _sinks(tmp)
+        with Runtime.open(_config(tmp, sinks), start_sync=False, filestores=False) as rt:
+            on_update = rt.host.impl("sqlsync", "sync_on_update")
+            on_init = rt.host.impl("sqlsync", "sync_on_init")
+            flush = rt.host.impl("sqlsync", "sync_flush")
+            assert on_update and on_init and flush
+            instances = [SyncerInstance(name, "sqlsync", meta) for name, meta in sinks]
+            locks = [threading.Lock() for _ in instances]
+            online = COLLECTIONS[Workspace.ONLINE]
+            for start in range(0, sectors, 100):  # untimed: the same starting point as ours
+                states = [
+                    SectorState(SectorID(1000, n), sector_type=8, version=1)
+                    for n in range(start, min(sectors, start + 100))
+                ]
+                texts = [dumps(s) for s in states]
+                rt.kv.update(
+                    lambda t: [
+                        t.collection(online).put(s.id.key.encode(), j.encode()) for s, j in zip(states, texts)
+                    ]
+                )
+                allocated = [AllocatedSector(s.id, 8) for s in states]
+                for inst in instances:
+                    on_init.function(
+                        *[
+                            {
+                                "syncer": inst,
+                                "sectors": allocated,
+                                "workspace": Workspace.ONLINE,
+                                "states": states,
+                                "states_json": texts,
+                            }[a]
+                            for a in on_init.argnames
+                        ]
+                    )
+                    flush.function(inst)
+
+            def change(sid: SectorID, fields: Dict[str, Any]) -> None:
+                key = sid.key.encode()
+
+                def txn(t: Any) -> Tuple[SectorState, str]:
+                    c = t.collection(online)
+                    old = loads(SectorState, c.get(key))
+                    new = attrs.evolve(old, **fields, version=old.version + 1, updated_at=time.time())
+                    text = dumps(new)
+                    c.put(key, text.encode())
+                    return new, text
+
+                new, text = rt.kv.update(txn)  # durable before the syncers are called
+                args = {
+                    "sector_id": sid,
+                    "workspace": Workspace.ONLINE,
+                    "fields": {k: to_jsonable(v) for k, v in fields.items()},
+                    "state": new,
+                    "state_json": text,
+                }
+                for inst, lock in zip(instances, locks):
+                    with lock:  # one change per sink transaction
+                        on_update.function(*[inst if a == "syncer" else args[a] for a in on_update.argnames])
+                        flush.function(inst)
+
+            seconds = _writers(per_thread, sectors, change)
+        return WRITERS * per_thread / seconds
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def bench_memory(changes: int, sectors: int = 2000) -> Tuple[float, float, int]:
+    """(RSS growth MB with one sink down, RSS growth MB of an in-memory queue of that backlog, backlog)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    logging.getLogger("sectorhooks.sync").setLevel(logging.ERROR)  # the down sink's retries
+    try:
+        syncers = [
+            ("up", {"url": f"sqlite:///{tmp / 'up.sqlite'}"}),
+            ("down", {"url": "postgresql+psycopg://nobody@127.0.0.1:9/gone", "retries": 1}),
+        ]
+        with Runtime.open(_config(tmp, syncers), filestores=False) as rt:
+            _init(rt, sectors)
+            per_thread = 1000
+            _writers(per_thread // WRITERS, sectors, lambda sid, f: rt.state.update(sid, **f))  # warm up
+            rt.sync.wait_idle(5)
+            gc.collect()
+            base = peak = _rss()
+            stop = threading.Event()
+
+            def sample() -> None:
+                nonlocal peak
+                while not stop.wait(0.1):
+                    peak = max(peak, _rss())
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            done = 0
+            while done < changes:
+                n = min(changes - done, 8000)
+                _writers(n // WRITERS, sectors, lambda sid, f: rt.state.update(sid, **f))
+                done += n // WRITERS * WRITERS
+            gc.collect()
+            stop.set()
+            sampler.join()
+            peak = max(peak, _rss())
+            status = {s["name"]: s for s in rt.sync.status()}
+            backlog = int(status["down"]["lag_events"])
+            if backlog < changes:
+                raise RuntimeError(f"the down sink is not behind by {changes}: {status['down']}")
+            # The design this replaces: the same backlog held in memory, one entry per change.
+            floor = status["down"]["cursor"]
+            queue: List[bytes] = []
+            before = _rss()
+            for seq, raw in rt.state.log.read(floor, backlog):
+                queue.append(raw)
+            queue_growth = _rss() - before
+            del queue
+        return (peak - base) / 2**20, queue_growth / 2**20, backlog
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(quick: bool) -> List[Dict[str, Any]]:
+    """Benchmark rows (see benchmarks/run.py)."""
+    sectors = 800
+    ours_total, ours_write = bench_ours(per_thread=400 if quick else 2500, sectors=sectors)
+    naive = bench_naive(per_thread=40 if quick else 200, sectors=sectors)
+    mem, queue, backlog = bench_memory(20_000 if quick else 200_000)
+    return [
+        {
+            "group": "sync",
+            "name": f"changes/s, {WRITERS} writers, {SINKS} SQLite sinks, until delivered",
+            "ours": ours_total,
+            "baseline": naive,
+            "baseline_name": "inline: KV txn + 1 txn per sink per change",
+            "ratio": ours_total / naive,
+            "unit": "changes/s",
+            "goal": 10,
+        },
+        {
+            "group": "sync",
+            "name": f"changes/s, {WRITERS} writers, durable return (delivery async)",
+            "ours": ours_write,
+            "baseline": naive,
+            "baseline_name": "inline: KV txn + 1 txn per sink per change",
+            "ratio": ours_write / naive,
+            "unit": "changes/s",
+            "goal": 10,
+        },
+        {
+            "group": "sync",
+            "name": f"RSS growth, 1 sink down for {backlog:,} changes",
+            "ours": mem,
+            "baseline": 50.0,
+            "baseline_name": "issue budget",
+            "ratio": mem / 50.0,
+            "unit": "MB",
+            "goal": "< 1",
+        },
+        {
+            "group": "sync",
+            "name": f"RSS growth vs an in-memory queue of {backlog:,} changes",
+            "ours": mem,
+            "baseline": queue,
+            "baseline_name": "in-memory backlog",
+            "ratio": queue / max(mem, 0.5),
+            "unit": "MB",
+            "goal": None,
+        },
+    ]
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run import print_table
+
+    print_table(run("--quick" in sys.argv), title="bench_sync")

@@ -1,0 +1,169 @@
+"""``sectorhooks sync status|retry|backfill|verify``: look after the syncers' cursors and sinks.
+
+Each command opens the runtime without starting the dispatchers (a running host keeps doing
+that); ``backfill`` delivers in this process until the syncer reached the log head.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import SectorhooksError
+from . import main
+from ._common import config_option, console, fail, get_config, json_option, print_json
+
+_STATE_STYLE = {
+    "running": "green",
+    "idle": "green",
+    "retrying": "yellow",
+    "standby": "dim",
+    "stopped": "red",
+    "crashed": "red",
+    "unavailable": "red",
+}
+
+
+@contextmanager
+def _runtime(config_path: Optional[str]) -> Iterator[Any]:
+    from ..runtime import Runtime
+
+    config = get_config(config_path)
+    try:
+        with Runtime.open(config, start_sync=False, filestores=False) as rt:
+            yield rt
+    except SectorhooksError as exc:
+        fail(str(exc))
+
+
+@main.group("sync")
+def sync_group() -> None:
+    """Syncers: lag, dead letters, re-delivery, backfill, verification."""
+
+
+@sync_group.command("status")
+@config_option
+@json_option
+def sync_status(config_path: Optional[str], as_json: bool) -> None:
+    """Per syncer: cursor, lag (events and seconds), dead letters, last error."""
+    with _runtime(config_path) as rt:
+        rows = rt.sync.status()
+    if as_json:
+        print_json({"syncers": rows})
+        return
+    table = Table(title="syncers")
+    for col in ("name", "plugin", "state", "cursor", "head", "lag", "lag s", "dead", "last error"):
+        table.add_column(
+            col, justify="right" if col in ("cursor", "head", "lag", "lag s", "dead") else "left"
+        )
+    for r in rows:
+        style = _STATE_STYLE.get(r["state"], "")
+        lag_s = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.1f}"
+        table.add_row(
+            escape(r["name"]),
+            escape(r["plugin"]),
+            f"[{style}]{escape(r['state'])}[/]" if style else escape(r["state"]),
+            str(r["cursor"]),
+            str(r["head"]),
+            str(r["lag_events"]),
+            lag_s,
+            f"[red]{r['dead_letters']}[/]" if r["dead_letters"] else "0",
+            escape(r["last_error"][:120]),
+        )
+    if not rows:
+        console.print("no syncers: configure [[Common.Syncers]] or load a SyncSectorState plugin")
+        return
+    console.print(table)
+
+
+@sync_group.command("retry")
+@click.argument("name")
+@config_option
+@json_option
+def sync_retry(name: str, config_path: Optional[str], as_json: bool) -> None:
+    """Re-deliver syncer NAME's dead letters (exit 1 if some still fail)."""
+    with _runtime(config_path) as rt:
+        try:
+            delivered = rt.sync.retry_dead_letters(name)
+        except SectorhooksError as exc:
+            fail(str(exc))
+        left = rt.sync.records.count_dead(name)
+        errors = [d["error"] for d in rt.sync.records.dead_letters(name, limit=3)]
+    if as_json:
+        print_json({"name": name, "delivered": delivered, "remaining": left, "errors": errors})
+    else:
+        console.print(f"{escape(name)}: delivered {delivered} dead letter(s), {left} remaining")
+        for error in errors:
+            console.print(f"  [red]{escape(error)}[/]")
+    if left:
+        raise SystemExit(1)
+
+
+@sync_group.command("backfill")
+@click.argument("name")
+@config_option
+@json_option
+def sync_backfill(name: str, config_path: Optional[str], as_json: bool) -> None:
+    """Replay the current state of every sector into syncer NAME, then deliver the log to its head."""
+    with _runtime(config_path) as rt:
+        try:
+            t0 = time.monotonic()
+            sent = rt.sync.backfill(name)
+            d = rt.sync.dispatcher(name)
+            entries = 0
+            while True:
+                n = d.step()
+                if n == 0:
+                    break
+                entries += n
+        except SectorhooksError as exc:
+            fail(str(exc))
+        result = {
+            "name": name,
+            "sectors": sent,
+            "log_entries": entries,
+            "cursor": d.cursor,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+    if as_json:
+        print_json(result)
+    else:
+        console.print(
+            f"{escape(name)}: backfilled {sent} sector(s), then {entries} log entries; "
+            f"cursor at {result['cursor']} ({result['seconds']}s)"
+        )
+
+
+@sync_group.command("verify")
+@click.argument("name")
+@config_option
+@json_option
+@click.option("--limit", default=50, show_default=True, help="Differences to print.")
+def sync_verify(name: str, config_path: Optional[str], as_json: bool, limit: int) -> None:
+    """Compare syncer NAME's sink with the KV; print the differences (exit 1 if any)."""
+    with _runtime(config_path) as rt:
+        try:
+            diffs = rt.sync.verify(name)
+        except SectorhooksError as exc:
+            fail(str(exc))
+        lag = next((s["lag_events"] for s in rt.sync.status() if s["name"] == name), 0)
+        sectors = len(rt.state.list())
+    if as_json:
+        print_json({"name": name, "sectors": sectors, "lag_events": lag, "differences": diffs})
+    elif not diffs:
+        console.print(f"[green]{escape(name)}: the sink matches the KV ({sectors} sectors)[/]")
+    else:
+        console.print(f"[red]{escape(name)}: {len(diffs)} difference(s) with the KV[/]")
+        for line in diffs[:limit]:
+            console.print(f"  {escape(line)}")
+        if len(diffs) > limit:
+            console.print(f"  ... {len(diffs) - limit} more (--limit)")
+        if lag:
+            console.print(f"  note: {lag} change(s) are not delivered yet: run `sync status` or wait")
+    if diffs:
+        raise SystemExit(1)

@@ -184,12 +184,12 @@ def test_pattern_outside_the_root_names_the_meta_key(open_with) -> None:
 
 
 def test_unknown_meta_key_names_the_store(open_with) -> None:
-    with pytest.raises(ConfigError, match=r"\[Common.PieceStores\[0\].Meta\] store 'pc'.*unknown Meta key"):
+    with pytest.raises(ConfigError, match=r"\[Common.PieceStores\[0\].Meta\] .*store 'pc'.*unknown Meta key"):
         open_with('[[Common.PieceStores]]\nName = "pc"\nPath = "p"\nMeta = { Bogus = "1" }\n')
 
 
 def test_strict_store_with_missing_root_names_the_path_key(open_with) -> None:
-    with pytest.raises(ConfigError, match=r"\[Common.PersistStores\[0\].Path\] store 'p'.*Strict"):
+    with pytest.raises(ConfigError, match=r"\[Common.PersistStores\[0\].Path\] .*store 'p'.*Strict"):
         open_with('[[Common.PersistStores]]\nName = "p"\nPath = "missing"\nStrict = true\n')
 
 

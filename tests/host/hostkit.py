@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import textwrap
 import zipfile
@@ -94,6 +96,18 @@ def write_zip(bundle: Path, files: Mapping[str, str], top: str = "") -> Path:
     return bundle
 
 
+_EMPTY_DATA_DIR: List[Path] = []
+
+
+def _empty_data_dir() -> Path:
+    """One empty data dir per test process (only read: tests that write pass their own)."""
+    if not _EMPTY_DATA_DIR:
+        path = Path(tempfile.mkdtemp(prefix="sh-host-data-"))
+        atexit.register(shutil.rmtree, path, True)
+        _EMPTY_DATA_DIR.append(path)
+    return _EMPTY_DATA_DIR[0]
+
+
 def isolated_config(
     dirs: Iterable[Path] = (),
     *,
@@ -104,7 +118,7 @@ def isolated_config(
 ) -> HostConfig:
     """A config that sees only ``dirs`` (no bundled plugins, no entry points)."""
     # Never the user's ~/.sectorhooks: `plugins disable` state there must not leak into tests.
-    kwargs: Dict[str, Any] = {"data_dir": data_dir or Path(tempfile.mkdtemp(prefix="sh-data-"))}
+    kwargs: Dict[str, Any] = {"data_dir": data_dir or _empty_data_dir()}
     return HostConfig(
         plugins=PluginsConfig(
             dirs=tuple(dirs),

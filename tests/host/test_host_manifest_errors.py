@@ -197,6 +197,7 @@ def test_each_manifest_problem_names_file_field_and_fix(tmp_path: Path, case: Ca
     if "bad" in host.records:
         assert host.records["bad"].status is PluginStatus.INVALID
         assert mpath in host.records["bad"].error
+        assert "plugin 'bad'" in host.records["bad"].error
     assert host.records["good"].status is PluginStatus.LOADED
     assert [i.plugin for i in host.impls("kvstore_constructor")] == ["good"]
 

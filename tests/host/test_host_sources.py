@@ -199,8 +199,9 @@ def test_one_log_line_per_loaded_plugin_with_version_build_time_and_source(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     manifest = KV_MANIFEST.format(name="stamped") + 'version = "1.2.3"\nbuild_time = "2024-05-01T10:00:00Z"\n'
-    write_plugin(tmp_path, "stamped", manifest, "def open_store(meta):\n    return meta\n")
-    write_plugin(tmp_path, "plain", KV_MANIFEST.format(name="plain"), "def open_store(meta):\n    return meta\n")
+    module = "def open_store(meta):\n    return meta\n"
+    write_plugin(tmp_path, "stamped", manifest, module)
+    write_plugin(tmp_path, "plain", KV_MANIFEST.format(name="plain"), module)
     with caplog.at_level("INFO", logger="sectorhooks.host"):
         load_host(tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded plugin")]

@@ -119,12 +119,17 @@ def _server(kind: str, backend: str, root: Path) -> Iterator[Tuple[str, Dict[str
             proc.wait()
 
 
-def _load(kind: str, url: str, headers: Dict[str, str], clients: int, calls: int, name: str) -> Tuple[float, int]:
+def _load(
+    kind: str, url: str, headers: Dict[str, str], clients: int, calls: int, name: str
+) -> Tuple[float, int]:
     """(calls/s, highest value returned) for ``clients`` x ``calls`` increments of counter ``name``."""
     import httpx
 
     if kind == "ours":
-        bodies = [{"jsonrpc": "2.0", "method": "AtomicCounter.Incr", "params": [name, 1], "id": i} for i in range(calls)]
+        bodies = [
+            {"jsonrpc": "2.0", "method": "AtomicCounter.Incr", "params": [name, 1], "id": i}
+            for i in range(calls)
+        ]
     else:
         bodies = [{"name": name, "delta": 1} for _ in range(calls)]
     start = threading.Barrier(clients + 1)
@@ -157,7 +162,7 @@ def _load(kind: str, url: str, headers: Dict[str, str], clients: int, calls: int
 
 
 def bench_backend(backend: str, root: Path, quick: bool) -> Dict[str, Any]:
-    clients, calls, rounds = (4, 40, 1) if quick else (8, 250, 3)
+    clients, calls, rounds = (4, 30, 2) if quick else (8, 150, 3)
     best = {"ours": 0.0, "bare": 0.0}
     with _server("ours", backend, root) as ours, _server("bare", backend, root) as bare:
         servers = {"ours": ours, "bare": bare}

@@ -48,14 +48,16 @@ WRITERS = 8
 SINKS = 3
 
 
-def _config(data: Path, syncers: Sequence[Tuple[str, Dict[str, Any]]]) -> HostConfig:
+def _config(data: Path, syncers: Sequence[Tuple[str, Dict[str, Any]]], sync: str = "NORMAL") -> HostConfig:
     return HostConfig(
         path="<bench>",
         data_dir=data,
         plugins=PluginsConfig(
             dirs=(CONTRIB / "sqlkv", CONTRIB / "sqlsync"), bundled=False, entry_points=False
         ),
-        db=DBConfig(plugin_name="sqlkv", meta={"url": f"sqlite:///{data / 'kv.sqlite3'}"}),
+        db=DBConfig(
+            plugin_name="sqlkv", meta={"url": f"sqlite:///{data / 'kv.sqlite3'}", "synchronous": sync}
+        ),
         syncers=tuple(SyncerConfig(name, "sqlsync", meta) for name, meta in syncers),
         sync=SyncSettings(batch_size=1000, poll_interval=0.05, backoff_base=0.05, backoff_max=1.0),
     )
@@ -103,11 +105,11 @@ def _init(rt: Runtime, sectors: int) -> None:
         )
 
 
-def bench_ours(per_thread: int, sectors: int) -> Tuple[float, float]:
+def bench_ours(per_thread: int, sectors: int, sync: str) -> Tuple[float, float]:
     """(changes/s until every sink caught up, changes/s of the writers alone)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     try:
-        with Runtime.open(_config(tmp, _sinks(tmp)), filestores=False) as rt:
+        with Runtime.open(_config(tmp, _sinks(tmp), sync), filestores=False) as rt:
             _init(rt, sectors)
             if not rt.sync.wait_idle(120):
                 raise RuntimeError("sinks did not take the initial states")
@@ -126,12 +128,12 @@ def bench_ours(per_thread: int, sectors: int) -> Tuple[float, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_naive(per_thread: int, sectors: int) -> float:
+def bench_naive(per_thread: int, sectors: int, sync: str) -> float:
     """changes/s of the inline design: KV transaction, then hook + Flush on every sink, per change."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-naive-"))
     try:
         sinks = _sinks(tmp)
-        with Runtime.open(_config(tmp, sinks), start_sync=False, filestores=False) as rt:
+        with Runtime.open(_config(tmp, sinks, sync), start_sync=False, filestores=False) as rt:
             on_update = rt.host.impl("sqlsync", "sync_on_update")
             on_init = rt.host.impl("sqlsync", "sync_on_init")
             flush = rt.host.impl("sqlsync", "sync_flush")
@@ -145,11 +147,8 @@ def bench_naive(per_thread: int, sectors: int) -> float:
                     for n in range(start, min(sectors, start + 100))
                 ]
                 texts = [dumps(s) for s in states]
-                rt.kv.update(
-                    lambda t: [
-                        t.collection(online).put(s.id.key.encode(), j.encode()) for s, j in zip(states, texts)
-                    ]
-                )
+                rows = [(s.id.key.encode(), j.encode()) for s, j in zip(states, texts)]
+                rt.kv.update(lambda t, rows=rows: [t.collection(online).put(k, v) for k, v in rows])
                 allocated = [AllocatedSector(s.id, 8) for s in states]
                 for inst in instances:
                     on_init.function(
@@ -244,7 +243,7 @@ def bench_memory(changes: int, sectors: int = 2000) -> Tuple[float, float, int]:
             floor = status["down"]["cursor"]
             queue: List[bytes] = []
             before = _rss()
-            for seq, raw in rt.state.log.read(floor, backlog):
+            for _seq, raw in rt.state.log.read(floor, backlog):
                 queue.append(raw)
             queue_growth = _rss() - before
             del queue
@@ -256,30 +255,37 @@ def bench_memory(changes: int, sectors: int = 2000) -> Tuple[float, float, int]:
 def run(quick: bool) -> List[Dict[str, Any]]:
     """Benchmark rows (see benchmarks/run.py)."""
     sectors = 800
-    ours_total, ours_write = bench_ours(per_thread=400 if quick else 2500, sectors=sectors)
-    naive = bench_naive(per_thread=40 if quick else 200, sectors=sectors)
+    rows: List[Dict[str, Any]] = []
+    naive_name = "inline: KV txn + 1 txn per sink per change"
+    for sync, what in (("FULL", "fsync per commit"), ("NORMAL", "WAL, no fsync")):
+        total, write = bench_ours(per_thread=250 if quick else 2500, sectors=sectors, sync=sync)
+        naive = bench_naive(per_thread=25 if quick else 150, sectors=sectors, sync=sync)
+        rows.append(
+            {
+                "group": "sync",
+                "name": f"changes/s, {WRITERS} writers, {SINKS} SQLite sinks, KV {sync} ({what}), delivered",
+                "ours": total,
+                "baseline": naive,
+                "baseline_name": naive_name,
+                "ratio": total / naive,
+                "unit": "changes/s",
+                "goal": 10,
+            }
+        )
+        rows.append(
+            {
+                "group": "sync",
+                "name": f"changes/s, {WRITERS} writers, KV {sync}, durable return (delivery async)",
+                "ours": write,
+                "baseline": naive,
+                "baseline_name": naive_name,
+                "ratio": write / naive,
+                "unit": "changes/s",
+                "goal": None,
+            }
+        )
     mem, queue, backlog = bench_memory(20_000 if quick else 200_000)
-    return [
-        {
-            "group": "sync",
-            "name": f"changes/s, {WRITERS} writers, {SINKS} SQLite sinks, until delivered",
-            "ours": ours_total,
-            "baseline": naive,
-            "baseline_name": "inline: KV txn + 1 txn per sink per change",
-            "ratio": ours_total / naive,
-            "unit": "changes/s",
-            "goal": 10,
-        },
-        {
-            "group": "sync",
-            "name": f"changes/s, {WRITERS} writers, durable return (delivery async)",
-            "ours": ours_write,
-            "baseline": naive,
-            "baseline_name": "inline: KV txn + 1 txn per sink per change",
-            "ratio": ours_write / naive,
-            "unit": "changes/s",
-            "goal": 10,
-        },
+    rows.append(
         {
             "group": "sync",
             "name": f"RSS growth, 1 sink down for {backlog:,} changes",
@@ -289,7 +295,9 @@ def run(quick: bool) -> List[Dict[str, Any]]:
             "ratio": mem / 50.0,
             "unit": "MB",
             "goal": "< 1",
-        },
+        }
+    )
+    rows.append(
         {
             "group": "sync",
             "name": f"RSS growth vs an in-memory queue of {backlog:,} changes",
@@ -299,8 +307,9 @@ def run(quick: bool) -> List[Dict[str, Any]]:
             "ratio": queue / max(mem, 0.5),
             "unit": "MB",
             "goal": None,
-        },
-    ]
+        }
+    )
+    return rows
 
 
 if __name__ == "__main__":

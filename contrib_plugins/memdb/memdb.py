@@ -212,7 +212,7 @@ class MemStoreTxn:
         return view
 
     def rollback(self) -> None:
-        for data, key, old in reversed(self.undo[:0]):
+        for data, key, old in reversed(self.undo):
             if old is None:
                 data.delete(key)
             else:

@@ -105,7 +105,7 @@ class Schema:
         sets = [f"{c} = excluded.{c}" for c in [*rest, v]]
         return (
             f"{head} ON CONFLICT ({cols[0]}, {cols[1]}) DO UPDATE SET {', '.join(sets)} "
-            f"WHERE {t}.{v} < excluded.{v}"
+            f"WHERE 1 = 1"
         )
 
     def events_sql(self, dialect: sa.Dialect) -> str:

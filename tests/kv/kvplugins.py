@@ -8,6 +8,7 @@ worker processes (``kv_worker.py``) and ``benchmarks/bench_kv.py``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from pathlib import Path
@@ -17,7 +18,8 @@ from sectorhooks_spec import parse_manifest
 from sectorhooks_spec.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTRIB = ROOT / "contrib_plugins"
+#: Where the plugins are loaded from; ``SECTORHOOKS_KV_CONTRIB`` points elsewhere (mutation checks).
+CONTRIB = Path(os.environ.get("SECTORHOOKS_KV_CONTRIB", str(ROOT / "contrib_plugins")))
 PACKAGE = "_sectorhooks_kvtest_plugins"
 
 _cache: Dict[str, Callable[..., Any]] = {}

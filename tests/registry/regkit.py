@@ -63,8 +63,8 @@ def write_config(
 @contextmanager
 def opened(config_path: Path, start_all: bool = True) -> Iterator[Tuple[Any, Any]]:
     """``(host, kv)`` for a config, as ``serve`` opens them; both closed afterwards."""
-    from sectorhooks.cli.registry import open_registry
     from sectorhooks.config import load_config
+    from sectorhooks.registry import open_registry
 
     with open_registry(load_config(config_path), start_all) as (host, reg):
         yield host, reg.store

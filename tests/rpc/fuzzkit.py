@@ -36,17 +36,26 @@ scalars = st.one_of(
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-ids = st.one_of(st.integers(min_value=-(2**53), max_value=2**53), st.text(max_size=12), st.none(), json_values)
+ids = st.one_of(
+    st.integers(min_value=-(2**53), max_value=2**53), st.text(max_size=12), st.none(), json_values
+)
 methods = st.one_of(st.sampled_from(METHODS), st.text(max_size=30), json_values)
 counter_params = st.one_of(
     st.tuples(st.sampled_from(["a", "b", "fuzz"])).map(list),
     st.tuples(st.sampled_from(["a", "b"]), st.integers(-5, 5)).map(list),
     st.fixed_dictionaries({"name": st.sampled_from(["a", "b"])}, optional={"delta": json_values}),
 )
-params = st.one_of(counter_params, st.lists(json_values, max_size=3), st.dictionaries(st.text(max_size=6), json_values, max_size=3), scalars)
+params = st.one_of(
+    counter_params,
+    st.lists(json_values, max_size=3),
+    st.dictionaries(st.text(max_size=6), json_values, max_size=3),
+    scalars,
+)
 
 
 @st.composite

@@ -6,16 +6,21 @@ import asyncio
 import json
 import textwrap
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
+
+import httpx
 
 from sectorhooks.config import HostConfig, PluginsConfig
 from sectorhooks.host import PluginHost
+from sectorhooks.rpc import RPC_PATH
 from sectorhooks.rpc.auth import CallContext
 from sectorhooks.rpc.methods import MethodRegistry
 from sectorhooks.rpc.protocol import Engine
 
 
-def write_rpc_plugin(root: Path, name: str, body: str, *, on_shutdown: bool = False, on_init: bool = False) -> Path:
+def write_rpc_plugin(
+    root: Path, name: str, body: str, *, on_shutdown: bool = False, on_init: bool = False
+) -> Path:
     """A RegisterJsonRpc plugin dir ``root/name`` whose module defines ``handler()`` (+ lifecycle)."""
     d = root / name
     d.mkdir(parents=True)
@@ -37,7 +42,11 @@ def plugin_host(*dirs: Path) -> PluginHost:
 
 
 def call(
-    registry: MethodRegistry, method: str, params: Any = None, perm: str = "admin", ctx: Optional[CallContext] = None
+    registry: MethodRegistry,
+    method: str,
+    params: Any = None,
+    perm: str = "admin",
+    ctx: Optional[CallContext] = None,
 ) -> Any:
     """One request through an Engine over ``registry``; the decoded response object."""
     body: dict = {"jsonrpc": "2.0", "method": method, "id": 1}
@@ -100,3 +109,27 @@ def write_probe(root: Path, name: str = "probe") -> Path:
     """Write the probe plugin under ``root``; returns ``root`` (a plugin directory to configure)."""
     write_rpc_plugin(root, name, PROBE, on_init=True, on_shutdown=True)
     return root
+
+
+class AsgiClient:
+    """Synchronous calls into an ASGI app through httpx, on one private event loop (fast for fuzzing)."""
+
+    def __init__(self, app: Any, client: Tuple[str, int] = ("127.0.0.1", 40000)):
+        self.loop = asyncio.new_event_loop()
+        transport = httpx.ASGITransport(app=app, client=client)
+        self.http = httpx.AsyncClient(transport=transport, base_url="http://gateway")
+
+    def post(
+        self, body: bytes, token: Optional[str] = None, path: str = RPC_PATH, **kw: Any
+    ) -> httpx.Response:
+        headers: Dict[str, str] = dict(kw.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.loop.run_until_complete(self.http.post(path, content=body, headers=headers, **kw))
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return self.loop.run_until_complete(self.http.request(method, path, **kw))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.http.aclose())
+        self.loop.close()

@@ -41,6 +41,16 @@ def create_token(config: Path, perm: str, name: str = "") -> dict:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+def make_token(config: Path, perm: str, name: str = "") -> str:
+    """A token created in this process through the same KV the server uses (faster than the CLI)."""
+    from sectorhooks.config import load_config
+    from sectorhooks.rpc import TokenStore
+    from sectorhooks.rpc.server import open_store
+
+    with open_store(load_config(config)) as kv:
+        return TokenStore(kv).create(perm, name)[0]
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env.pop("SECTORHOOKS_CONFIG", None)
@@ -54,11 +64,11 @@ class Served:
     def __init__(self, config: Path, listen: str = "127.0.0.1:0", startup_timeout: float = 60):
         self.config = config
         self.log_path = config.parent / f"serve-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115
+        self._log = open(self.log_path, "w", encoding="utf-8")
         cmd = [sys.executable, "-c", CLI, "serve", "--config", str(config), "--listen", listen]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=_env())
         self.lines: List[str] = []
-        self._q: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._q: queue.Queue[Optional[str]] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         line = self.wait_for(lambda s: READY in s, startup_timeout)
         if line is None:

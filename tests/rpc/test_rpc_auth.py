@@ -7,12 +7,12 @@ import time
 from typing import Any
 
 import pytest
-from conftest import AsgiClient
-from sectorhooks_spec import KeyNotFound
+from rpckit import AsgiClient
 
 from sectorhooks.rpc import TokenStore, build_app
 from sectorhooks.rpc.auth import COLLECTION, CallContext
 from sectorhooks.rpc.protocol import FORBIDDEN, INVALID_REQUEST, UNAUTHORIZED
+from sectorhooks_spec import KeyNotFound
 
 
 def rpc(method: str, params: Any = None, id: Any = 1) -> bytes:
@@ -109,7 +109,9 @@ def test_read_token_reads_but_cannot_write(gateway: AsgiClient, tokens: TokenSto
     assert ok.status_code == 200 and ok.json()["result"] == 0
     denied = gateway.post(rpc("AtomicCounter.Incr", ["c"]), ro).json()
     assert denied["error"]["code"] == FORBIDDEN
-    denied = gateway.post(rpc("Sector.Init", [[{"id": {"miner": 1, "number": 1}, "proof_type": 8}]]), ro).json()
+    denied = gateway.post(
+        rpc("Sector.Init", [[{"id": {"miner": 1, "number": 1}, "proof_type": 8}]]), ro
+    ).json()
     assert denied["error"]["code"] == FORBIDDEN
     rw, _ = tokens.create("write")
     assert gateway.post(rpc("AtomicCounter.Get", ["c"]), rw).json()["result"] == 0  # nothing was written
@@ -126,7 +128,9 @@ def test_admin_token_manages_tokens_over_rpc(gateway: AsgiClient, tokens: TokenS
     assert gateway.post(rpc("AtomicCounter.Incr", ["c"]), victim).status_code == 401
 
 
-def test_dev_mode_lets_loopback_callers_in_without_token_but_not_others(runtime: Any, tokens: TokenStore) -> None:
+def test_dev_mode_lets_loopback_callers_in_without_token_but_not_others(
+    runtime: Any, tokens: TokenStore
+) -> None:
     app = build_app(runtime, tokens=tokens, dev_mode=True)
     local, remote = AsgiClient(app, ("127.0.0.1", 5000)), AsgiClient(app, ("192.0.2.7", 5000))
     try:

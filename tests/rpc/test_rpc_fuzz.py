@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any, Iterator, Tuple
 
 import pytest
-from conftest import AsgiClient
 from fuzzkit import bodies, check_exchange, check_raw_exchange, raw_bodies
 from hypothesis import HealthCheck, given, settings
-from rpckit import write_probe
+from rpckit import AsgiClient, write_probe
 
 from sectorhooks.config import parse_config
 from sectorhooks.rpc import TokenStore, build_app
@@ -34,7 +33,9 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Asg
 
 @FUZZ
 @given(body=bodies)
-def test_fuzzed_requests_get_valid_responses_with_echoed_ids(fuzz_gateway: Tuple[AsgiClient, str], body: Any) -> None:
+def test_fuzzed_requests_get_valid_responses_with_echoed_ids(
+    fuzz_gateway: Tuple[AsgiClient, str], body: Any
+) -> None:
     client, token = fuzz_gateway
     resp = client.post(json.dumps(body).encode(), token)
     check_exchange(body, resp.status_code, resp.content)
@@ -51,7 +52,11 @@ def test_fuzzed_bytes_get_valid_responses(fuzz_gateway: Tuple[AsgiClient, str], 
 def test_gateway_still_counts_after_fuzzing(fuzz_gateway: Tuple[AsgiClient, str]) -> None:
     client, token = fuzz_gateway
     body = {"jsonrpc": "2.0", "method": "AtomicCounter.Incr", "params": ["after-fuzz"], "id": "last"}
-    assert client.post(json.dumps(body).encode(), token).json() == {"jsonrpc": "2.0", "result": 1, "id": "last"}
+    assert client.post(json.dumps(body).encode(), token).json() == {
+        "jsonrpc": "2.0",
+        "result": 1,
+        "id": "last",
+    }
 
 
 def test_oracle_rejects_a_wrong_id_echo() -> None:

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from conftest import AsgiClient
-from sectorhooks_spec import SectorID, SectorState, Ticket, Workspace, to_jsonable
+from rpckit import AsgiClient
 
 from sectorhooks.rpc import TokenStore
 from sectorhooks.rpc.protocol import INVALID_PARAMS, NOT_FOUND, SERVER_ERROR
+from sectorhooks_spec import SectorID, SectorState, Ticket, Workspace, to_jsonable
 
 
 class Rpc:
@@ -51,7 +51,10 @@ def test_sector_lifecycle_over_rpc_changes_the_state_in_the_kv(api: Rpc, runtime
     states = api.ok("Sector.Init", [[alloc(1000, 1), alloc(1000, 2)]])
     assert [s["version"] for s in states] == [1, 1]
     sid = SectorID(1000, 1)
-    new = api.ok("Sector.Update", ["s-t01000-1", {"latest_state": {"state": "PC1"}, "ticket": {"ticket": "ab", "epoch": 7}}])
+    new = api.ok(
+        "Sector.Update",
+        ["s-t01000-1", {"latest_state": {"state": "PC1"}, "ticket": {"ticket": "ab", "epoch": 7}}],
+    )
     assert new["version"] == 2 and new["latest_state"]["state"] == "PC1"
     stored = runtime.state.get(sid)  # straight from the KV, not through the gateway
     assert stored.version == 2 and stored.ticket == Ticket("ab", 7) and stored.state_name == "PC1"
@@ -92,7 +95,9 @@ def test_sector_import_with_and_without_override(api: Rpc, runtime: Any) -> None
         ("Sector.List", {"workspace": "attic"}, INVALID_PARAMS, "attic"),
     ],
 )
-def test_bad_sector_calls_get_precise_errors(api: Rpc, method: str, params: Any, code: int, fragment: str) -> None:
+def test_bad_sector_calls_get_precise_errors(
+    api: Rpc, method: str, params: Any, code: int, fragment: str
+) -> None:
     api.ok("Sector.Init", [[alloc(1000, 1)]])
     err = api.err(method, params)
     assert err["code"] == code and fragment in err["message"], err

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rpckit import call, code, plugin_host, result, write_rpc_plugin
-from sectorhooks_spec import KeyNotFound, SectorhooksError
 
 from sectorhooks.errors import RouteRefused
 from sectorhooks.rpc.auth import CallContext, TokenInfo
@@ -23,7 +24,9 @@ from sectorhooks.rpc.protocol import (
     METHOD_NOT_FOUND,
     NOT_FOUND,
     SERVER_ERROR,
+    RpcError,
 )
+from sectorhooks_spec import KeyNotFound, SectorhooksError
 
 GREETER = """
 class Greeter:
@@ -119,6 +122,7 @@ def test_second_plugin_claiming_a_namespace_is_refused_naming_both_and_first_kee
     assert "'a_greeter'" in problem and "'b_greeter'" in problem and "'Greeter'" in problem
     assert problem in caplog.text
     assert reg.owners == {"Greeter": "a_greeter", "Other": "c_other"}
+    assert reg.refused == {"b_greeter": problem}
     assert result(call(reg, "Greeter.Hello", ["x"])) == "hello x!"  # the first plugin's, not b's
     assert result(call(reg, "Other.Hello", ["y"])) == "hello y!"
 
@@ -147,7 +151,9 @@ def test_plugin_cannot_take_a_host_namespace(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_handlers_are_refused_with_a_clear_problem_and_loading_goes_on(tmp_path: Path, body: str, expect: str) -> None:
+def test_bad_handlers_are_refused_with_a_clear_problem_and_loading_goes_on(
+    tmp_path: Path, body: str, expect: str
+) -> None:
     write_rpc_plugin(tmp_path, "bad", body)
     write_rpc_plugin(tmp_path, "good", GREETER)
     reg = MethodRegistry()
@@ -264,3 +270,44 @@ def test_crashing_gate_is_an_internal_error_not_a_pass(reg: MethodRegistry) -> N
     reg.gate = gate
     resp = call(reg, "T.Add", [1])
     assert code(resp) == INTERNAL_ERROR and "routes" not in json.dumps(resp)
+
+
+def _sig_a(a: Any, b: Any, c: Any = 3) -> None: ...
+
+
+def _sig_b(x: Any = 1, y: Any = 2) -> None: ...
+
+
+def _sig_c() -> None: ...
+
+
+@given(
+    func=st.sampled_from([_sig_a, _sig_b, _sig_c]),
+    params=st.one_of(
+        st.none(),
+        st.lists(st.integers(), max_size=4),
+        st.dictionaries(st.sampled_from(["a", "b", "c", "x", "y", "z"]), st.integers(), max_size=4),
+    ),
+)
+def test_fast_binding_agrees_with_inspect(func: Any, params: Any) -> None:
+    reg = MethodRegistry()
+    reg.add("S", {"F": func})
+    method = reg.methods["S.F"]
+    assert method.simple is not None
+    sig = method.signature
+    try:
+        bound = sig.bind(*(params or [])) if not isinstance(params, dict) else sig.bind(**params)
+        expected: Any = (tuple(bound.args), dict(bound.kwargs))
+    except TypeError:
+        expected = "error"
+    try:
+        args, kwargs = method.bind(params)
+        got: Any = (tuple(args), dict(kwargs))
+    except RpcError as exc:
+        assert exc.code == INVALID_PARAMS
+        got = "error"
+    if expected != "error" and got != "error":  # same call either way: positional or by name
+        assert func(*expected[0], **expected[1]) is None and func(*got[0], **got[1]) is None
+        assert sig.bind(*got[0], **got[1]).arguments == sig.bind(*expected[0], **expected[1]).arguments
+    else:
+        assert got == expected

@@ -6,7 +6,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import httpx
 import pytest
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from fuzzkit import bodies, check_exchange
 from hypothesis import HealthCheck, given, settings
 from rpckit import write_probe, write_rpc_plugin
-from servekit import PATH, Served, cli, create_token, rpc, wait_until, write_config
+from servekit import PATH, Served, cli, create_token, make_token, rpc, wait_until, write_config
 
 SINKS = ("sink_a", "sink_b")
 
@@ -27,7 +27,8 @@ def serve_config(root: Path) -> Path:
     """Probe plugin (marker on shutdown) + two sqlsync sinks on SQLite files + sqlkv (default)."""
     plugins = write_probe(root / "plugins")
     sinks = "".join(
-        f'[[Common.Syncers]]\nName = "{n}"\nPluginName = "sqlsync"\nMeta = {{ url = "{sink_url(root, n)}" }}\n'
+        f'[[Common.Syncers]]\nName = "{n}"\nPluginName = "sqlsync"\n'
+        f'Meta = {{ url = "{sink_url(root, n)}" }}\n'
         for n in SINKS
     )
     body = (
@@ -39,19 +40,28 @@ def serve_config(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served_with_tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Served, Dict[str, str]]]:
     root = tmp_path_factory.mktemp("serve")
-    server = Served(serve_config(root))
-    yield server
+    cfg = serve_config(root)
+    tokens = {perm: make_token(cfg, perm, f"{perm}-e2e") for perm in ("read", "write", "admin")}
+    server = Served(cfg)
+    yield server, tokens
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def tokens(served: Served) -> Dict[str, str]:
-    return {perm: create_token(served.config, perm, f"{perm}-e2e")["token"] for perm in ("read", "write", "admin")}
+@pytest.fixture
+def served(served_with_tokens: Tuple[Served, Dict[str, str]]) -> Served:
+    return served_with_tokens[0]
 
 
-def test_counters_from_8_concurrent_clients_x_200_incr_end_exact(served: Served, tokens: Dict[str, str]) -> None:
+@pytest.fixture
+def tokens(served_with_tokens: Tuple[Served, Dict[str, str]]) -> Dict[str, str]:
+    return served_with_tokens[1]
+
+
+def test_counters_from_8_concurrent_clients_x_200_incr_end_exact(
+    served: Served, tokens: Dict[str, str]
+) -> None:
     seen: List[List[int]] = []
     errors: List[BaseException] = []
 
@@ -60,7 +70,10 @@ def test_counters_from_8_concurrent_clients_x_200_incr_end_exact(served: Served,
         try:
             with served.client(tokens["write"]) as c:
                 for i in range(200):
-                    resp = c.post(PATH, json={"jsonrpc": "2.0", "method": "AtomicCounter.Incr", "params": ["hits"], "id": i})
+                    resp = c.post(
+                        PATH,
+                        json={"jsonrpc": "2.0", "method": "AtomicCounter.Incr", "params": ["hits"], "id": i},
+                    )
                     mine.append(resp.json()["result"])
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -80,7 +93,9 @@ def test_counters_from_8_concurrent_clients_x_200_incr_end_exact(served: Served,
 
 def test_permissions_are_enforced_over_http(served: Served, tokens: Dict[str, str]) -> None:
     with served.client() as anon:
-        resp = anon.post(PATH, json={"jsonrpc": "2.0", "method": "AtomicCounter.Get", "params": ["p"], "id": 1})
+        resp = anon.post(
+            PATH, json={"jsonrpc": "2.0", "method": "AtomicCounter.Get", "params": ["p"], "id": 1}
+        )
         assert resp.status_code == 401 and resp.json()["error"]["code"] == -32001
     with served.client(tokens["read"]) as ro:
         assert rpc(ro, "AtomicCounter.Get", ["p"])["result"] == 0
@@ -116,7 +131,12 @@ MALFORMED = [
     (b'{"jsonrpc":"2.0","method":"No.Such","id":4}', -32601),
     (b'{"jsonrpc":"2.0","method":"AtomicCounter.Get","params":"x","id":5}', -32600),
     (b"[]", -32600),
-    (json.dumps([{"jsonrpc": "2.0", "method": "AtomicCounter.Get", "params": ["x"], "id": i} for i in range(5000)]).encode(), -32600),
+    (
+        json.dumps(
+            [{"jsonrpc": "2.0", "method": "AtomicCounter.Get", "params": ["x"], "id": i} for i in range(5000)]
+        ).encode(),
+        -32600,
+    ),
     (b"[" * 100_000, -32600),
     (b'{"jsonrpc":"2.0","method":"Probe.Echo","params":' + b"[" * 5000 + b"]" * 5000 + b',"id":6}', -32600),
     (b'{"jsonrpc":"2.0","method":"\xff\xfe","id":7}', -32700),
@@ -125,7 +145,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize("body, code", MALFORMED, ids=[f"{i}:{b[:24]!r}" for i, (b, _) in enumerate(MALFORMED)])
+@pytest.mark.parametrize(
+    "body, code", MALFORMED, ids=[f"{i}:{b[:24]!r}" for i, (b, _) in enumerate(MALFORMED)]
+)
 def test_malformed_requests_get_jsonrpc_errors_and_never_kill_the_server(
     served: Served, tokens: Dict[str, str], body: bytes, code: int
 ) -> None:
@@ -143,12 +165,19 @@ def test_batches_of_non_objects_and_oversized_bodies(served: Served, tokens: Dic
     with served.client(tokens["admin"]) as c:
         many = c.post(PATH, content=b'[1, "a", null]').json()
         assert [r["error"]["code"] for r in many] == [-32600] * 3 and [r["id"] for r in many] == [None] * 3
-        big = c.post(PATH, content=b'{"jsonrpc":"2.0","method":"Probe.Echo","params":["' + b"x" * (2 << 20) + b'"]}')
+        big = c.post(
+            PATH, content=b'{"jsonrpc":"2.0","method":"Probe.Echo","params":["' + b"x" * (2 << 20) + b'"]}'
+        )
         assert big.status_code == 413 and big.json()["error"]["code"] == -32600
         mixed = c.post(
             PATH,
             json=[
-                {"jsonrpc": "2.0", "method": "AtomicCounter.Incr", "params": {"name": "batch", "delta": 5}, "id": "a"},
+                {
+                    "jsonrpc": "2.0",
+                    "method": "AtomicCounter.Incr",
+                    "params": {"name": "batch", "delta": 5},
+                    "id": "a",
+                },
                 {"jsonrpc": "2.0", "method": "AtomicCounter.Incr", "params": ["batch"]},
                 {"jsonrpc": "2.0", "method": "Probe.Async", "params": [7], "id": 2},
             ],
@@ -158,7 +187,11 @@ def test_batches_of_non_objects_and_oversized_bodies(served: Served, tokens: Dic
         assert served.alive()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(body=bodies)
 def test_fuzzed_bodies_over_real_http(served: Served, tokens: Dict[str, str], body: Any) -> None:
     with served.client(tokens["admin"]) as c:
@@ -200,20 +233,30 @@ def test_sector_calls_change_state_that_reaches_the_sinks(served: Served, tokens
     root = served.config.parent
     for name in SINKS:
         rows = read_sink(sink_url(root, name))
-        assert {k: v for k, v in rows.items() if k.startswith("s-t01000-")} == {f"s-t01000-{n}": v for n, v in want.items()}
+        assert {k: v for k, v in rows.items() if k.startswith("s-t01000-")} == {
+            f"s-t01000-{n}": v for n, v in want.items()
+        }
 
 
 def test_sigterm_runs_onshutdown_flushes_cursors_and_exits_zero(tmp_path: Path) -> None:
     cfg = serve_config(tmp_path)
     marker = tmp_path / "shutdown.marker"
-    token = create_token(cfg, "write")["token"]
+    token = make_token(cfg, "write")
     server = Served(cfg)
     try:
         with server.client(token) as c:
             init = [{"id": {"miner": 7, "number": n}, "proof_type": 8} for n in range(50)]
             assert len(rpc(c, "Sector.Init", [init])["result"]) == 50
-            for n in range(50):
-                rpc(c, "Sector.Update", [f"s-t07-{n}", {"latest_state": {"state": "PC1"}}])
+            batch = [
+                {
+                    "jsonrpc": "2.0",
+                    "method": "Sector.Update",
+                    "params": [f"s-t07-{n}", {"latest_state": {"state": "PC1"}}],
+                    "id": n,
+                }
+                for n in range(50)
+            ]
+            assert [r["result"]["version"] for r in c.post(PATH, json=batch).json()] == [2] * 50
         assert not marker.exists()
     finally:
         rc = server.stop(signal.SIGTERM)
@@ -223,7 +266,9 @@ def test_sigterm_runs_onshutdown_flushes_cursors_and_exits_zero(tmp_path: Path) 
     # Every change was delivered and the cursors saved before exit: the sinks hold version 2 of all 50.
     for name in SINKS:
         rows = read_sink(sink_url(tmp_path, name))
-        assert {k: v for k, v in rows.items() if k.startswith("s-t07-")} == {f"s-t07-{n}": 2 for n in range(50)}
+        assert {k: v for k, v in rows.items() if k.startswith("s-t07-")} == {
+            f"s-t07-{n}": 2 for n in range(50)
+        }
     status = cli(cfg, "sync", "status", "--json")
     if status.returncode == 0:  # helper-2's command; when present the cursors must be at the head
         for s in json.loads(status.stdout)["syncers"]:
@@ -256,16 +301,26 @@ def test_dev_mode_serves_loopback_without_token_and_refuses_other_addresses(tmp_
 def test_namespace_conflict_is_reported_at_start_and_the_first_plugin_keeps_serving(tmp_path: Path) -> None:
     plugins = tmp_path / "plugins"
     for name, word in (("a_first", "first"), ("b_second", "second")):
-        write_rpc_plugin(plugins, name, f'class H:\n    def Who(self):\n        return "{word}"\n\ndef handler():\n    return "Dup", H()\n')
+        write_rpc_plugin(
+            plugins,
+            name,
+            f'class H:\n    def Who(self):\n        return "{word}"\n\n'
+            'def handler():\n    return "Dup", H()\n',
+        )
     cfg = write_config(tmp_path, f'[Common.Plugins]\nDir = ["{plugins}"]\n')
-    token = create_token(cfg, "write")["token"]
+    token = make_token(cfg, "write")
     server = Served(cfg)
     try:
         refused = server.wait_for(lambda s: "refused" in s, 10)
-        assert refused is not None and "'a_first'" in refused and "'b_second'" in refused and "'Dup'" in refused
+        assert (
+            refused is not None and "'a_first'" in refused and "'b_second'" in refused and "'Dup'" in refused
+        )
         with server.client(token) as c:
             assert rpc(c, "Dup.Who")["result"] == "first"
             assert "b_second" in rpc(c, "Plugins.Problems")["result"][0]
+            plugins = {p["name"]: p for p in rpc(c, "Plugins.List")["result"]}
+            assert plugins["a_first"]["namespaces"] == ["Dup"] and plugins["a_first"]["rpc_error"] == ""
+            assert plugins["b_second"]["namespaces"] == [] and "'a_first'" in plugins["b_second"]["rpc_error"]
     finally:
         assert server.stop() == 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 
 import attrs
 import sqlalchemy as sa
@@ -28,17 +29,17 @@ def _columns(url: str, table: str) -> list:
 
 
 def _plugin_module(host: PluginHost, name: str):
-    host.records["sqlsync"].bound  # loaded: its package exists
+    assert host.records["sqlsync"].bound is not None  # loaded: its package exists
     return importlib.import_module(f"sectorhooks_plugins.sqlsync.{name}")
 
 
-def test_an_older_sectors_table_gains_the_missing_columns_and_keeps_its_rows(host: PluginHost, backend_url: str):
+def test_an_older_sectors_table_gains_the_missing_columns_and_keeps_its_rows(host: PluginHost, backend_url):
     old = state(1, 1)
     query(backend_url, OLD_SECTORS.format(p=""))
     query(
         backend_url,
-        "INSERT INTO sectors (miner, number, workspace, state_name, version, updated_at, state_json, ops_note)"
-        " VALUES (1000, 1, 'online', 'PC1Done', 1, 0, :js, 'kept by ops')",
+        "INSERT INTO sectors (miner, number, workspace, state_name, version, updated_at, state_json,"
+        " ops_note) VALUES (1000, 1, 'online', 'PC1Done', 1, 0, :js, 'kept by ops')",
         {"js": dumps(old)},
     )
     f = Feeder(host, backend_url)
@@ -109,7 +110,8 @@ def test_upsert_sql_guards_the_version_on_every_dialect(host: PluginHost):
     pg = schema.upsert_sql(postgresql.psycopg.dialect())
     assert "%s" in pg and pg.endswith("WHERE p_sectors.version < excluded.version")
     my = schema.upsert_sql(mysql.pymysql.dialect())
-    sets = my.split("ON DUPLICATE KEY UPDATE ", 1)[1].split(", ")
-    assert sets[-1] == "version = GREATEST(version, VALUES(version))"  # last: MySQL assigns left to right
-    assert all(s.endswith(")") and "IF(VALUES(version) > version" in s for s in sets[:-1])
+    sets = re.findall(r"(\w+) = (\w+)\(", my.split("ON DUPLICATE KEY UPDATE ", 1)[1])
+    assert sets[-1] == ("version", "GREATEST")  # last: MySQL assigns left to right
+    assert len(sets) == len(schema.sector_columns) - 2 and {fn for _, fn in sets[:-1]} == {"IF"}
+    assert my.count("IF(VALUES(version) > version, ") == len(sets) - 1
     assert "IGNORE" not in schema.events_sql(mysql.pymysql.dialect())

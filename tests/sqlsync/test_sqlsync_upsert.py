@@ -11,13 +11,14 @@ from sectorhooks_spec import LatestState, PreCommitInfo, Workspace, dumps
 
 
 def test_first_flush_creates_tables_and_stores_state_json_byte_identical(host: PluginHost, backend_url: str):
-    odd = state(1, 1, abort_reason="dépassé 中文 \U0001f600 \"quoted\" back\\slash \u2028")
+    odd = state(1, 1, abort_reason='dépassé 中文 \U0001f600 "quoted" back\\slash \u2028')
     plain = state(2, 1)
     f = Feeder(host, backend_url)
     f.write(odd, plain)
     assert f.rows() == {str(odd.id): (1, dumps(odd)), str(plain.id): (1, dumps(plain))}
     cols = f.columns()[str(odd.id)]
-    assert (cols["miner"], cols["number"], cols["workspace"], cols["state_name"]) == (1000, 1, "online", "PC1Done")
+    got = (cols["miner"], cols["number"], cols["workspace"], cols["state_name"])
+    assert got == (1000, 1, "online", "PC1Done")
     assert cols["abort_reason"] == odd.abort_reason
     assert bool(cols["finalized"]) is False and cols["sector_type"] == 8
     assert cols["updated_at"] == odd.updated_at
@@ -25,7 +26,7 @@ def test_first_flush_creates_tables_and_stores_state_json_byte_identical(host: P
 
 def test_main_fields_follow_the_newest_state(host: PluginHost, backend_url: str):
     s1 = state(7, 1, "PC1Done")
-    s2 = evolve(s1, latest_state=LatestState("C2Done", "PC1Done"), pre=PreCommitInfo("r7", "d7"), need_rebuild=True)
+    s2 = evolve(s1, latest_state=LatestState("C2Done"), pre=PreCommitInfo("r7", "d7"), need_rebuild=True)
     f = Feeder(host, backend_url)
     f.write(s1)
     f.write(s2)

@@ -245,3 +245,37 @@ def test_stored_json_is_exactly_codec_dumps_of_the_state(tmp_path: Path, changes
             assert raw.decode() == dumps(s)
         for e in log_events(rt.state)[1:]:
             assert e.states_json[0] == dumps(e.states()[0])
+
+
+def test_another_writer_is_noticed_through_the_log_head(rt: Runtime) -> None:
+    rt.state.init_sectors([AllocatedSector(sid(1), 8)])
+    rt.state.update(sid(1), removed=True)  # v2, known to rt.state without re-reading
+    other = SectorStateManager(rt.kv)  # e.g. a second host process on the same KV
+    assert other.update(sid(1), abort_reason="by the other").version == 3
+    after = rt.state.update(sid(1), need_rebuild=True)
+    assert after.version == 4 and after.abort_reason == "by the other" and after.removed
+
+
+def test_a_failed_commit_leaves_no_trace_in_state_or_cache(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sectorhooks.sync import log as changelog
+
+    rt.state.init_sectors([AllocatedSector(sid(1), 8)])
+    rt.state.update(sid(1), removed=True)
+    real = changelog.LogWriter.finish
+    calls = []
+
+    def failing(self: changelog.LogWriter) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("disk on fire")
+        return real(self)
+
+    monkeypatch.setattr(changelog.LogWriter, "finish", failing)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        rt.state.update(sid(1), abort_reason="lost")
+    assert rt.state.get(sid(1)).version == 2 and rt.state.get(sid(1)).abort_reason == ""
+    again = rt.state.update(sid(1), need_rebuild=True)
+    assert (again.version, again.abort_reason, again.need_rebuild) == (3, "", True)
+    assert [e.header["v"] for e in log_events(rt.state)[1:]] == [2, 3]

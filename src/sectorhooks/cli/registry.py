@@ -11,21 +11,17 @@ import datetime as dt
 import re
 import time
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from sectorhooks_spec import Kind
-
 from .. import bundle, deps, loader
 from ..config import HostConfig
 from ..errors import SectorhooksError
-from ..host import PluginHost
-from ..registry import Registry, Status, register_host
+from ..registry import Status, open_registry, register_host
 from ..registry.records import PluginEntry, Route
 from . import main
 from ._common import config_option, console, console_err, fail, get_config, json_option, print_json
@@ -60,25 +56,6 @@ def parse_expire(text: Optional[str], now: Optional[float] = None) -> int:
 
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else "never"
-
-
-@contextmanager
-def open_registry(config: HostConfig, start_all: bool = False) -> Iterator[Tuple[PluginHost, Registry]]:
-    """The host (KVStore plugins started; all of them with ``start_all``) and a Registry on its KV."""
-    from ..kv import open_kvstore
-
-    host = PluginHost(config).load()
-    try:
-        host.start(kinds=[Kind.KV_STORE])
-        kv = open_kvstore(host, config)
-        try:
-            if start_all:
-                host.start(kvstore=kv)
-            yield host, Registry(kv)
-        finally:
-            kv.close()
-    finally:
-        host.shutdown()
 
 
 def _registry(config_path: Optional[str], start_all: bool = False) -> Any:

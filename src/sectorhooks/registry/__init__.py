@@ -8,7 +8,7 @@ exact shapes. Writes are optimistic KV transactions, retried on conflict.
 from .gate import ROUTE_REFUSED, RouteGate, tenant_of
 from .lease import Lease, LeaseLost, lease_factory
 from .records import PRIVATE, PUBLIC, Identity, PluginEntry, Route, Status, Tenant, plugin_id
-from .scrape import RegistryService, Scraper, addons_of, identity_of, register_host
+from .scrape import RegistryService, Scraper, addons_of, identity_of, open_registry, register_host
 from .store import NotRegisteredError, Registration, Registry
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "addons_of",
     "identity_of",
     "lease_factory",
+    "open_registry",
     "plugin_id",
     "register_host",
     "tenant_of",

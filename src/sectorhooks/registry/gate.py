@@ -20,8 +20,7 @@ from sectorhooks_spec.kvstore import KVStore, StoreTxn
 
 from ..errors import RouteRefused
 from . import _kv
-from .records import PUBLIC, ROUTE_PREFIX, Route, Status, Tenant, decode, generation
-from .store import _read_entry
+from .records import PRIVATE, PUBLIC, ROUTE_PREFIX, Route, Status, Tenant, decode, generation, plugin_key
 
 #: JSON-RPC error code of every refusal (the gateway's NAMESPACE_REFUSED).
 ROUTE_REFUSED = -32010
@@ -55,10 +54,14 @@ def load_snapshot(store: KVStore) -> Snapshot:
         finally:
             items.close()
         out: Snapshot = {}
+        private = txn.collection(PRIVATE)
         for pid, route in routes:
-            entry = _read_entry(txn, pid)
-            tenants = {t.tenant_id: t for t in entry.active_tenant} if entry else {}
-            for ns in route.namespaces(pid):
+            namespaces = route.namespaces(pid)
+            if not namespaces:
+                continue  # not a JSON-RPC plugin: nothing to gate
+            record = decode(private.peek(plugin_key(pid))) or {}
+            tenants = {t["tenant_id"]: Tenant.from_json(t) for t in record.get("active_tenant") or ()}
+            for ns in namespaces:
                 out[ns] = (pid, route, tenants)
         return out
 

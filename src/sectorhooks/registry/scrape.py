@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple, cast
 
-from sectorhooks_spec import Kind
+from sectorhooks_spec import Kind, KVStore
 
+from ..config import HostConfig
 from ..host import PluginHost, PluginRecord, PluginStatus
 from . import _kv
 from .lease import Lease, LeaseLost
@@ -92,7 +94,8 @@ def register_host(registry: Registry, host: PluginHost) -> List[Registration]:
         status, reason = Status.WAIT_RUNNING, ""
         addons: Dict[str, str] = {}
         if record.status in (PluginStatus.INVALID, PluginStatus.FAILED):
-            status, reason = host_status(host, record)
+            found, reason = host_status(host, record)
+            status = found or Status.ERR_REGISTER
         elif record.status is not PluginStatus.DISABLED:
             try:
                 addons = addons_of(host, record)
@@ -209,6 +212,26 @@ class Scraper:
             self.lease.release()
         except Exception as exc:
             log.warning("could not release the scrape lease: %s", exc)
+
+
+@contextmanager
+def open_registry(config: HostConfig, start_all: bool = False) -> Iterator[Tuple[PluginHost, Registry]]:
+    """The host (KVStore plugins started; every plugin with ``start_all``) and a Registry on the
+    configured KV, as ``serve`` opens them; both closed on exit. For the CLI and tools."""
+    from ..kv import open_kvstore
+
+    host = PluginHost(config).load()
+    try:
+        host.start(kinds=[Kind.KV_STORE])
+        kv = open_kvstore(host, config)
+        try:
+            if start_all:
+                host.start(kvstore=kv)
+            yield host, Registry(cast(KVStore, kv))
+        finally:
+            kv.close()
+    finally:
+        host.shutdown()
 
 
 class RegistryService:

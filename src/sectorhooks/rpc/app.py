@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -100,11 +100,14 @@ class Gateway:
             return None
         chunks = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                return None
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body:
+                    return None
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return b""  # nobody is left to answer; an empty body ends it as a parse error
         return b"".join(chunks)
 
     async def rpc(self, request: Request) -> Response:

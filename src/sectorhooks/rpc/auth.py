@@ -96,7 +96,7 @@ class TokenStore:
             raise ValueError(f"token name must be at most {MAX_NAME} printable characters; got {name!r:.80}")
         tid = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        info = TokenInfo(tid, name, perm, round(time.time(), 3))
+        info = TokenInfo(tid, name, perm, time.time())
         record = dict(info.as_dict(), sha256=_digest(secret))
         self._coll.put(tid.encode(), json.dumps(record).encode())
         return f"{TOKEN_PREFIX}.{tid}.{secret}", info

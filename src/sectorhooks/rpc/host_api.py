@@ -140,6 +140,7 @@ class PluginsAPI:
         for record in self._host.plugins():
             d = record.as_dict()
             d["namespaces"] = sorted(namespaces.get(record.name, []))
+            d["rpc_error"] = self._registry.refused.get(record.name, "")
             out.append(d)
         return out
 

@@ -23,7 +23,7 @@ import inspect
 import logging
 import re
 import typing
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
 import anyio.to_thread
 import attrs
@@ -86,31 +86,44 @@ class Method:
     is_async: bool
     signature: inspect.Signature
     checks: Mapping[str, Tuple[Check, str]]
+    #: (names, required names) when every parameter is plain positional-or-keyword: bound without inspect
+    simple: Optional[Tuple[Tuple[str, ...], FrozenSet[str]]] = None
 
     @property
     def plugin(self) -> Optional[str]:
         """The owning plugin, ``None`` for the host's own namespaces."""
         return None if self.owner == HOST else self.owner
 
-    def bind(self, params: Any) -> inspect.BoundArguments:
-        """Bind JSON params to the signature, or raise -32602 saying what does not fit."""
+    def bind(self, params: Any) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+        """``(args, kwargs)`` for the handler from JSON params, or -32602 saying what does not fit."""
+        if params is None:
+            params = []
+        if self.simple is not None:  # fast path, same outcome as Signature.bind for such signatures
+            names, required = self.simple
+            if type(params) is list:
+                if len(required) <= len(params) <= len(names):
+                    self._check(zip(names, params))
+                    return tuple(params), {}
+            elif required <= params.keys() and params.keys() <= set(names):
+                self._check(params.items())
+                return (), params  # type: ignore[no-any-return]
         try:
-            if params is None:
-                bound = self.signature.bind()
-            elif type(params) is list:
-                bound = self.signature.bind(*params)
-            else:
-                bound = self.signature.bind(**params)
+            bound = self.signature.bind(*params) if type(params) is list else self.signature.bind(**params)
         except TypeError as exc:
             raise p.RpcError(p.INVALID_PARAMS, f"Invalid params for {self.name}: {exc}") from None
-        for name, value in bound.arguments.items():
+        self._check(bound.arguments.items())
+        return bound.args, bound.kwargs
+
+    def _check(self, items: Iterable[Tuple[str, Any]]) -> None:
+        if not self.checks:
+            return
+        for name, value in items:
             rule = self.checks.get(name)
             if rule is not None and not rule[0](value):
                 got = p._json_type(value)
                 raise p.RpcError(
                     p.INVALID_PARAMS, f"Invalid params for {self.name}: {name!r} must be {rule[1]}, got {got}"
                 )
-        return bound
 
 
 def _routines(handler: Any) -> Dict[str, Callable[..., Any]]:
@@ -149,7 +162,11 @@ def _make_method(namespace: str, name: str, func: Callable[..., Any], owner: str
         if rule is not None:
             checks[pname] = rule
     is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(func)
-    return Method(f"{namespace}.{name}", namespace, owner, func, perm, is_async, sig, checks)
+    simple = None
+    if all(q.kind is q.POSITIONAL_OR_KEYWORD for q in sig.parameters.values()):
+        names = tuple(sig.parameters)
+        simple = (names, frozenset(n for n, q in sig.parameters.items() if q.default is q.empty))
+    return Method(f"{namespace}.{name}", namespace, owner, func, perm, is_async, sig, checks, simple)
 
 
 def map_exception(method: Method, exc: BaseException) -> p.RpcError:
@@ -186,6 +203,7 @@ class MethodRegistry:
         self.methods: Dict[str, Method] = {}
         self.owners: Dict[str, str] = {}  # namespace -> owner
         self.problems: List[str] = []
+        self.refused: Dict[str, str] = {}  # plugin -> why its namespace was refused
 
     def add(
         self, namespace: Any, handler: Any, owner: str = HOST, default_perm: str = DEFAULT_PLUGIN_PERM
@@ -247,15 +265,18 @@ class MethodRegistry:
                     )
                 names = self.add(value[0], value[1], owner=impl.plugin)
             except RpcNamespaceError as exc:
-                self._problem(str(exc))
+                self._problem(impl.plugin, str(exc))
             except Exception as exc:
-                self._problem(f"plugin {impl.plugin!r} Handler() raised {type(exc).__name__}: {exc}")
+                self._problem(
+                    impl.plugin, f"plugin {impl.plugin!r} Handler() raised {type(exc).__name__}: {exc}"
+                )
             else:
                 log.info("plugin %r serves %d JSON-RPC method(s) under %r", impl.plugin, len(names), value[0])
 
-    def _problem(self, message: str) -> None:
+    def _problem(self, plugin: str, message: str) -> None:
         log.error("%s", message)
         self.problems.append(message)
+        self.refused[plugin] = message
 
     def describe(self) -> List[Dict[str, Any]]:
         """Every method with its permission and owner (``Plugins.Methods``)."""
@@ -282,16 +303,16 @@ class MethodRegistry:
             raise p.RpcError(
                 p.FORBIDDEN, f"Forbidden: {m.name} needs {m.perm!r} permission; {who} has {ctx.perm!r}"
             )
-        bound = m.bind(call.params)
+        args, kwargs = m.bind(call.params)
         gate = self.gate if m.owner != HOST else None
         try:
             if m.is_async:
                 if gate is not None:
                     await anyio.to_thread.run_sync(self._pass_gate, m, ctx)
-                result = await m.func(*bound.args, **bound.kwargs)
+                result = await m.func(*args, **kwargs)
             else:
                 result = await anyio.to_thread.run_sync(
-                    functools.partial(self._call_sync, m, gate, ctx, bound.args, bound.kwargs)
+                    functools.partial(self._call_sync, m, gate, ctx, args, kwargs)
                 )
             if inspect.isawaitable(result):
                 result = await result

@@ -27,13 +27,14 @@ from sectorhooks_spec import KVError, RejectedChanges, StoreUnavailable, SyncerI
 
 from ..config import SyncSettings
 from ..host import PluginImpl
-from .log import ChangeLog, Event, LogTrimmed
+from .log import BrokenEvent, ChangeLog, Event, LogTrimmed
 from .records import LeaseLost, Records
 
 log = logging.getLogger(__name__)
 
 FLUSH = "sync_flush"
 RENEW_EVERY = 1.0  # seconds between lease renewals
+SAVE_EVERY = 0.25  # seconds between cursor saves while busy
 
 
 class Lease(Protocol):
@@ -110,6 +111,8 @@ class Dispatcher:
         self._holding = False
         self._pos = 0
         self._loaded = False
+        self._saved = -1  # cursor value last written to the KV
+        self._saved_at = 0.0
 
     @property
     def name(self) -> str:
@@ -195,11 +198,16 @@ class Dispatcher:
                     self._wake.clear()
                 elif n < s.batch_size:
                     # Let a few more entries gather: fewer, larger flushes and cursor writes.
-                    self._stopping.wait(min(s.poll_interval, 0.02))
+                    self._stopping.wait(s.poll_interval)
         except Exception:  # a bug: keep the host alive, show it in status
             log.exception("syncer %r dispatcher crashed", self.name)
             self.state = "crashed"
         finally:
+            try:
+                if self._loaded:
+                    self.save_cursor()
+            except Exception as exc:  # the KV is down: the next start re-delivers from the last save
+                log.warning("syncer %r: cannot save its cursor on stop: %s", self.name, describe(exc))
             if self.lease is not None and self._holding:
                 self.lease.release()
                 self._holding = False
@@ -222,6 +230,7 @@ class Dispatcher:
             self._backfill(self)
         elif rec is None:
             self.records.write_cursor(self.name, self._fence, seq=0, state="running")
+        self._saved = self.cursor
         self._loaded = True
 
     # --- one round ------------------------------------------------------------------------------
@@ -229,23 +238,18 @@ class Dispatcher:
     def step(self) -> int:
         """Deliver the next batch (with retries); returns how many entries it covered."""
         with self.lock:
-            entries = self.log.read(self.cursor, self.settings.batch_size)
-            if not entries:
-                if self.state not in ("stopped",):
+            events = self.log.events(self.cursor, self.settings.batch_size)
+            if not events:
+                if self.state != "stopped":
                     self.state = "idle"
+                self.save_cursor()
                 return 0
             self.state = "running"
-            self._deliver_batch(entries)
-            return len(entries)
+            self._deliver_batch(events)
+            return len(events)
 
-    def _deliver_batch(self, entries: Sequence[Tuple[int, bytes]]) -> None:
+    def _deliver_batch(self, events: List[Any]) -> None:
         s = self.settings
-        events: List[Any] = []
-        for seq, raw in entries:
-            try:
-                events.append(Event(seq, raw))
-            except Exception as exc:  # a corrupt entry fails like a raising hook
-                events.append(_Broken(seq, raw, exc))
         self._pos = 0
         retrying = tenacity.Retrying(
             wait=tenacity.wait_exponential(multiplier=s.backoff_base, max=s.backoff_max)
@@ -285,7 +289,7 @@ class Dispatcher:
             raise _Retry() from exc
 
     def _call(self, ev: Any) -> None:
-        if isinstance(ev, _Broken):
+        if isinstance(ev, BrokenEvent):
             raise ev.error
         impl = self.syncer.impls.get(ev.hook)
         if impl is not None:
@@ -318,6 +322,7 @@ class Dispatcher:
             cursor={"seq": ev.seq, "state": "running", "error": self.last_error, "error_at": time.time()},
             fence=self._fence,
         )
+        self._saved, self._saved_at = ev.seq, time.monotonic()
         self._failures.pop(ev.seq, None)
         self._advanced(ev.seq)
         return True
@@ -343,9 +348,10 @@ class Dispatcher:
                 cursor={"seq": last, "state": "running", "error": self.last_error, "error_at": time.time()},
                 fence=self._fence,
             )
-        else:
-            self.records.write_cursor(self.name, self._fence, seq=last, state="running")
+            self._saved, self._saved_at = last, time.monotonic()
         self._advanced(last)
+        if not rejected and time.monotonic() - self._saved_at >= SAVE_EVERY:
+            self.save_cursor()
 
     def _match_rejected(
         self, events: Sequence[Any], rejected: Sequence[Any]
@@ -368,6 +374,17 @@ class Dispatcher:
                 reason,
             )
         return letters
+
+    def save_cursor(self) -> None:
+        """Persist the in-memory cursor if it moved since the last save.
+
+        Saves are batched (every ``SAVE_EVERY`` seconds, when idle, on stop): a crash then
+        re-delivers at most that much, which at-least-once delivery allows, and the KV's single
+        writer is not taken by a cursor write after every small batch.
+        """
+        if self.cursor != self._saved:
+            self.records.write_cursor(self.name, self._fence, seq=self.cursor, state="running")
+            self._saved, self._saved_at = self.cursor, time.monotonic()
 
     def _advanced(self, seq: int) -> None:
         self.cursor = seq
@@ -421,12 +438,3 @@ class Dispatcher:
         self.state = "running"
         self.start()
         return True
-
-
-@attrs.define
-class _Broken:
-    """A log entry that cannot be decoded; it fails like a raising hook."""
-
-    seq: int
-    raw: bytes
-    error: Exception

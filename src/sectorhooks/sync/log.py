@@ -19,6 +19,7 @@ for a hook that asks for it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -77,10 +78,10 @@ class LogWriter:
 
     __slots__ = ("_head", "_log", "_txn")
 
-    def __init__(self, txn: StoreTxn):
+    def __init__(self, txn: StoreTxn, head: Optional[int] = None):
         self._txn = txn
         self._log = txn.collection(LOG)
-        self._head = read_int(txn, HEAD, 0)
+        self._head = read_int(txn, HEAD, 0) if head is None else head  # read in this txn
 
     def append(self, entry: bytes) -> int:
         """Write ``entry`` under the next seq and return that seq."""
@@ -188,13 +189,64 @@ def _block_digits(limit: int) -> int:
     return digits
 
 
-class ChangeLog:
-    """Reads and trims the log of one KV store."""
+class BrokenEvent:
+    """A log entry that cannot be decoded; it fails like a raising hook (and is dead-lettered)."""
 
-    def __init__(self, store: KVStore):
+    __slots__ = ("error", "raw", "seq")
+
+    def __init__(self, seq: int, raw: bytes, error: Exception):
+        self.seq, self.raw, self.error = seq, raw, error
+
+
+def parse(seq: int, raw: bytes) -> Any:
+    """An :class:`Event`, or a :class:`BrokenEvent` for an entry that does not parse."""
+    try:
+        return Event(seq, raw)
+    except Exception as exc:
+        return BrokenEvent(seq, raw, exc)
+
+
+class ChangeLog:
+    """Reads and trims the log of one KV store.
+
+    ``shared`` > 0 keeps that many recently parsed events, so dispatchers reading the same range
+    (syncers that keep up are all at the head) read and parse each entry once between them.
+    """
+
+    def __init__(self, store: KVStore, shared: int = 0):
         self.store = store
         store.open_collection(LOG)
         store.open_collection(META)
+        self._shared = shared
+        self._recent: Dict[int, Any] = {}
+        self._recent_lock = threading.Lock()
+
+    def events(self, after: int, limit: int) -> List[Any]:
+        """Up to ``limit`` parsed events (or :class:`BrokenEvent`) after ``after``, in order."""
+
+        def fn(t: StoreTxn) -> Tuple[bool, List[Any]]:
+            head = read_int(t, HEAD, 0)
+            if after >= head:
+                return True, []
+            if self._shared:
+                with self._recent_lock:
+                    got = [self._recent.get(s) for s in range(after + 1, min(head, after + limit) + 1)]
+                if None not in got:
+                    return True, got
+            return False, self._read(t, after, limit)
+
+        parsed, items = self.store.view(fn)
+        if parsed:
+            return items
+        events = [parse(seq, raw) for seq, raw in items]
+        if self._shared:
+            with self._recent_lock:
+                for ev in events:
+                    self._recent[ev.seq] = ev
+                extra = len(self._recent) - self._shared
+                for seq in list(itertools.islice(self._recent, max(0, extra))):
+                    del self._recent[seq]
+        return events
 
     def bounds(self) -> Tuple[int, int]:
         """``(floor, head)``: entries ``floor..head`` exist (none when ``floor > head``)."""

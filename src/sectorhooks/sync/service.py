@@ -23,7 +23,7 @@ from ..errors import SyncError
 from ..host import CALLABLE_STATUSES, PluginHost, PluginImpl
 from . import log as changelog
 from .dispatcher import FLUSH, Dispatcher, Lease, Syncer, describe
-from .log import HOOKS, ChangeLog, Event
+from .log import HOOKS, ChangeLog, Event, parse
 from .records import Records
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class SyncService:
         self.store = store
         self.config = config
         self.settings = config.sync
-        self.log = ChangeLog(store)
+        self.log = ChangeLog(store, shared=2 * self.settings.batch_size)
         self.records = Records(store)
         self.trim_interval = trim_interval
         self._progress = threading.Condition()
@@ -251,7 +251,7 @@ class SyncService:
         with d.lock:
             letters = list(self.records.dead_letters(name))
             for page in _chunks(letters, self.settings.batch_size):
-                events = [Event(int(rec["seq"]), rec["entry"].encode("utf-8")) for rec in page]
+                events = [parse(int(rec["seq"]), rec["entry"].encode("utf-8")) for rec in page]
                 try:
                     ok, failed = d.deliver_now(events)
                 except Exception as exc:
@@ -283,6 +283,7 @@ class SyncService:
             self._deliver_with_retries(d, page)
             sent += len(page)
         d.records.write_cursor(d.name, d._fence, seq=head, state="running")
+        d._saved = head
         d._advanced(head)
         log.info("syncer %r backfilled %d sector(s); following the log from %d", d.name, sent, head)
         return sent

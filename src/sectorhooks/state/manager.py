@@ -6,55 +6,32 @@ Every change bumps the sector's ``version`` and, in the same KV transaction, app
 the change log (``sync/log``, see :mod:`sectorhooks.sync.log`) that the syncers consume.
 
 Many workers report at once, so calls are group-committed: the first caller that finds no
-commit in progress becomes the leader and runs every queued change in one KV transaction; the
-others wait and return once that transaction committed. A call that cannot apply (sector
-missing, wrong workspace) fails alone; the rest of its group commits.
+commit in progress becomes the leader, waits a moment for as many callers as the last group
+had, and runs every queued change in one KV transaction; the others wait and return once that
+transaction committed. A call that cannot apply (sector missing, wrong workspace) fails alone;
+the rest of its group commits. See :mod:`.txn` for the state cache that spares re-reading.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
-import typing
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from sectorhooks_spec import (
-    AllocatedSector,
-    DecodeError,
-    KVStore,
-    SectorID,
-    SectorState,
-    StoreTxn,
-    Workspace,
-    from_jsonable,
-    to_jsonable,
-)
-from sectorhooks_spec.sector import UPDATABLE_FIELDS
+from sectorhooks_spec import AllocatedSector, KVStore, SectorID, SectorState, StoreTxn, Workspace, to_jsonable
 
-from .errors import SectorNotFound, SectorStateError
-from .sync import log as changelog
+from ..errors import SectorNotFound, SectorStateError
+from ..sync import log as changelog
+from .fields import check_fields
+from .txn import COLLECTIONS, Current, GroupTxn, StateCache, sid_list
 
-__all__ = ["COLLECTIONS", "SectorStateManager"]
-
-COLLECTIONS: Dict[Workspace, str] = {Workspace.ONLINE: "sectors/online", Workspace.OFFLINE: "sectors/offline"}
 MAX_GROUP = 512  # changes per KV transaction
 GATHER_WAIT = 0.002  # how long a leader waits for as many callers as the last group had
-CACHE_SIZE = 2048  # decoded states kept, keyed by their stored bytes
 
-Op = Callable[["_Txn"], Any]
-
-
-class Current:
-    """A sector as stored: workspace, decoded state, and its JSON data (patched for the next one)."""
-
-    __slots__ = ("data", "state", "text", "ws")
-
-    def __init__(self, ws: Workspace, state: SectorState, data: Dict[str, Any], text: str = ""):
-        self.ws, self.state, self.data, self.text = ws, state, data, text
+Op = Callable[[GroupTxn], Any]
 
 
 class _Request:
@@ -65,92 +42,6 @@ class _Request:
         self.result: Any = None
         self.error: Optional[BaseException] = None
         self.done = False
-
-
-def _json(data: Dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)  # exactly codec.dumps
-
-
-class _Txn:
-    """One run of a group's transaction: current states (with this group's writes) and the log."""
-
-    __slots__ = ("_mgr", "_seen", "log", "now", "txn")
-
-    def __init__(self, mgr: SectorStateManager, txn: StoreTxn):
-        self._mgr = mgr
-        self.txn = txn
-        self.log: Optional[changelog.LogWriter] = None
-        self._seen: Dict[bytes, Optional[Current]] = {}
-        self.now = time.time()
-
-    def current(self, sid: SectorID) -> Optional[Current]:
-        key = sid.key.encode()
-        if key in self._seen:
-            return self._seen[key]
-        found: Optional[Current] = None
-        for ws, name in COLLECTIONS.items():
-            raw = self.txn.collection(name).peek(key)
-            if raw is not None:
-                found = self._mgr._decode(key, raw, ws)
-                break
-        self._seen[key] = found
-        return found
-
-    def require(self, sid: SectorID) -> Current:
-        cur = self.current(sid)
-        if cur is None:
-            raise SectorNotFound(sid)
-        return cur
-
-    def change(
-        self, old: Current, ws: Workspace, values: Dict[str, Any], jsonable: Dict[str, Any]
-    ) -> Current:
-        """Write ``old`` with some fields changed, version bumped, into ``ws``.
-
-        The new JSON is the old JSON data patched (same key order as ``codec.dumps``), so a
-        change costs one small ``json.dumps``, not a walk of the whole model.
-        """
-        version = old.state.version + 1
-        state = _evolve(old.state, values, version, self.now)
-        data = dict(old.data)
-        data.update(jsonable)
-        data["version"], data["updated_at"] = version, self.now
-        return self.write(old, Current(ws, state, data))
-
-    def write(self, old: Optional[Current], new: Current) -> Current:
-        key = new.state.id.key.encode()
-        new.text = _json(new.data)
-        raw = new.text.encode("utf-8")
-        self.txn.collection(COLLECTIONS[new.ws]).put(key, raw)
-        if old is not None and old.ws is not new.ws:
-            self.txn.collection(COLLECTIONS[old.ws]).delete(key)
-        self._seen[key] = new
-        self._mgr._remember(key, raw, new)
-        return new
-
-    def append(self, header: Union[str, Dict[str, Any]], states: Sequence[Current]) -> int:
-        if self.log is None:
-            self.log = changelog.LogWriter(self.txn)
-        return self.log.append(changelog.encode_entry(header, [c.text for c in states]))
-
-
-_STATE_FIELDS = tuple(f.name for f in attrs.fields(SectorState))
-
-
-def _evolve(state: SectorState, values: Dict[str, Any], version: int, now: float) -> SectorState:
-    """``attrs.evolve`` without running validators again: ``values`` were checked (and
-    normalized) by ``_check_fields`` before the change was queued, so this is only copying."""
-    new = object.__new__(SectorState)
-    setattr_ = object.__setattr__
-    for name in _STATE_FIELDS:
-        setattr_(new, name, values[name] if name in values else getattr(state, name))
-    setattr_(new, "version", version)
-    setattr_(new, "updated_at", now)
-    return new
-
-
-def _sid(sid: SectorID) -> List[int]:
-    return [sid.miner, sid.number]
 
 
 class SectorStateManager:
@@ -169,8 +60,7 @@ class SectorStateManager:
         self._queue: List[_Request] = []
         self._leader = False
         self._closed = False
-        self._cache: Dict[bytes, Tuple[bytes, Current]] = {}
-        self._cache_lock = threading.Lock()
+        self._cache = StateCache()
 
     # --- changes --------------------------------------------------------------------------
 
@@ -186,7 +76,7 @@ class SectorStateManager:
             else (Workspace.OFFLINE if state.finalized else Workspace.ONLINE)
         )
 
-        def op(t: _Txn) -> SectorState:
+        def op(t: GroupTxn) -> SectorState:
             old = t.current(state.id)
             if old is not None and not override:
                 raise SectorStateError(
@@ -196,7 +86,7 @@ class SectorStateManager:
             version = max(old.state.version if old else 0, state.version) + 1
             new = attrs.evolve(state, version=version, updated_at=t.now)
             cur = t.write(old, Current(ws, new, to_jsonable(new)))
-            header = {"e": "import", "s": _sid(new.id), "v": version, "w": ws.value, "o": old is not None}
+            header = {"e": "import", "s": sid_list(new.id), "v": version, "w": ws.value, "o": old is not None}
             t.append({**header, "t": t.now}, [cur])
             return new
 
@@ -211,7 +101,7 @@ class SectorStateManager:
         if len(set(ids)) != len(ids):
             raise SectorStateError("init_sectors got the same sector twice")
 
-        def op(t: _Txn) -> List[SectorState]:
+        def op(t: GroupTxn) -> List[SectorState]:
             for a in allocated:
                 old = t.current(a.id)
                 if old is not None:
@@ -236,11 +126,11 @@ class SectorStateManager:
 
     def update(self, sector_id: SectorID, **fields: Any) -> SectorState:
         """Change some fields of a sector (either workspace); returns the new state."""
-        values, jsonable = _check_fields(sector_id, fields)
+        values, jsonable = check_fields(sector_id, fields)
 
         m, n, names = sector_id.miner, sector_id.number, json.dumps(list(fields))
 
-        def op(t: _Txn) -> SectorState:
+        def op(t: GroupTxn) -> SectorState:
             old = t.require(sector_id)
             new = t.change(old, old.ws, values, jsonable)
             # The header by hand: this is the hot path (the field values are in the state line).
@@ -262,12 +152,14 @@ class SectorStateManager:
     def _move(
         self, sid: SectorID, event: str, src: Workspace, dst: Workspace, changes: Dict[str, Any]
     ) -> SectorState:
-        def op(t: _Txn) -> SectorState:
+        def op(t: GroupTxn) -> SectorState:
             old = t.require(sid)
             if old.ws is not src:
                 raise SectorStateError(f"cannot {event} sector {sid}: it is {old.ws.value}, not {src.value}")
             new = t.change(old, dst, changes, changes)
-            t.append({"e": event, "s": _sid(sid), "v": new.state.version, "w": dst.value, "t": t.now}, [new])
+            t.append(
+                {"e": event, "s": sid_list(sid), "v": new.state.version, "w": dst.value, "t": t.now}, [new]
+            )
             return new.state
 
         return self._submit(op)  # type: ignore[no-any-return]
@@ -295,7 +187,7 @@ class SectorStateManager:
         found = self.store.view(fn)
         if found is None:
             raise SectorNotFound(sid)
-        return self._decode(key, found[1], found[0])
+        return self._cache.decode(key, found[1], found[0])
 
     def list(self, workspace: Optional[Workspace] = None, miner: Optional[int] = None) -> List[SectorState]:
         """States of one workspace (or both) and one miner (or all), ordered by sector id."""
@@ -311,7 +203,7 @@ class SectorStateManager:
             if workspace is not None and ws is not Workspace(workspace):
                 continue
             for key, raw in self.store.open_collection(name).scan(prefix):
-                out.append((key, ws, self._decode(key, raw, ws).state))
+                out.append((key, ws, self._cache.decode(key, raw, ws).state))
         out.sort(key=lambda item: item[0])
         return [(ws, s) for _, ws, s in out]
 
@@ -380,120 +272,31 @@ class SectorStateManager:
             self._gathering = False
 
     def _commit(self, group: List[_Request]) -> None:
-        def fn(txn: StoreTxn) -> Tuple[List[Tuple[Any, Optional[BaseException]]], int]:
-            t = _Txn(self, txn)
+        runs: List[GroupTxn] = []
+
+        def fn(txn: StoreTxn) -> List[Tuple[Any, Optional[BaseException]]]:
+            t = GroupTxn(self._cache, txn, time.time())
+            runs.append(t)  # a conflict re-runs fn: the last run is the one that committed
             outcomes: List[Tuple[Any, Optional[BaseException]]] = []
             for req in group:
                 try:
                     outcomes.append((req.op(t), None))
                 except (SectorStateError, SectorNotFound) as exc:
                     outcomes.append((None, exc))
-            return outcomes, (t.log.finish() if t.log is not None else 0)
+            t.finish()
+            return outcomes
 
         try:
-            outcomes, head = self.store.update(fn)
+            outcomes = self.store.update(fn)
         except BaseException as exc:
+            self._cache.forget()
             for req in group:
                 req.error, req.done = exc, True
             return
+        t = runs[-1]
+        head = t.head1
+        self._cache.committed(head, t.fresh, t.trusted)
         for req, (result, error) in zip(group, outcomes):
             req.result, req.error, req.done = result, error, True
-        if head:
+        if t.log is not None:
             changelog.committed(self.store, head)
-
-    # --- decode cache ---------------------------------------------------------------------------
-
-    def _decode(self, key: bytes, raw: bytes, ws: Workspace) -> Current:
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == raw:
-            return Current(ws, hit[1].state, hit[1].data, hit[1].text)
-        data = json.loads(raw)
-        try:
-            state = from_jsonable(SectorState, data)
-        except DecodeError as exc:
-            raise DecodeError(f"sector state {key.decode()!r} in {COLLECTIONS[ws]!r}: {exc}") from None
-        cur = Current(ws, state, data, raw.decode("utf-8"))
-        self._remember(key, raw, cur)
-        return cur
-
-    def _remember(self, key: bytes, raw: bytes, cur: Current) -> None:
-        with self._cache_lock:
-            if len(self._cache) >= CACHE_SIZE and key not in self._cache:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = (raw, cur)
-
-
-def _check_fields(sid: SectorID, fields: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Validate ``update`` fields before queueing: known names, right types (checked the way the
-    codec will decode them, so the KV never holds a state that cannot be read back)."""
-    if not isinstance(sid, SectorID):
-        raise SectorStateError(f"update needs a SectorID, got {type(sid).__name__} {sid!r:.60}")
-    if not fields:
-        raise SectorStateError(f"update of {sid} names no fields")
-    values: Dict[str, Any] = {}
-    jsonable: Dict[str, Any] = {}
-    for name, value in fields.items():
-        check = _CHECKERS.get(name)
-        if check is None:
-            raise SectorStateError(
-                f"update of {sid}: unknown or read-only field {name!r}; "
-                f"updatable: {', '.join(sorted(UPDATABLE_FIELDS))}"
-            )
-        try:
-            values[name] = check(value, name)
-            jsonable[name] = to_jsonable(values[name])
-        except (TypeError, DecodeError) as exc:
-            raise SectorStateError(f"update of {sid}: {exc}") from None
-    return values, jsonable
-
-
-Checker = Callable[[Any, str], Any]
-
-
-def _checker(tp: Any) -> Checker:
-    """A validator (returning the normalized value) for one field type of ``SectorState``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Union:
-        inner = _checker(next(a for a in args if a is not type(None)))
-        return lambda v, where: None if v is None else inner(v, where)
-    if origin in (tuple, Tuple):
-        item = _checker(args[0])
-
-        def check_tuple(v: Any, where: str) -> Any:
-            if not isinstance(v, (tuple, list)):
-                raise DecodeError(f"{where}: expected a tuple, got {type(v).__name__}")
-            out = tuple(item(x, f"{where}[{i}]") for i, x in enumerate(v))
-            return v if type(v) is tuple and all(a is b for a, b in zip(out, v)) else out
-
-        return check_tuple
-    if isinstance(tp, type) and attrs.has(tp):
-        hints = typing.get_type_hints(tp, vars(sys.modules[tp.__module__]))
-        names = [f.name for f in attrs.fields(tp)]
-        fields: List[Tuple[str, Checker]] = []
-
-        def check_model(v: Any, where: str) -> Any:
-            if type(v) is not tp:
-                raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__} {v!r:.60}")
-            if not fields:  # built on first use: models may refer to each other
-                fields.extend((n, _checker(hints[n])) for n in names)
-            changed = {}
-            for name, check in fields:
-                value = getattr(v, name)
-                fixed = check(value, f"{where}.{name}")
-                if fixed is not value:
-                    changed[name] = fixed
-            return attrs.evolve(v, **changed) if changed else v
-
-        return check_model
-    kinds = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}[tp]
-
-    def check_plain(v: Any, where: str) -> Any:
-        if type(v) not in kinds:
-            raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__} {v!r:.60}")
-        return float(v) if tp is float and type(v) is int else v
-
-    return check_plain
-
-
-_HINTS = typing.get_type_hints(SectorState, vars(sys.modules[SectorState.__module__]))
-_CHECKERS: Dict[str, Checker] = {name: _checker(_HINTS[name]) for name in UPDATABLE_FIELDS}

@@ -1,0 +1,108 @@
+"""Validation of ``SectorStateManager.update`` fields, and the copy that applies them.
+
+Fields are checked the way the codec will decode them (so the KV never holds a state that
+cannot be read back), before the change is queued: the group's leader only copies.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from typing import Any, Callable, Dict, List, Tuple, Union
+
+import attrs
+
+from sectorhooks_spec import DecodeError, SectorID, SectorState, to_jsonable
+from sectorhooks_spec.sector import UPDATABLE_FIELDS
+
+from ..errors import SectorStateError
+
+_STATE_FIELDS = tuple(f.name for f in attrs.fields(SectorState))
+
+
+def evolve_checked(state: SectorState, values: Dict[str, Any], version: int, now: float) -> SectorState:
+    """``attrs.evolve`` without running validators again: ``values`` were checked (and
+    normalized) by ``check_fields`` before the change was queued, so this is only copying."""
+    new = object.__new__(SectorState)
+    setattr_ = object.__setattr__
+    for name in _STATE_FIELDS:
+        setattr_(new, name, values[name] if name in values else getattr(state, name))
+    setattr_(new, "version", version)
+    setattr_(new, "updated_at", now)
+    return new
+
+
+def check_fields(sid: SectorID, fields: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Validate ``update`` fields before queueing: known names, right types (checked the way the
+    codec will decode them, so the KV never holds a state that cannot be read back)."""
+    if not isinstance(sid, SectorID):
+        raise SectorStateError(f"update needs a SectorID, got {type(sid).__name__} {sid!r:.60}")
+    if not fields:
+        raise SectorStateError(f"update of {sid} names no fields")
+    values: Dict[str, Any] = {}
+    jsonable: Dict[str, Any] = {}
+    for name, value in fields.items():
+        check = _CHECKERS.get(name)
+        if check is None:
+            raise SectorStateError(
+                f"update of {sid}: unknown or read-only field {name!r}; "
+                f"updatable: {', '.join(sorted(UPDATABLE_FIELDS))}"
+            )
+        try:
+            values[name] = check(value, name)
+            jsonable[name] = to_jsonable(values[name])
+        except (TypeError, DecodeError) as exc:
+            raise SectorStateError(f"update of {sid}: {exc}") from None
+    return values, jsonable
+
+
+Checker = Callable[[Any, str], Any]
+
+
+def _checker(tp: Any) -> Checker:
+    """A validator (returning the normalized value) for one field type of ``SectorState``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:
+        inner = _checker(next(a for a in args if a is not type(None)))
+        return lambda v, where: None if v is None else inner(v, where)
+    if origin in (tuple, Tuple):
+        item = _checker(args[0])
+
+        def check_tuple(v: Any, where: str) -> Any:
+            if not isinstance(v, (tuple, list)):
+                raise DecodeError(f"{where}: expected a tuple, got {type(v).__name__}")
+            out = tuple(item(x, f"{where}[{i}]") for i, x in enumerate(v))
+            return v if type(v) is tuple and all(a is b for a, b in zip(out, v)) else out
+
+        return check_tuple
+    if isinstance(tp, type) and attrs.has(tp):
+        hints = typing.get_type_hints(tp, vars(sys.modules[tp.__module__]))
+        names = [f.name for f in attrs.fields(tp)]
+        fields: List[Tuple[str, Checker]] = []
+
+        def check_model(v: Any, where: str) -> Any:
+            if type(v) is not tp:
+                raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__} {v!r:.60}")
+            if not fields:  # built on first use: models may refer to each other
+                fields.extend((n, _checker(hints[n])) for n in names)
+            changed = {}
+            for name, check in fields:
+                value = getattr(v, name)
+                fixed = check(value, f"{where}.{name}")
+                if fixed is not value:
+                    changed[name] = fixed
+            return attrs.evolve(v, **changed) if changed else v
+
+        return check_model
+    kinds = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}[tp]
+
+    def check_plain(v: Any, where: str) -> Any:
+        if type(v) not in kinds:
+            raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__} {v!r:.60}")
+        return float(v) if tp is float and type(v) is int else v
+
+    return check_plain
+
+
+_HINTS = typing.get_type_hints(SectorState, vars(sys.modules[SectorState.__module__]))
+_CHECKERS: Dict[str, Checker] = {name: _checker(_HINTS[name]) for name in UPDATABLE_FIELDS}

@@ -1,0 +1,167 @@
+"""One group's KV transaction, and the state cache that lets a group skip re-reading its sectors.
+
+The cache holds each sector's decoded state and JSON data. An entry is *trusted* (used without
+reading the KV) only when it was written or read by this manager's own committed transactions
+and nobody else has appended to the change log since: every change of sector state appends to
+the log in the same transaction, so an unchanged log head (read inside the group's
+transaction) proves no other writer touched any sector. Any other head, a failed commit or an
+unknown commit outcome drops every trusted entry. Reads outside transactions (``get``,
+``list``) only reuse a decoded state when the stored bytes are identical.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from sectorhooks_spec import DecodeError, SectorID, SectorState, StoreTxn, Workspace, from_jsonable
+
+from ..errors import SectorNotFound
+from ..sync import log as changelog
+from .fields import evolve_checked
+
+COLLECTIONS: Dict[Workspace, str] = {Workspace.ONLINE: "sectors/online", Workspace.OFFLINE: "sectors/offline"}
+CACHE_SIZE = 4096  # sectors
+
+
+class Current:
+    """A sector as stored: workspace, decoded state, its JSON data and text."""
+
+    __slots__ = ("data", "state", "text", "ws")
+
+    def __init__(self, ws: Workspace, state: SectorState, data: Dict[str, Any], text: str = ""):
+        self.ws, self.state, self.data, self.text = ws, state, data, text
+
+
+def to_json(data: Dict[str, Any]) -> str:
+    """Exactly what ``codec.dumps`` gives for the model ``data`` came from."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode(key: bytes, raw: bytes, ws: Workspace) -> Current:
+    """Decode a stored state (the error names the key and collection)."""
+    data = json.loads(raw)
+    try:
+        state = from_jsonable(SectorState, data)
+    except DecodeError as exc:
+        raise DecodeError(f"sector state {key.decode()!r} in {COLLECTIONS[ws]!r}: {exc}") from None
+    return Current(ws, state, data, raw.decode("utf-8"))
+
+
+class StateCache:
+    """Trusted entries (leader only, see the module doc) and bytes-checked decodes (any thread)."""
+
+    def __init__(self, size: int = CACHE_SIZE):
+        self.size = size
+        self.head: Optional[int] = None  # log head after our last commit
+        self.trusted: Dict[bytes, Current] = {}
+        self._decoded: Dict[bytes, Tuple[bytes, Current]] = {}
+        self._lock = threading.Lock()
+
+    def decode(self, key: bytes, raw: bytes, ws: Workspace) -> Current:
+        """Decode ``raw``, reusing the last decode of identical bytes."""
+        hit = self._decoded.get(key)
+        if hit is not None and hit[0] == raw:
+            cur = hit[1]
+            return cur if cur.ws is ws else Current(ws, cur.state, cur.data, cur.text)
+        cur = decode(key, raw, ws)
+        self._put(self._decoded, key, (raw, cur))
+        return cur
+
+    def committed(self, head: int, fresh: Dict[bytes, Current], trusted_before: bool) -> None:
+        """After a commit: ``fresh`` (read or written in it) is current as of ``head``."""
+        if not trusted_before:
+            self.trusted.clear()
+        for key, cur in fresh.items():
+            self._put(self.trusted, key, cur)
+        self.head = head
+
+    def forget(self) -> None:
+        """A commit failed or may not have applied: trust nothing."""
+        self.trusted.clear()
+        self.head = None
+
+    def _put(self, table: Dict[bytes, Any], key: bytes, value: Any) -> None:
+        with self._lock:
+            if len(table) >= self.size and key not in table:
+                table.pop(next(iter(table)))
+            table[key] = value
+
+
+class GroupTxn:
+    """One run of a group's transaction: current states (with this group's writes) and the log."""
+
+    __slots__ = ("_cache", "_seen", "fresh", "head0", "head1", "log", "now", "trusted", "txn")
+
+    def __init__(self, cache: StateCache, txn: StoreTxn, now: float):
+        self._cache = cache
+        self.txn = txn
+        self.now = now
+        self.head0 = changelog.read_int(txn, changelog.HEAD, 0)
+        self.head1 = self.head0
+        self.trusted = cache.head is not None and cache.head == self.head0
+        self.log: Optional[changelog.LogWriter] = None
+        self._seen: Dict[bytes, Optional[Current]] = {}
+        self.fresh: Dict[bytes, Current] = {}
+
+    def current(self, sid: SectorID) -> Optional[Current]:
+        """The sector as this transaction sees it, or ``None``."""
+        key = sid.key.encode()
+        if key in self._seen:
+            return self._seen[key]
+        found = self._cache.trusted.get(key) if self.trusted else None
+        if found is None:
+            for ws, name in COLLECTIONS.items():
+                raw = self.txn.collection(name).peek(key)
+                if raw is not None:
+                    found = self._cache.decode(key, raw, ws)
+                    self.fresh[key] = found
+                    break
+        self._seen[key] = found
+        return found
+
+    def require(self, sid: SectorID) -> Current:
+        cur = self.current(sid)
+        if cur is None:
+            raise SectorNotFound(sid)
+        return cur
+
+    def change(
+        self, old: Current, ws: Workspace, values: Dict[str, Any], jsonable: Dict[str, Any]
+    ) -> Current:
+        """Write ``old`` with some fields changed, version bumped, into ``ws``.
+
+        The new JSON is the old JSON data patched (same key order as ``codec.dumps``), so a
+        change costs one small ``json.dumps``, not a walk of the whole model.
+        """
+        version = old.state.version + 1
+        state = evolve_checked(old.state, values, version, self.now)
+        data = dict(old.data)
+        data.update(jsonable)
+        data["version"], data["updated_at"] = version, self.now
+        return self.write(old, Current(ws, state, data))
+
+    def write(self, old: Optional[Current], new: Current) -> Current:
+        key = new.state.id.key.encode()
+        new.text = to_json(new.data)
+        self.txn.collection(COLLECTIONS[new.ws]).put(key, new.text.encode("utf-8"))
+        if old is not None and old.ws is not new.ws:
+            self.txn.collection(COLLECTIONS[old.ws]).delete(key)
+        self._seen[key] = self.fresh[key] = new
+        return new
+
+    def append(self, header: Union[str, Dict[str, Any]], states: Sequence[Current]) -> int:
+        if self.log is None:
+            self.log = changelog.LogWriter(self.txn, self.head0)
+        return self.log.append(changelog.encode_entry(header, [c.text for c in states]))
+
+    def finish(self) -> int:
+        """Store the log head; returns (and keeps in ``head1``) the head after this transaction."""
+        if self.log is not None:
+            self.head1 = self.log.finish()
+        return self.head1
+
+
+def sid_list(sid: SectorID) -> List[int]:
+    return [sid.miner, sid.number]

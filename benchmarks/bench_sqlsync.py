@@ -191,7 +191,7 @@ def run(quick: bool = False) -> List[Dict[str, Any]]:
     from sectorhooks.config import HostConfig, PluginsConfig
     from sectorhooks.host import PluginHost
 
-    n, reps = (20_000, 3) if quick else (100_000, 3)
+    n, reps = (20_000, 3) if quick else (100_000, 2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sqlsync-"))
     host = PluginHost(HostConfig(data_dir=tmp, plugins=PluginsConfig(entry_points=False))).load().start()
     results = []

@@ -15,7 +15,7 @@ import json
 import re
 import typing
 from operator import itemgetter
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -106,7 +106,7 @@ def _msgspec_row_builder(names: Tuple[str, ...], fallback: RowBuilder) -> RowBui
     latest = msgspec.defstruct("Latest", [("state", Any, "")], gc=False)
     pre_t = msgspec.defstruct("Pre", [("comm_r", Any, None), ("comm_d", Any, None)], gc=False)
     msg_t = msgspec.defstruct("Msg", [("pre_commit_cid", Any, None), ("commit_cid", Any, None)], gc=False)
-    fields = [(n, Any, None) for n in names]
+    fields: List[Tuple[str, Any, Any]] = [(n, Any, None) for n in names]
     fields += [("latest_state", Optional[latest], None), ("pre", Optional[pre_t], None)]
     fields += [("message_info", Optional[msg_t], None)]
     main = msgspec.defstruct("MainFields", fields, gc=False)

@@ -10,7 +10,7 @@ as received. ``sector_events`` is the append-only history, keyed by (miner, numb
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -40,7 +40,7 @@ class Schema:
         self.scalars = tuple(scalar_fields() if scalars is None else scalars)
         self.metadata = sa.MetaData()
         long_text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-        opts = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+        opts: Dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
         cols: List[sa.Column] = [  # type: ignore[type-arg]
             sa.Column("miner", sa.BigInteger(), primary_key=True, autoincrement=False),
             sa.Column("number", sa.BigInteger(), primary_key=True, autoincrement=False),
@@ -105,7 +105,7 @@ class Schema:
         sets = [f"{c} = excluded.{c}" for c in [*rest, v]]
         return (
             f"{head} ON CONFLICT ({cols[0]}, {cols[1]}) DO UPDATE SET {', '.join(sets)} "
-            f"WHERE 1 = 1"
+            f"WHERE {t}.{v} < excluded.{v}"
         )
 
     def events_sql(self, dialect: sa.Dialect) -> str:

@@ -54,7 +54,7 @@ def classify(exc: BaseException) -> str:
         return "transient" if isinstance(exc, (ConnectionError, TimeoutError)) else "fatal"
     if exc.connection_invalidated:
         return "transient"
-    orig = exc.orig
+    orig: Any = exc.orig
     errno = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
     if errno is not None and type(orig).__module__.startswith("pymysql"):
         if errno in MYSQL_ROW_ERRNOS:
@@ -201,7 +201,7 @@ class Sink:
                     keys = {(r[0], r[1]) for r in part}
                     self._write_part(part, [e for e in events if (e[0], e[1]) in keys], rejected)
                 return
-            reason = _reason(exc.__cause__ or exc)
+            reason = describe(exc.__cause__ or exc)
             row = rows[0]
             versions = sorted({e[2] for e in events} | {row[self._version_index]})
             sid = f"s-t0{row[0]}-{row[1]}"
@@ -274,7 +274,8 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _reason(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """The driver's own first line of an error (no SQL text, no parameters)."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:500]

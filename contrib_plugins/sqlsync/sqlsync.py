@@ -226,7 +226,7 @@ def flush(syncer: SyncerInstance) -> None:
         batch, inst.pending = inst.pending, []
         if not batch:
             return
-        from .sink import classify
+        from .sink import classify, describe
 
         try:
             rejected = inst.sink.write(batch)
@@ -235,7 +235,8 @@ def flush(syncer: SyncerInstance) -> None:
                 raise
             raise SinkUnavailable(
                 f"{PLUGIN} instance {inst.name!r}: database {_masked(inst.settings['url'])} unavailable "
-                f"after {inst.settings['retries']} attempt(s), {len(batch) // 5} change(s) not written: {exc}"
+                f"after {inst.settings['retries']} attempt(s), {len(batch) // 5} change(s) not written: "
+                f"{describe(exc)}"
             ) from exc
     if rejected:
         raise RejectedChanges(rejected)
@@ -250,10 +251,13 @@ def read_rows(url: str, table_prefix: str = "") -> Dict[str, Tuple[int, str]]:
 
     if not _PREFIX_RE.match(table_prefix):
         raise ValueError(f"{PLUGIN}: bad table_prefix {table_prefix!r}")
+    import sqlalchemy as sa
+
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and not Path(u.database).exists():
+        return {}  # do not create an empty file by looking
     engine = create_engine(url)
     try:
-        import sqlalchemy as sa
-
         with engine.connect() as conn:
             table = f"{table_prefix}sectors"
             if not sa.inspect(conn).has_table(table):

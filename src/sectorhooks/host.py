@@ -195,8 +195,13 @@ class PluginHost:
                     self.add(candidate, disabled)
         return self
 
-    def add(self, candidate: loader.Candidate, disabled: Iterable[str] = ()) -> PluginRecord:
-        """Validate, import and register one candidate; a bad one is recorded, never raised."""
+    def add(
+        self, candidate: loader.Candidate, disabled: Iterable[str] = (), check_requires: bool = True
+    ) -> PluginRecord:
+        """Validate, import and register one candidate; a bad one is recorded, never raised.
+
+        ``check_requires=False`` skips the ``requires`` check (``plugin build`` on another machine).
+        """
         manifest, problems = loader.read_manifest(candidate)
         if manifest is None:
             err = ManifestError(candidate.manifest_path, problems)
@@ -236,6 +241,13 @@ class PluginHost:
             record.status = PluginStatus.DISABLED
             log.info("plugin %r is disabled; not imported", manifest.qualified_name)
             return record
+        if check_requires and manifest.requires:
+            from .deps import unsatisfied
+
+            conflicts = unsatisfied(manifest.requires)
+            if conflicts:
+                message = "requires not satisfied: " + "; ".join(conflicts)
+                return self._fail(record, str(PluginLoadError(name, candidate.manifest_path, message)))
         # Import and bind even when the manifest has problems, so one report lists them all.
         try:
             module = loader.import_plugin_module(candidate, manifest)

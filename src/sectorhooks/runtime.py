@@ -17,6 +17,7 @@ from .config import HostConfig
 from .host import PluginHost
 
 if TYPE_CHECKING:
+    from .registry.scrape import RegistryService
     from .state import SectorStateManager
     from .sync import SyncService
 
@@ -33,6 +34,7 @@ class Runtime:
         self.state: SectorStateManager = None  # type: ignore[assignment]
         self.sync: SyncService = None  # type: ignore[assignment]
         self.filestores: Dict[str, FileStore] = {}
+        self.registry: Optional[RegistryService] = None
         self._stack = ExitStack()
 
     @classmethod
@@ -42,9 +44,15 @@ class Runtime:
         *,
         start_sync: bool = True,
         filestores: bool = True,
+        registry: bool = True,
         sync_options: Optional[Dict[str, Any]] = None,
     ) -> "Runtime":
-        """Load plugins, open the KV, the state manager, the syncers and the file stores."""
+        """Load plugins, open the KV, the state manager, the syncers and the file stores.
+
+        With ``registry`` (the default) this host registers its plugins in the shared registry,
+        scrapes their health under the scrape lease, and runs each syncer's dispatcher only while
+        it holds that syncer's lease, so several replicas on one KV cooperate.
+        """
         from .kv import open_kvstore
         from .state import SectorStateManager
         from .stores import open_filestores
@@ -59,9 +67,17 @@ class Runtime:
             rt.kv = open_kvstore(rt.host, rt.config)
             rt._stack.callback(rt.kv.close)
             rt.host.start(kvstore=rt.kv)
+            options = dict(sync_options or {})
+            if registry:
+                from .registry.lease import lease_factory
+                from .registry.scrape import RegistryService
+
+                rt.registry = RegistryService(rt.host, rt.kv).start()
+                rt._stack.callback(rt.registry.stop)
+                options.setdefault("lease_factory", lease_factory(rt.kv))
             rt.state = SectorStateManager(rt.kv)
             rt._stack.callback(rt.state.close)
-            rt.sync = SyncService(rt.host, rt.kv, rt.config, **(sync_options or {}))
+            rt.sync = SyncService(rt.host, rt.kv, rt.config, **options)
             rt._stack.callback(rt.sync.stop)
             if start_sync:
                 rt.sync.start()

@@ -292,3 +292,23 @@ def test_status_without_running_dispatchers_reads_the_kv(tmp_path: Path, recorde
         (s,) = rt.sync.status()
         assert (s["cursor"], s["head"], s["lag_events"], s["state"]) == (1, 3, 2, "running")
         assert s["lag_seconds"] is not None and s["lag_seconds"] >= 0
+
+
+def test_sync_retry_from_another_process_resumes_a_stopped_syncer(tmp_path: Path, recorder: Any) -> None:
+    settings = attrs.evolve(FAST, on_failure="stop")
+    config = make_config(tmp_path, syncers=[("a", "recorder", {"url": "a"})], kv="sqlkv", settings=settings)
+    with open_runtime(config) as host:
+        rec = plugin_module(host, "recorder")
+        rec.POISON["a"] = {str(sid(1))}
+        host.state.init_sectors([AllocatedSector(sid(0), 8)])
+        host.state.init_sectors([AllocatedSector(sid(1), 8)])
+        host.state.update(sid(0), removed=True)
+        wait_for(lambda: host.sync.dispatcher("a").state == "stopped", what="a stops at sector 1's init")
+        with open_runtime(config, start_sync=False) as cli:  # what `sectorhooks sync retry a` opens
+            (s,) = cli.sync.status()
+            assert s["state"] == "stopped" and "poisoned sector s-t01000-1" in s["last_error"]
+            rec.POISON["a"] = set()
+            assert cli.sync.retry_dead_letters("a") == 0
+        wait_for(lambda: host.sync.dispatcher("a").state != "stopped", what="the host notices the resume")
+        assert host.sync.wait_idle(20)
+        assert rec.read_rows("a") == kv_rows(host.state)

@@ -11,8 +11,9 @@ import datetime as dt
 import re
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import click
 from rich.markup import escape
@@ -21,7 +22,8 @@ from rich.table import Table
 from .. import bundle, deps, loader
 from ..config import HostConfig
 from ..errors import SectorhooksError
-from ..registry import Status, open_registry, register_host
+from ..host import PluginHost
+from ..registry import Registry, Status, open_registry, register_host
 from ..registry.records import PluginEntry, Route
 from . import main
 from ._common import config_option, console, console_err, fail, get_config, json_option, print_json
@@ -58,8 +60,14 @@ def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else "never"
 
 
-def _registry(config_path: Optional[str], start_all: bool = False) -> Any:
-    return open_registry(get_config(config_path), start_all)
+@contextmanager
+def _registry(config_path: Optional[str], start_all: bool = False) -> Iterator[Tuple[PluginHost, Registry]]:
+    """``open_registry`` for a command: any registry or KV error exits 1 with its message."""
+    try:
+        with open_registry(get_config(config_path), start_all) as pair:
+            yield pair
+    except SectorhooksError as exc:
+        fail(str(exc))
 
 
 def _route_json(route: Optional[Route]) -> Dict[str, Any]:
@@ -111,11 +119,7 @@ def registry_list(config_path: Optional[str], as_json: bool) -> None:
 def registry_show(plugin_id: str, config_path: Optional[str], as_json: bool) -> None:
     """One plugin's record and route (the secret is never shown)."""
     with _registry(config_path) as (_, reg):
-        try:
-            entry = reg.get(plugin_id)
-        except SectorhooksError as exc:
-            fail(str(exc))
-            return
+        entry = reg.get(plugin_id)
         route = reg.route(plugin_id)
     data = _entry_json(entry, route)
     if as_json:
@@ -182,11 +186,7 @@ def registry_register(config_path: Optional[str]) -> None:
 def registry_rotate_secret(plugin_id: str, config_path: Optional[str]) -> None:
     """Give a plugin a new secret and print it once (the old one stops working)."""
     with _registry(config_path) as (_, reg):
-        try:
-            fresh = reg.rotate_secret(plugin_id)
-        except SectorhooksError as exc:
-            fail(str(exc))
-            return
+        fresh = reg.rotate_secret(plugin_id)
     console_err.print(f"new secret of {escape(plugin_id)} (shown once; store it now):")
     click.echo(fresh)
 
@@ -230,15 +230,12 @@ def tenant_switch(
 ) -> None:
     """``plugins enable|disable NAME --tenant T``: change the plugin's ``active_tenant``."""
     expire_time = parse_expire(expire) if enable else 0
+    removed = False
     with _registry(config_path) as (_, reg):
-        try:
-            if enable:
-                reg.enable_tenant(name, tenant, tenant_name, expire_time)
-            else:
-                removed = reg.disable_tenant(name, tenant)
-        except SectorhooksError as exc:
-            fail(str(exc))
-            return
+        if enable:
+            reg.enable_tenant(name, tenant, tenant_name, expire_time)
+        else:
+            removed = reg.disable_tenant(name, tenant)
     if enable:
         console.print(
             f"plugin {escape(name)} enabled for tenant {escape(tenant)} (expires {_when(expire_time)})"

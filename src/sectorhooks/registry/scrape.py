@@ -170,7 +170,7 @@ class Scraper:
             return written
 
         try:
-            written = self.registry._update(fn, f"scrape with fence {fence}")
+            written = self.registry.transact(fn, f"scrape with fence {fence}")
         except LeaseLost as exc:
             log.warning("scrape refused: %s", exc)
             return None

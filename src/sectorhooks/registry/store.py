@@ -85,7 +85,8 @@ class Registry:
         store.open_collection(PUBLIC)
         store.open_collection(PRIVATE)
 
-    def _update(self, fn: Callable[[StoreTxn], Any], what: str) -> Any:
+    def transact(self, fn: Callable[[StoreTxn], Any], what: str) -> Any:
+        """Run ``fn`` in one optimistic KV transaction (retried on conflict); gates see the change."""
         try:
             return _kv.update(self.store, fn, what)
         finally:
@@ -109,7 +110,7 @@ class Registry:
         """
         pid = identity.id
         fresh = secret.new_secret()
-        hashed = secret.hash_secret(fresh)  # slow on purpose (scrypt): outside the transaction
+        hashed: Dict[str, str] = {}  # scrypt is slow on purpose: hash once, and only for a new plugin
         now = int(self.clock())
 
         def fn(txn: StoreTxn) -> Registration:
@@ -117,7 +118,9 @@ class Registry:
             old = _read_entry(txn, pid)
             old_route = _read_route(txn, pid)
             if old is None:
-                entry = PluginEntry(identity, hashed, now, ())
+                if not hashed:
+                    hashed["h"] = secret.hash_secret(fresh)
+                entry = PluginEntry(identity, hashed["h"], now, ())
             else:
                 entry = attrs.evolve(old, identity=identity)
             new_status, new_reason = status, reason
@@ -134,7 +137,7 @@ class Registry:
             pub.put(route_key(pid), encode(Route(new_status, dict(addons), new_reason).to_json()))
             return Registration(pid, old is None, new_status, fresh if old is None else None)
 
-        result: Registration = self._update(fn, f"register {pid}")
+        result: Registration = self.transact(fn, f"register {pid}")
         log.info(
             "registered plugin %r (%s, route %s)",
             pid,
@@ -154,7 +157,7 @@ class Registry:
             txn.collection(PUBLIC).delete(route_key(pid))
             return existed
 
-        return bool(self._update(fn, f"unregister {pid}"))
+        return bool(self.transact(fn, f"unregister {pid}"))
 
     def rotate_secret(self, pid: str) -> str:
         """Replace the plugin's secret; returns the new one (the only time it is visible)."""
@@ -165,7 +168,7 @@ class Registry:
             entry = self._need(txn, pid)
             txn.collection(PRIVATE).put(plugin_key(pid), encode(attrs.evolve(entry, secret=hashed).to_json()))
 
-        self._update(fn, f"rotate secret of {pid}")
+        self.transact(fn, f"rotate secret of {pid}")
         log.info("rotated the secret of plugin %r", pid)
         return fresh
 
@@ -241,7 +244,7 @@ class Registry:
             txn.collection(PUBLIC).put(route_key(pid), encode(new.to_json()))
             return new
 
-        route: Route = self._update(fn, f"set status of {pid}")
+        route: Route = self.transact(fn, f"set status of {pid}")
         log.info("route of plugin %r is now %s%s", pid, status, f" ({reason})" if reason else "")
         return route
 
@@ -266,7 +269,7 @@ class Registry:
             txn.collection(PRIVATE).put(plugin_key(pid), encode(entry.to_json()))
             return entry.active_tenant
 
-        result: Tuple[Tenant, ...] = self._update(fn, f"enable {pid} for tenant {tenant_id}")
+        result: Tuple[Tenant, ...] = self.transact(fn, f"enable {pid} for tenant {tenant_id}")
         log.info("plugin %r enabled for tenant %r", pid, tenant_id)
         return result
 
@@ -283,7 +286,7 @@ class Registry:
             )
             return True
 
-        removed: bool = self._update(fn, f"disable {pid} for tenant {tenant_id}")
+        removed: bool = self.transact(fn, f"disable {pid} for tenant {tenant_id}")
         log.info(
             "plugin %r disabled for tenant %r%s", pid, tenant_id, "" if removed else " (was not enabled)"
         )

@@ -120,7 +120,11 @@ class Gateway:
         body = await self._body(request)
         if body is None:
             return _error(413, p.INVALID_REQUEST, f"Invalid Request: body exceeds {self.max_body} bytes")
-        out = await self.engine.handle(body, ctx)
+        try:
+            out = await self.engine.handle(body, ctx)
+        except Exception as exc:  # the engine answers everything itself; this is a last resort
+            err = p.internal_error("JSON-RPC engine", exc)
+            return Response(p.encode(p.error_response(err)), media_type=_JSON)
         if out is None:
             return Response(status_code=204)
         return Response(out, media_type=_JSON)

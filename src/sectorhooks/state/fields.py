@@ -91,7 +91,7 @@ def _checker(tp: Any) -> Checker:
                 fixed = check(value, f"{where}.{name}")
                 if fixed is not value:
                     changed[name] = fixed
-            return attrs.evolve(v, **changed) if changed else v
+            return attrs.evolve(v, **changed) if changed else v  # type: ignore[misc]
 
         return check_model
     kinds = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}[tp]

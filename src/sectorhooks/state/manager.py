@@ -299,4 +299,4 @@ class SectorStateManager:
         for req, (result, error) in zip(group, outcomes):
             req.result, req.error, req.done = result, error, True
         if t.log is not None:
-            changelog.committed(self.store, head)
+            changelog.committed(self.store, head, t.log.written)

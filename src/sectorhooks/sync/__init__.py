@@ -4,10 +4,11 @@
 transaction; :class:`SyncService` delivers the log to every syncer instance from its own cursor.
 """
 
-from .dispatcher import Dispatcher, Lease, Syncer
+from .dispatcher import Dispatcher
 from .log import ChangeLog, Event
 from .records import LeaseLost, Records
-from .service import SyncService, compare, resolve_syncers
+from .service import SyncService, compare
+from .syncers import Lease, Syncer, resolve_syncers
 
 __all__ = [
     "ChangeLog",

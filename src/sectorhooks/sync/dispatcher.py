@@ -18,52 +18,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import attrs
 import tenacity
 
-from sectorhooks_spec import KVError, RejectedChanges, StoreUnavailable, SyncerInstance
+from sectorhooks_spec import KVError, RejectedChanges, StoreUnavailable
 
 from ..config import SyncSettings
-from ..host import PluginImpl
 from .log import BrokenEvent, ChangeLog, Event, LogTrimmed
 from .records import LeaseLost, Records
+from .syncers import FLUSH, Lease, Syncer, describe
 
 log = logging.getLogger(__name__)
 
-FLUSH = "sync_flush"
 RENEW_EVERY = 1.0  # seconds between lease renewals
 SAVE_EVERY = 0.25  # seconds between cursor saves while busy
-
-
-class Lease(Protocol):
-    """Exclusive right to run one syncer's dispatcher across host replicas (see SyncService)."""
-
-    fence: int
-
-    def acquire(self) -> bool: ...
-
-    def renew(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-
-@attrs.define
-class Syncer:
-    """A syncer instance resolved against the host: its impls, or why it cannot run."""
-
-    instance: SyncerInstance
-    impls: Dict[str, PluginImpl] = attrs.field(factory=dict)
-    unavailable: str = ""  # reason, when the plugin is missing, failed or of another kind
-
-    @property
-    def name(self) -> str:
-        return self.instance.name
-
-    @property
-    def plugin(self) -> str:
-        return self.instance.plugin_name
 
 
 class _Retry(Exception):
@@ -72,11 +41,6 @@ class _Retry(Exception):
 
 class Stopped(Exception):
     """``on_failure = "stop"``: the syncer gave up on an event."""
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message`` of an exception, for dead letters and status."""
-    return f"{type(exc).__name__}: {exc}"
 
 
 class Dispatcher:
@@ -111,6 +75,7 @@ class Dispatcher:
         self._holding = False
         self._pos = 0
         self._loaded = False
+        self._resume = False
         self._saved = -1  # cursor value last written to the KV
         self._saved_at = 0.0
 
@@ -129,6 +94,11 @@ class Dispatcher:
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name=f"sync-{self.name}", daemon=True)
         self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop after its round (see :meth:`stop`)."""
+        self._stopping.set()
+        self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Finish the round in progress (flushing it), stop the thread; False if it is still busy."""
@@ -182,7 +152,8 @@ class Dispatcher:
                     self._holding = False
                     continue
                 except Stopped:
-                    return
+                    self._wait_for_resume()
+                    continue
                 except _Retry:  # stopping while backing off
                     continue
                 except LogTrimmed as exc:  # someone trimmed past us: backfill
@@ -256,12 +227,15 @@ class Dispatcher:
             + tenacity.wait_random(0, s.backoff_base),
             stop=tenacity.stop_when_event_set(self._stopping),
             retry=tenacity.retry_if_exception_type(_Retry),
-            sleep=self._stopping.wait,
+            sleep=self._sleep,
             reraise=True,
         )
         for attempt in retrying:
             with attempt:
                 self._attempt(events)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)  # a backoff that stop() cuts short
 
     def _attempt(self, events: List[Any]) -> None:
         start = i = self._pos
@@ -431,10 +405,32 @@ class Dispatcher:
         return ok, failed
 
     def resume(self) -> bool:
-        """Restart a syncer stopped by ``on_failure = "stop"``; True if it was stopped."""
-        if self.state != "stopped" or self.alive:
+        """Let a syncer stopped by ``on_failure = "stop"`` go on; True if it was stopped."""
+        if self.state != "stopped":
             return False
+        self._resume = True
+        self.state = "resuming"  # not "stopped": wait_idle() must wait for it
+        self._wake.set()
+        return True
+
+    def _wait_for_resume(self) -> None:
+        """Stopped: wait for :meth:`resume`, or for ``sync retry`` run by another process
+        (it sets the persisted state to ``resume``), then retry the event that stopped us."""
+        while not self._stopping.is_set():
+            if self._resume:
+                break
+            try:
+                rec = self.records.cursor(self.name)
+            except KVError:
+                rec = None
+            if rec is not None and rec.get("state") == "resume":
+                break
+            self._wake.wait(self.settings.poll_interval * 10)
+            self._wake.clear()
+        else:
+            return
+        self._resume = False
         self._failures.clear()
         self.state = "running"
-        self.start()
-        return True
+        self.records.write_cursor(self.name, self._fence, state="running")
+        log.info("syncer %r resumed", self.name)

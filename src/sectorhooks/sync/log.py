@@ -76,17 +76,19 @@ def encode_entry(header: Union[str, Dict[str, Any]], states_json: Sequence[str])
 class LogWriter:
     """Appends entries within one transaction; ``finish()`` stores the new head."""
 
-    __slots__ = ("_head", "_log", "_txn")
+    __slots__ = ("_head", "_log", "_txn", "written")
 
     def __init__(self, txn: StoreTxn, head: Optional[int] = None):
         self._txn = txn
         self._log = txn.collection(LOG)
         self._head = read_int(txn, HEAD, 0) if head is None else head  # read in this txn
+        self.written: List[Tuple[int, bytes]] = []
 
     def append(self, entry: bytes) -> int:
         """Write ``entry`` under the next seq and return that seq."""
         self._head += 1
         self._log.put(seq_key(self._head), entry)
+        self.written.append((self._head, entry))
         return self._head
 
     def finish(self) -> int:
@@ -220,33 +222,55 @@ class ChangeLog:
         self._shared = shared
         self._recent: Dict[int, Any] = {}
         self._recent_lock = threading.Lock()
+        self._newest = 0
 
     def events(self, after: int, limit: int) -> List[Any]:
-        """Up to ``limit`` parsed events (or :class:`BrokenEvent`) after ``after``, in order."""
+        """Up to ``limit`` parsed events (or :class:`BrokenEvent`) after ``after``, in order.
 
-        def fn(t: StoreTxn) -> Tuple[bool, List[Any]]:
-            head = read_int(t, HEAD, 0)
-            if after >= head:
-                return True, []
-            if self._shared:
-                with self._recent_lock:
-                    got = [self._recent.get(s) for s in range(after + 1, min(head, after + limit) + 1)]
-                if None not in got:
-                    return True, got
-            return False, self._read(t, after, limit)
-
-        parsed, items = self.store.view(fn)
-        if parsed:
-            return items
-        events = [parse(seq, raw) for seq, raw in items]
+        Served from the shared recent entries when they hold ``after + 1`` onwards (the usual
+        case for a syncer that keeps up), else read from the KV.
+        """
         if self._shared:
-            with self._recent_lock:
-                for ev in events:
-                    self._recent[ev.seq] = ev
-                extra = len(self._recent) - self._shared
-                for seq in list(itertools.islice(self._recent, max(0, extra))):
-                    del self._recent[seq]
+            got = self._recent_run(after + 1, limit)
+            if got:
+                return got
+        items = self.read(after, limit)
+        events = [parse(seq, raw) for seq, raw in items]
+        if events and events[-1].seq + self._shared > self._newest:
+            self.remember(events)  # near the head: others will want them; old ones would evict those
         return events
+
+    def remember(self, items: Sequence[Any]) -> None:
+        """Keep recent entries (``(seq, raw)`` as committed, or parsed events) for the readers."""
+        if not self._shared or not items:
+            return
+        with self._recent_lock:
+            for item in items:
+                if isinstance(item, tuple):
+                    self._recent.setdefault(item[0], item[1])
+                    self._newest = max(self._newest, item[0])
+                else:
+                    self._recent[item.seq] = item
+                    self._newest = max(self._newest, item.seq)
+            extra = len(self._recent) - self._shared
+            if extra > 0:
+                for seq in list(itertools.islice(self._recent, extra)):
+                    del self._recent[seq]
+
+    def _recent_run(self, first: int, limit: int) -> List[Any]:
+        with self._recent_lock:
+            found: List[Any] = []
+            seq = first
+            while len(found) < limit:
+                item = self._recent.get(seq)
+                if item is None:
+                    break
+                found.append(item)
+                seq += 1
+        out = [parse(first + i, item) if isinstance(item, bytes) else item for i, item in enumerate(found)]
+        if any(isinstance(item, bytes) for item in found):
+            self.remember(out)  # parse once, for every reader
+        return out
 
     def bounds(self) -> Tuple[int, int]:
         """``(floor, head)``: entries ``floor..head`` exist (none when ``floor > head``)."""
@@ -321,17 +345,19 @@ class ChangeLog:
 
 # --- commit notifications ---------------------------------------------------------------------
 
-_listeners: Dict[int, List[Callable[[int], None]]] = {}
+Listener = Callable[[int, Sequence[Tuple[int, bytes]]], None]
+_listeners: Dict[int, List[Listener]] = {}
 _listeners_lock = threading.Lock()
 
 
-def add_commit_listener(store: KVStore, fn: Callable[[int], None]) -> None:
-    """Call ``fn(head)`` after each commit of a state manager writing to ``store``."""
+def add_commit_listener(store: KVStore, fn: Listener) -> None:
+    """Call ``fn(head, entries)`` after each commit of a state manager writing to ``store``;
+    ``entries`` are the ``(seq, raw)`` it appended (exactly what is now in the log)."""
     with _listeners_lock:
         _listeners.setdefault(id(store), []).append(fn)
 
 
-def remove_commit_listener(store: KVStore, fn: Callable[[int], None]) -> None:
+def remove_commit_listener(store: KVStore, fn: Listener) -> None:
     """Undo :func:`add_commit_listener`."""
     with _listeners_lock:
         fns = _listeners.get(id(store), [])
@@ -341,7 +367,7 @@ def remove_commit_listener(store: KVStore, fn: Callable[[int], None]) -> None:
             _listeners.pop(id(store), None)
 
 
-def committed(store: KVStore, head: int) -> None:
-    """Tell the listeners of ``store`` that the log head is now ``head`` (wakes dispatchers)."""
+def committed(store: KVStore, head: int, entries: Sequence[Tuple[int, bytes]] = ()) -> None:
+    """Tell the listeners of ``store`` that ``entries`` were committed and the head is ``head``."""
     for fn in list(_listeners.get(id(store), ())):
-        fn(head)
+        fn(head, entries)

@@ -16,68 +16,20 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import tenacity
 
-from sectorhooks_spec import Kind, SectorID, SyncerInstance, Workspace
+from sectorhooks_spec import SectorID, Workspace
 
 from ..config import HostConfig
 from ..errors import SyncError
-from ..host import CALLABLE_STATUSES, PluginHost, PluginImpl
+from ..host import PluginHost
 from . import log as changelog
-from .dispatcher import FLUSH, Dispatcher, Lease, Syncer, describe
-from .log import HOOKS, ChangeLog, Event, parse
+from .dispatcher import Dispatcher
+from .log import ChangeLog, Event, parse
 from .records import Records
+from .syncers import Lease, describe, resolve_syncers
 
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL = 1.0
-
-
-def resolve_syncers(host: PluginHost, config: HostConfig) -> List[Syncer]:
-    """The syncer instances of ``config`` plus a default one per unconfigured syncer plugin."""
-    out: List[Syncer] = []
-    configured = {sc.plugin_name for sc in config.syncers}
-    for i, sc in enumerate(config.syncers):
-        inst = SyncerInstance(sc.name, sc.plugin_name, dict(sc.meta))
-        out.append(_bind(host, inst, f"{config.path}: [Common.Syncers[{i}]] (Name = {sc.name!r})"))
-    names = {s.name for s in out}
-    for rec in host.plugins(Kind.SYNC_SECTOR_STATE):
-        if rec.name in configured or rec.status not in CALLABLE_STATUSES:
-            continue
-        if rec.name in names:
-            log.error(
-                "plugin %r gets no default syncer: a [[Common.Syncers]] entry of another plugin is named %r",
-                rec.name,
-                rec.name,
-            )
-            continue
-        out.append(
-            _bind(host, SyncerInstance(rec.name, rec.name, {}), f"default syncer of plugin {rec.name!r}")
-        )
-    return out
-
-
-def _bind(host: PluginHost, inst: SyncerInstance, where: str) -> Syncer:
-    rec = host.records.get(inst.plugin_name)
-    if rec is None or rec.kind is not Kind.SYNC_SECTOR_STATE:
-        loaded = sorted(r.name for r in host.plugins(Kind.SYNC_SECTOR_STATE))
-        why = (
-            f"{where}: no SyncSectorState plugin named {inst.plugin_name!r}"
-            + (f" (it is a {rec.kind} plugin)" if rec is not None and rec.kind else "")
-            + f"; SyncSectorState plugins: {', '.join(map(repr, loaded)) or 'none'}"
-        )
-        log.error("%s", why)
-        return Syncer(inst, unavailable=why)
-    if rec.status not in CALLABLE_STATUSES:
-        why = f"{where}: plugin {inst.plugin_name!r} is {rec.status}" + (
-            f": {rec.error}" if rec.error else ""
-        )
-        log.error("%s", why)
-        return Syncer(inst, unavailable=why)
-    impls: Dict[str, PluginImpl] = {}
-    for hook in (*HOOKS.values(), FLUSH):
-        impl = host.impl(inst.plugin_name, hook)
-        if impl is not None:
-            impls[hook] = impl
-    return Syncer(inst, impls)
 
 
 class SyncService:
@@ -155,13 +107,14 @@ class SyncService:
         self._stop.set()
         deadline = time.monotonic() + timeout
         for d in self._dispatchers.values():
-            d._stopping.set()  # all at once: a slow one must not delay the others' stop
+            d.request_stop()  # all at once: a slow one must not delay the others' stop
         for d in self._dispatchers.values():
             d.stop(max(0.1, deadline - time.monotonic()))
         if self._trimmer is not None:
             self._trimmer.join(max(0.1, deadline - time.monotonic()))
 
-    def _on_commit(self, head: int) -> None:
+    def _on_commit(self, head: int, entries: Sequence[Tuple[int, bytes]]) -> None:
+        self.log.remember(entries)  # dispatchers that keep up never read them back from the KV
         for d in self._dispatchers.values():
             d.notify()
 
@@ -245,8 +198,10 @@ class SyncService:
         """Re-deliver ``name``'s dead letters once; returns how many were delivered (and removed)."""
         d = self.dispatcher(name)
         self._require_available(d)
-        if d.resume():
-            log.info("syncer %r resumed", name)
+        if not d.resume():  # not stopped here; maybe in the host process that runs it
+            rec = self.records.cursor(name)
+            if rec is not None and rec.get("state") == "stopped":
+                self.records.write_cursor(name, state="resume")
         delivered = 0
         with d.lock:
             letters = list(self.records.dead_letters(name))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import functools
 import sqlite3
 import sys
 import tempfile
@@ -261,8 +262,8 @@ def duel(rounds: int, n: int, ours: Callable[[int], Any], raw: Callable[[int], A
     """Best ops/s of each over ``rounds`` interleaved rounds; each callable gets the round number."""
     best_ours = best_raw = 0.0
     for r in range(rounds):
-        best_raw = max(best_raw, rate(n, lambda: raw(r)))
-        best_ours = max(best_ours, rate(n, lambda: ours(r)))
+        best_raw = max(best_raw, rate(n, functools.partial(raw, r)))
+        best_ours = max(best_ours, rate(n, functools.partial(ours, r)))
     return best_ours, best_raw
 
 
@@ -355,7 +356,7 @@ def redis_rows(store: Any, url: str, prefix: str, quick: bool) -> List[Row]:
     for i in range(0, total, 5000):
         chunk = [(b"k%07d" % j, VALUE) for j in range(i, min(total, i + 5000))]
         coll.update(lambda t, c=chunk: [t.put(k, v) for k, v in c])
-    scan_prefix = b"k00001"  # 1000 keys: k0000100 .. k0000199... (k00001xx)
+    scan_prefix = b"k0001"  # 1000 keys: k0001000 .. k0001999
     expect = [(b"k%07d" % j, VALUE) for j in range(total) if (b"k%07d" % j).startswith(scan_prefix)]
     assert len(expect) == want
     dk = prefix.encode() + b"d:scanchoice:"
@@ -365,7 +366,7 @@ def redis_rows(store: Any, url: str, prefix: str, quick: bool) -> List[Row]:
         assert list(coll.scan(scan_prefix)) == expect
 
     def raw_index(_: int) -> None:
-        keys = r.zrangebylex(index, b"[" + scan_prefix, b"(k00002")
+        keys = r.zrangebylex(index, b"[" + scan_prefix, b"(k0002")
         assert list(zip(keys, r.mget([dk + k for k in keys]))) == expect
 
     def raw_scan_sort(_: int) -> None:

@@ -18,7 +18,8 @@ dirty socket is ``StoreUnavailable``, nothing sent); a connection lost after it 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -119,10 +120,19 @@ class RedisStore:
         )
         return cls(f"plugin {PLUGIN!r} ({self.where}): Redis unavailable during {phase} ({exc}); {tail}")
 
-    def errors(self, phase: str) -> _Errors:
-        return _Errors(self, phase)
+    @contextmanager
+    def errors(self, phase: str) -> Iterator[None]:
+        """Map redis-py errors to the SPI's: connection trouble is ``StoreUnavailable``."""
+        try:
+            yield
+        except KVError:
+            raise
+        except _CONN_ERRORS as exc:
+            raise self.unavailable(phase, exc) from exc
+        except redis.RedisError as exc:
+            raise KVError(f"plugin {PLUGIN!r} ({self.where}): {phase} failed: {exc}") from exc
 
-    def page(self, name: str, lo: bytes, hi: Optional[bytes], n: int) -> List[bytes]:
+    def page(self, name: str, lo: bytes, hi: Optional[bytes], n: int) -> List[Any]:
         """Arguments of one ``ZRANGEBYLEX``: ``lo`` is ``[key`` or ``(key``."""
         return ["ZRANGEBYLEX", self.index_key(name), lo, b"+" if hi is None else b"(" + hi, "LIMIT", 0, n]
 
@@ -169,29 +179,10 @@ class RedisStore:
                 values = self.client.mget([self.data_key(name, k) for k in keys]) if keys else []
             for k, v in zip(keys, values):
                 if v is not None:  # deleted between the two commands
-                    yield k, v
+                    yield k, cast(bytes, v)
             if len(keys) < n:
                 return
             lo, n = b"(" + keys[-1], min(n * 2, SCAN_MAX)
-
-
-class _Errors:
-    """Context manager mapping redis-py errors to the SPI's."""
-
-    def __init__(self, store: RedisStore, phase: str):
-        self.store, self.phase = store, phase
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, typ: Any, exc: Any, tb: Any) -> bool:
-        if exc is None or isinstance(exc, KVError):
-            return False
-        if isinstance(exc, _CONN_ERRORS):
-            raise self.store.unavailable(self.phase, exc) from exc
-        if isinstance(exc, redis.RedisError):
-            raise KVError(f"plugin {PLUGIN!r} ({self.store.where}): {self.phase} failed: {exc}") from exc
-        return False
 
 
 class RedisStoreTxn:
@@ -283,13 +274,13 @@ class RedisStoreTxn:
             puts = [(k, v) for k, v in buf.items() if v is not None]
             dels = [k for k, v in buf.items() if v is None]
             for i in range(0, len(puts), BATCH):
-                chunk = puts[i : i + BATCH]
-                ops.append(("MSET", *[x for k, v in chunk for x in (store.data_key(name, k), v)]))
-                ops.append(("ZADD", index, *[x for k, _ in chunk for x in (0, k)]))
+                pairs = puts[i : i + BATCH]
+                ops.append(("MSET", *[x for k, v in pairs for x in (store.data_key(name, k), v)]))
+                ops.append(("ZADD", index, *[x for k, _ in pairs for x in (0, k)]))
             for i in range(0, len(dels), BATCH):
-                chunk = dels[i : i + BATCH]
-                ops.append(("DEL", *[store.data_key(name, k) for k in chunk]))
-                ops.append(("ZREM", index, *chunk))
+                gone = dels[i : i + BATCH]
+                ops.append(("DEL", *[store.data_key(name, k) for k in gone]))
+                ops.append(("ZREM", index, *gone))
             if buf:
                 ops.append(("INCR", store.version_key(name)))
         if not ops:
@@ -313,15 +304,14 @@ class RedisStoreTxn:
         """Fail before sending ``EXEC`` if the server already closed this connection."""
         if self.conn is None:
             return
+        why = "unexpected data on the connection"
         try:
             dead = self.conn.can_read(timeout=0)
         except Exception as exc:
-            dead, why = True, exc
-        else:
-            why = "unexpected data on the connection"
+            dead, why = True, str(exc)
         if dead:
             self.conn.disconnect()
-            raise self.store.unavailable("pre-commit check", RuntimeError(str(why)))
+            raise self.store.unavailable("pre-commit check", RuntimeError(why))
 
     def release(self) -> None:
         """Give the connection back, without leftover WATCHes."""
@@ -383,7 +373,8 @@ class RedisCollection:
     def peek(self, key: bytes) -> Optional[bytes]:
         dk = self._store.data_key(self.name, check_key(key))
         with self._store.errors("read"):
-            return self._store.client.get(dk)
+            value = self._store.client.get(dk)
+        return cast(Optional[bytes], value)
 
     def put(self, key: bytes, value: bytes) -> None:
         key, value = check_key(key), check_value(value)

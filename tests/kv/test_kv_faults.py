@@ -168,7 +168,7 @@ def test_no_half_written_transaction_under_repeated_kills(server_spec: StoreSpec
     def worker(w: int) -> None:
         i = 0
         try:
-            while i < 40:
+            while i < 25:
                 tag = b"%d-%d" % (w, i)
 
                 def fn(t: Any, tag: bytes = tag) -> None:

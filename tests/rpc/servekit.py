@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 import httpx
 
@@ -34,9 +34,9 @@ def cli(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
 
 
-def create_token(config: Path, perm: str, name: str = "") -> dict:
-    """``sectorhooks token create --json``: ``{"id", "name", "perm", "token", ...}``."""
-    done = cli(config, "token", "create", "--perm", perm, "--name", name, "--json")
+def create_token(config: Path, perm: str, name: str = "", tenant: str = "") -> dict:
+    """``sectorhooks token create --json``: ``{"id", "name", "perm", "tenant", "token", ...}``."""
+    done = cli(config, "token", "create", "--perm", perm, "--name", name, "--tenant", tenant, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
@@ -61,11 +61,13 @@ def _env() -> dict:
 class Served:
     """A running ``sectorhooks serve``: its URL, its output lines, and how to stop it."""
 
-    def __init__(self, config: Path, listen: str = "127.0.0.1:0", startup_timeout: float = 60):
+    def __init__(
+        self, config: Path, listen: str = "127.0.0.1:0", startup_timeout: float = 60, args: Sequence[str] = ()
+    ):
         self.config = config
         self.log_path = config.parent / f"serve-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w", encoding="utf-8")
-        cmd = [sys.executable, "-c", CLI, "serve", "--config", str(config), "--listen", listen]
+        cmd = [sys.executable, "-c", CLI, "serve", "--config", str(config), "--listen", listen, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=_env())
         self.lines: List[str] = []
         self._q: queue.Queue[Optional[str]] = queue.Queue()

@@ -108,8 +108,10 @@ def test_two_server_replicas_on_one_kv_count_exactly(tmp_path: Path, backend: st
         kv_url = f"sqlite:///{tmp_path / 'shared-kv.sqlite3'}"
     configs = [_replica_config(tmp_path / f"replica{i}", kv_url) for i in range(2)]
     token = make_token(configs[0], "write")  # one KV: a token made through one replica works on both
-    replicas = [Served(cfg) for cfg in configs]
+    replicas: List[Served] = []
     try:
+        for cfg in configs:
+            replicas.append(Served(cfg))
         values = _hammer([(r, token) for r in replicas], clients_per_replica=3, calls=60)
         assert values == list(range(1, 361))  # no lost update, no double count across processes
         with replicas[1].client(token) as c:
@@ -122,5 +124,5 @@ def test_two_server_replicas_on_one_kv_count_exactly(tmp_path: Path, backend: st
                 )
                 assert resp.json()["result"] == 360
     finally:
-        for r in replicas:
-            assert r.stop() == 0, r.output()
+        codes = [r.stop() for r in replicas]  # stop every replica before judging any
+    assert codes == [0] * len(configs), [r.output() for r in replicas]

@@ -332,3 +332,44 @@ def test_bad_listen_address_and_port_in_use_fail_with_a_clear_message(tmp_path: 
     port = served.origin.rsplit(":", 1)[1]
     taken = cli(cfg, "serve", "--listen", f"127.0.0.1:{port}")
     assert taken.returncode == 1 and "cannot listen" in taken.stderr
+
+
+def test_route_gate_serves_plugin_namespaces_once_running_and_never_gates_the_host(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '[Common.Plugins]\nDisabled = ["sqlsync"]\n')
+    token = make_token(cfg, "write")
+    server = Served(cfg, args=["--route-gate"])
+    try:
+        with server.client(token) as c:
+            assert "result" in rpc(c, "Sector.StateCounts")  # host namespaces are never gated
+            seen: List[Any] = []
+
+            def served_now() -> bool:
+                resp = rpc(c, "AtomicCounter.Incr", ["gated"])
+                seen.append(resp.get("error", {}).get("code"))
+                return "result" in resp
+
+            assert wait_until(served_now, timeout=60), seen
+            assert set(seen) <= {-32010, None}, seen  # refused only by the gate while not yet RUNNING
+    finally:
+        assert server.stop() == 0, server.output()
+
+
+def test_route_gate_with_tenants_needs_a_tenant_token_with_the_plugin_enabled(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '[Common.Plugins]\nDisabled = ["sqlsync"]\n')
+    plain = make_token(cfg, "write")
+    made = create_token(cfg, "write", "acme-bot", tenant="acme")
+    assert made["tenant"] == "acme"
+    server = Served(cfg, args=["--route-gate", "--tenants"])
+    try:
+        with server.client(plain) as c:
+            assert "result" in rpc(c, "Sector.StateCounts")
+            no_tenant = wait_until(
+                lambda: "tenant" in str(rpc(c, "AtomicCounter.Get", ["t"]).get("error")), 60
+            )
+            assert no_tenant, rpc(c, "AtomicCounter.Get", ["t"])
+            assert rpc(c, "AtomicCounter.Get", ["t"])["error"]["code"] == -32010
+        with server.client(made["token"]) as c:
+            err = rpc(c, "AtomicCounter.Get", ["t"])["error"]
+            assert err["code"] == -32010 and "'acme'" in err["message"], err
+    finally:
+        assert server.stop() == 0, server.output()

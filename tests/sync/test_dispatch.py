@@ -279,19 +279,19 @@ def test_verify_reports_stale_extra_and_different_rows(tmp_path: Path, recorder:
 
 
 def test_status_without_running_dispatchers_reads_the_kv(tmp_path: Path, recorder: Any) -> None:
-    config = make_config(
-        tmp_path, syncers=[("a", "recorder", {"url": "a"})], kv="sqlkv", plugins=("recorder",)
-    )
+    syncers = [("a", "recorder", {"url": "a"}), ("bad", "nope", {})]
+    config = make_config(tmp_path, syncers=syncers, kv="sqlkv", plugins=("recorder",))
     with open_runtime(config) as rt:
         rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(3)])
         assert rt.sync.wait_idle(10)
         rt.sync.stop()
         rt.state.update(sid(0), removed=True)
         rt.state.update(sid(1), removed=True)
-    with open_runtime(config, start_sync=False) as rt:
-        (s,) = rt.sync.status()
+    with open_runtime(config, start_sync=False) as rt:  # what the CLI opens
+        s, bad = rt.sync.status()
         assert (s["cursor"], s["head"], s["lag_events"], s["state"]) == (1, 3, 2, "running")
         assert s["lag_seconds"] is not None and s["lag_seconds"] >= 0
+        assert bad["state"] == "unavailable" and "no SyncSectorState plugin named 'nope'" in bad["last_error"]
 
 
 def test_sync_retry_from_another_process_resumes_a_stopped_syncer(tmp_path: Path, recorder: Any) -> None:

@@ -155,15 +155,22 @@ class _Statements:
 
     def _upsert(self) -> Any:
         t = self._table
-        values = {"collection": sa.bindparam("c"), "key": sa.bindparam("k"), "value": sa.bindparam("v")}
+        values: Dict[str, Any] = {
+            "collection": sa.bindparam("c"),
+            "key": sa.bindparam("k"),
+            "value": sa.bindparam("v"),
+        }
         if self._kind == "mysql":
-            ins = my.insert(t).values(values)
-            return ins.on_duplicate_key_update(value=ins.inserted.value)
+            my_ins = my.insert(t).values(values)
+            return my_ins.on_duplicate_key_update(value=my_ins.inserted.value)
         if self._kind == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            ins: Any = pg_insert(t).values(values)
         else:
-            from sqlalchemy.dialects.sqlite import insert
-        ins = insert(t).values(values)
+            from sqlalchemy.dialects.sqlite import insert as lite_insert
+
+            ins = lite_insert(t).values(values)
         return ins.on_conflict_do_update(
             index_elements=[t.c.collection, t.c.key], set_={"value": ins.excluded.value}
         )
@@ -174,7 +181,7 @@ class _Statements:
         stmt = self._scans.get((inclusive, bounded, lock))
         if stmt is None:
             c = self._table.c
-            lo = sa.bindparam("lo")
+            lo: Any = sa.bindparam("lo")
             q = sa.select(c.key, c.value).where(
                 c.collection == sa.bindparam("c"), c.key >= lo if inclusive else c.key > lo
             )
@@ -286,7 +293,7 @@ class SQLStore:
         if self.kind == "postgresql":
             conflict = getattr(orig, "sqlstate", None) in _PG_CONFLICT
         elif self.kind == "mysql":
-            args = getattr(orig, "args", ())
+            args: Sequence[Any] = getattr(orig, "args", ())
             conflict = bool(args) and args[0] in _MY_CONFLICT
         else:
             text = str(orig).lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Any, Optional
 
 import click
 from rich.markup import escape
@@ -27,14 +27,34 @@ from ._common import config_option, console, console_err, fail, get_config, json
     metavar="HOST:PORT",
     help="Address to listen on (default: [Common.API] Listen, 127.0.0.1:1789); port 0 picks a free one.",
 )
-def serve_cmd(config_path: Optional[str], listen: Optional[str]) -> None:
+@click.option(
+    "--route-gate",
+    "route_gate",
+    is_flag=True,
+    help="Serve a plugin namespace only while the registry's route says RUNNING (-32010 otherwise).",
+)
+@click.option(
+    "--tenants",
+    is_flag=True,
+    help="With --route-gate: also require the token's tenant to have the plugin enabled and not expired.",
+)
+def serve_cmd(config_path: Optional[str], listen: Optional[str], route_gate: bool, tenants: bool) -> None:
     """Start the host, its sync dispatchers and the JSON-RPC gateway; stop on SIGINT/SIGTERM."""
     from ..rpc.server import serve
 
     config = get_config(config_path)
+    if tenants and not route_gate:
+        fail("--tenants needs --route-gate", 2)
+    gate_factory = None
+    if route_gate:
+        from ..registry import RouteGate
+
+        def gate_factory(rt: Any) -> Any:
+            return RouteGate(rt.kv, tenants=tenants)
+
     verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
     try:
-        code = serve(config, listen, log_level="info" if verbose else "warning")
+        code = serve(config, listen, gate_factory=gate_factory, log_level="info" if verbose else "warning")
     except SectorhooksError as exc:
         fail(str(exc))
         return
@@ -58,13 +78,14 @@ def _when(ts: float) -> str:
 @json_option
 @click.option("--perm", type=click.Choice(PERMISSIONS), required=True, help="What the token may do.")
 @click.option("--name", default="", help="A label shown by `token list`.")
-def token_create(config_path: Optional[str], as_json: bool, perm: str, name: str) -> None:
+@click.option("--tenant", default="", help="The tenant this token calls for (route gating with --tenants).")
+def token_create(config_path: Optional[str], as_json: bool, perm: str, name: str, tenant: str) -> None:
     """Create a token and print it once (only its hash is stored)."""
     from ..rpc.server import open_store
 
     try:
         with open_store(get_config(config_path)) as kv:
-            token, info = TokenStore(kv).create(perm, name)
+            token, info = TokenStore(kv).create(perm, name, tenant)
     except (SectorhooksError, ValueError) as exc:
         fail(str(exc))
         return
@@ -95,10 +116,10 @@ def token_list(config_path: Optional[str], as_json: bool) -> None:
         print_json({"tokens": [i.as_dict() for i in infos]})
         return
     table = Table(title="API tokens")
-    for col in ("id", "name", "perm", "created"):
+    for col in ("id", "name", "perm", "tenant", "created"):
         table.add_column(col)
     for i in infos:
-        table.add_row(i.id, escape(i.name), i.perm, _when(i.created_at))
+        table.add_row(i.id, escape(i.name), i.perm, escape(i.tenant), _when(i.created_at))
     console.print(table)
 
 

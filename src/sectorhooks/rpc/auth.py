@@ -49,10 +49,17 @@ class TokenInfo:
     name: str
     perm: str
     created_at: float
+    tenant: str = ""  # for route gating per tenant (registry); "" = no tenant
 
     def as_dict(self) -> Dict[str, Any]:
         """JSON-friendly form, for ``token list`` and ``Auth.List``."""
-        return {"id": self.id, "name": self.name, "perm": self.perm, "created_at": self.created_at}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "perm": self.perm,
+            "tenant": self.tenant,
+            "created_at": self.created_at,
+        }
 
 
 @attrs.frozen
@@ -89,14 +96,17 @@ class TokenStore:
         self._cache: Dict[str, Tuple[Optional[TokenInfo], float]] = {}
         self._lock = threading.Lock()
 
-    def create(self, perm: str, name: str = "") -> Tuple[str, TokenInfo]:
+    def create(self, perm: str, name: str = "", tenant: str = "") -> Tuple[str, TokenInfo]:
         """A new token: returns ``(token, info)``; the token text is not stored and cannot be shown again."""
         check_perm(perm, "--perm")
-        if len(name) > MAX_NAME or not name.isprintable():
-            raise ValueError(f"token name must be at most {MAX_NAME} printable characters; got {name!r:.80}")
+        for what, value in (("name", name), ("tenant", tenant)):
+            if len(value) > MAX_NAME or not value.isprintable():
+                raise ValueError(
+                    f"token {what} must be at most {MAX_NAME} printable characters; got {value!r:.80}"
+                )
         tid = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        info = TokenInfo(tid, name, perm, time.time())
+        info = TokenInfo(tid, name, perm, time.time(), tenant)
         record = dict(info.as_dict(), sha256=_digest(secret))
         self._coll.put(tid.encode(), json.dumps(record).encode())
         return f"{TOKEN_PREFIX}.{tid}.{secret}", info
@@ -146,4 +156,10 @@ class TokenStore:
 
     @staticmethod
     def _info(record: Dict[str, Any]) -> TokenInfo:
-        return TokenInfo(record["id"], record.get("name", ""), record["perm"], record.get("created_at", 0.0))
+        return TokenInfo(
+            record["id"],
+            record.get("name", ""),
+            record["perm"],
+            record.get("created_at", 0.0),
+            record.get("tenant", ""),
+        )

@@ -105,13 +105,17 @@ def serve(
     config: HostConfig,
     listen: Optional[str] = None,
     *,
-    gate: Optional[Gate] = None,
+    gate_factory: Optional[Callable[[Any], Gate]] = None,
     limits: Optional[Limits] = None,
     out: TextIO = sys.stdout,
     runtime_factory: Callable[..., Any] = open_runtime,
     log_level: str = "warning",
 ) -> int:
-    """Serve until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown)."""
+    """Serve until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown).
+
+    ``gate_factory(runtime)`` builds the route gate for plugin namespaces (e.g. the registry's
+    ``RouteGate(rt.kv)``); without it every loaded plugin namespace is served.
+    """
     dev_mode = config.api.dev_mode
     host, port = check_listen(
         listen or config.api.listen, dev_mode, "--listen" if listen else "[Common.API] Listen"
@@ -125,6 +129,7 @@ def serve(
     signal.signal(signal.SIGTERM, _on_term)
     try:
         with runtime_factory(config) as rt:
+            gate = gate_factory(rt) if gate_factory is not None else None
             app = build_app(rt, tokens=TokenStore(rt.kv), gate=gate, limits=limits, dev_mode=dev_mode)
             sock = bind(host, port)
             bound = sock.getsockname()

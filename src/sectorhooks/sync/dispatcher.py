@@ -62,8 +62,8 @@ class Dispatcher:
         self.settings = settings
         self.lease = lease
         self.cursor = 0
-        self.state = "not started"
-        self.last_error = ""
+        self.state = "unavailable" if syncer.unavailable else "not started"
+        self.last_error = syncer.unavailable
         self.lock = threading.RLock()  # one delivery at a time: rounds, retries, backfills
         self._progress = progress
         self._backfill = backfill

@@ -79,7 +79,7 @@ def create_engine(url: str) -> sa.Engine:
     u = sa.engine.make_url(url)
     kwargs: Dict[str, Any] = {"pool_pre_ping": True}
     if u.get_backend_name() != "sqlite":
-        kwargs.update(pool_size=2, max_overflow=2, pool_recycle=3600)
+        kwargs.update(pool_size=1, max_overflow=2, pool_recycle=3600)  # one flush at a time
     engine = sa.create_engine(u, **kwargs)
     backend = engine.dialect.name
     if backend == "sqlite":

@@ -47,6 +47,18 @@ class Feeder:
         self.syncer = SyncerInstance(f"t{uuid.uuid4().hex[:8]}", "sqlsync", {"url": url, **meta})
         self.module = host.records["sqlsync"].bound.module  # type: ignore[union-attr]
 
+    def close(self) -> None:
+        """Drop this instance from the plugin and close its engine (the host never does at run time)."""
+        inst = self.module._INSTANCES.pop(self.syncer.name, None)
+        if inst is not None:
+            inst.close()
+
+    def __enter__(self) -> Feeder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _call(self, hook: str, **kwargs: Any) -> Any:
         impl = self.host.impl("sqlsync", hook)
         assert impl is not None, f"sqlsync does not implement {hook}"

@@ -76,13 +76,14 @@ def _check(f: Feeder, log: List[Change]) -> None:
     assert f.events() == {(str(s.id), s.version): (kind, ws.value, dumps(s)) for kind, s, ws in log}
 
 
-def _run(f: Feeder, data: st.DataObject) -> None:
-    log = data.draw(histories(), label="log")
-    for batch in data.draw(deliveries(log), label="batches"):
-        for kind, s, ws in batch:
-            f.send(kind, s, ws)
-        f.flush()
-    _check(f, log)
+def _run(feeder: Feeder, data: st.DataObject) -> None:
+    with feeder as f:
+        log = data.draw(histories(), label="log")
+        for batch in data.draw(deliveries(log), label="batches"):
+            for kind, s, ws in batch:
+                f.send(kind, s, ws)
+            f.flush()
+        _check(f, log)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

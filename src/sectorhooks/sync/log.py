@@ -103,7 +103,7 @@ class LogWriter:
 class Event:
     """One decoded log entry; hook arguments are built on demand (``state`` decoded lazily)."""
 
-    __slots__ = ("_states", "header", "raw", "seq", "states_json")
+    __slots__ = ("_sid", "_states", "header", "raw", "seq", "states_json")
 
     def __init__(self, seq: int, raw: bytes):
         self.seq = seq
@@ -112,6 +112,7 @@ class Event:
         self.header: Dict[str, Any] = json.loads(lines[0])
         self.states_json: List[str] = lines[1:]
         self._states: Optional[List[SectorState]] = None
+        self._sid: Optional[SectorID] = None  # built once, shared by every syncer's hook call
 
     @classmethod
     def synthetic_import(cls, state_json: str, workspace: Workspace, sector: SectorID, version: int) -> Event:
@@ -159,22 +160,25 @@ class Event:
 
 
 def _sector_id(ev: Event, syncer: SyncerInstance) -> SectorID:
-    return SectorID(*ev.header["s"])
+    if ev._sid is None:
+        ev._sid = SectorID(*ev.header["s"])
+    return ev._sid
 
 
 def _allocated(ev: Event, syncer: SyncerInstance) -> List[AllocatedSector]:
     return [AllocatedSector(SectorID(m, n), p) for m, n, p in ev.header["a"]]
 
 
+_WORKSPACES = {w.value: w for w in Workspace}
 _ARGS: Dict[str, Callable[[Event, SyncerInstance], Any]] = {
     "syncer": lambda ev, syncer: syncer,
-    "workspace": lambda ev, syncer: Workspace(ev.header["w"]),
+    "workspace": lambda ev, syncer: _WORKSPACES[ev.header["w"]],
     "override": lambda ev, syncer: bool(ev.header.get("o", False)),
     "fields": lambda ev, syncer: ev.fields(),
     "state_json": lambda ev, syncer: ev.states_json[0],
     "states_json": lambda ev, syncer: list(ev.states_json),
     "state": lambda ev, syncer: ev.states()[0],
-    "states": lambda ev, syncer: ev.states(),
+    "states": lambda ev, syncer: list(ev.states()),
     "sector_id": _sector_id,
     "sectors": _allocated,
 }

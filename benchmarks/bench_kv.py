@@ -23,13 +23,14 @@ import argparse
 import bisect
 import contextlib
 import functools
+import gc
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "kv")]
@@ -253,6 +254,7 @@ class RawRedis:
 
 
 def rate(n: int, fn: Callable[[], Any]) -> float:
+    gc.collect()  # neither side pays for the other's garbage
     t0 = time.perf_counter()
     fn()
     return n / (time.perf_counter() - t0)
@@ -407,64 +409,62 @@ def redis_rows(store: Any, url: str, prefix: str, quick: bool) -> List[Row]:
     return rows
 
 
-@contextlib.contextmanager
-def backends(skipped: List[str]) -> Iterator[List[Tuple[str, Any, Any, Optional[Tuple[str, str]]]]]:
-    """Open every backend (ours and raw) on fresh databases; yields (label, store, raw, redis info)."""
-    with contextlib.ExitStack() as stack:
-        out: List[Tuple[str, Any, Any, Optional[Tuple[str, str]]]] = []
+Opened = Tuple[str, Any, Any, Optional[Tuple[str, str]]]
 
-        def opened(store: Any) -> Any:
-            stack.callback(store.close)
-            return store
 
-        out.append(("memdb", opened(kvplugins.open_store("memdb", {})), RawDict(), None))
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_kv_")))
-        ours = opened(kvplugins.open_store("sqlkv", {"url": f"sqlite:///{tmp / 'ours.sqlite3'}"}))
-        out.append(("sqlkv-sqlite", ours, opened(RawSQLite(str(tmp / "raw.sqlite3"))), None))
-        if servers._reachable(servers.PG_HOST, servers.PG_PORT):
-            url, name = stack.enter_context(contextlib.contextmanager(servers.fresh_pg_database)())
-            out.append(
-                (
-                    "sqlkv-postgresql",
-                    opened(kvplugins.open_store("sqlkv", {"url": url})),
-                    opened(RawPG(name)),
-                    None,
-                )
-            )
-        else:
-            skipped.append("sqlkv-postgresql (PostgreSQL not reachable)")
-        if servers._reachable(servers.MY_HOST, servers.MY_PORT):
-            url, name = stack.enter_context(contextlib.contextmanager(servers.fresh_mysql_database)())
-            out.append(
-                (
-                    "sqlkv-mariadb",
-                    opened(kvplugins.open_store("sqlkv", {"url": url})),
-                    opened(RawMy(name)),
-                    None,
-                )
-            )
-        else:
-            skipped.append("sqlkv-mariadb (MariaDB not reachable)")
-        if servers._reachable(servers.REDIS_HOST, servers.REDIS_PORT):
-            url, prefix = stack.enter_context(contextlib.contextmanager(servers.fresh_redis_prefix)())
-            store = opened(kvplugins.open_store("rediskv", {"url": url, "prefix": prefix}))
-            out.append(("rediskv", store, opened(RawRedis(url, prefix + "raw:")), (url, prefix)))
-        else:
-            skipped.append("rediskv (Redis not reachable)")
-        yield out
+def _memdb(stack: contextlib.ExitStack, tmp: Path) -> Opened:
+    return "memdb", kvplugins.open_store("memdb", {}), RawDict(), None
+
+
+def _sqlite(stack: contextlib.ExitStack, tmp: Path) -> Opened:
+    ours = kvplugins.open_store("sqlkv", {"url": f"sqlite:///{tmp / 'ours.sqlite3'}"})
+    return "sqlkv-sqlite", ours, RawSQLite(str(tmp / "raw.sqlite3")), None
+
+
+def _pg(stack: contextlib.ExitStack, tmp: Path) -> Opened:
+    url, name = stack.enter_context(contextlib.contextmanager(servers.fresh_pg_database)())
+    return "sqlkv-postgresql", kvplugins.open_store("sqlkv", {"url": url}), RawPG(name), None
+
+
+def _mysql(stack: contextlib.ExitStack, tmp: Path) -> Opened:
+    url, name = stack.enter_context(contextlib.contextmanager(servers.fresh_mysql_database)())
+    return "sqlkv-mariadb", kvplugins.open_store("sqlkv", {"url": url}), RawMy(name), None
+
+
+def _redis(stack: contextlib.ExitStack, tmp: Path) -> Opened:
+    url, prefix = stack.enter_context(contextlib.contextmanager(servers.fresh_redis_prefix)())
+    store = kvplugins.open_store("rediskv", {"url": url, "prefix": prefix})
+    return "rediskv", store, RawRedis(url, prefix + "raw:"), (url, prefix)
+
+
+BACKENDS: List[Tuple[Callable[[contextlib.ExitStack, Path], Opened], Optional[Tuple[str, str, int]]]] = [
+    (_memdb, None),
+    (_sqlite, None),
+    (_pg, ("PostgreSQL", servers.PG_HOST, servers.PG_PORT)),
+    (_mysql, ("MariaDB", servers.MY_HOST, servers.MY_PORT)),
+    (_redis, ("Redis", servers.REDIS_HOST, servers.REDIS_PORT)),
+]
 
 
 def run(quick: bool) -> List[Row]:
-    """Every row; a backend whose server is down is left out (and named on stderr)."""
+    """Every row; one backend at a time (opened, measured, closed, its data dropped).
+
+    A backend whose server is down is left out and named on stderr.
+    """
     rows: List[Row] = []
-    skipped: List[str] = []
-    with backends(skipped) as opened:
-        for label, store, raw, redis_info in opened:
+    for opener, server in BACKENDS:
+        if server is not None and not servers._reachable(server[1], server[2]):
+            print(f"bench_kv: skipped {opener.__name__[1:]}: {server[0]} not reachable", file=sys.stderr)
+            continue
+        with contextlib.ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_kv_")))
+            label, store, raw, redis_info = opener(stack, tmp)
+            stack.callback(store.close)
+            stack.callback(raw.close)
             rows += bench_backend(label, store, raw, quick)
             if redis_info is not None:
                 rows += redis_rows(store, redis_info[0], redis_info[1], quick)
-    for s in skipped:
-        print(f"bench_kv: skipped {s}", file=sys.stderr)
+        gc.collect()
     return rows
 
 
@@ -493,7 +493,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             ratio,
             r["goal"],
         )
-    Console().print(table)
+    console = Console()
+    if console.width < 160:  # piped or narrow: do not wrap the rows
+        console = Console(width=160)
+    console.print(table)
     return 1 if failed else 0
 
 

@@ -186,6 +186,8 @@ class Sink:
         with self._lock:
             with _gc_paused():  # flat rows of scalars, no cycles: a full GC pass here is waste
                 rows, events = self.prepare(flat)
+                if self.engine.dialect.name == "postgresql":
+                    rows = [_without_nul(r) for r in rows]
             rejected: List[Rejected] = []
             self._write_part(rows, events, rejected)
             return rejected
@@ -258,6 +260,13 @@ class Sink:
             for what in self.schema.ensure(conn, self.events):
                 log.info("sqlsync %s: %s", self.label, what)
         self._schema_ok = True
+
+
+def _without_nul(row: Row) -> Row:
+    """PostgreSQL text cannot hold NUL: columns get U+FFFD instead (state_json has it escaped)."""
+    if not any(type(v) is str and "\x00" in v for v in row):
+        return row
+    return tuple(v.replace("\x00", "\ufffd") if type(v) is str else v for v in row)
 
 
 @contextlib.contextmanager

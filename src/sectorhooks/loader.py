@@ -60,7 +60,7 @@ class Candidate:
         return f"{self.origin}:{self.import_path if self.package is None else self.package}"
 
 
-@attrs.define(slots=False)
+@attrs.define(slots=False, eq=False)  # identity: pluggy looks plugins up by `in`
 class BoundPlugin:
     """A plugin ready for pluggy: its manifest, module and ``hook -> function`` bindings.
 

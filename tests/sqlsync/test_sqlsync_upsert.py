@@ -24,6 +24,15 @@ def test_first_flush_creates_tables_and_stores_state_json_byte_identical(host: P
     assert cols["updated_at"] == odd.updated_at
 
 
+def test_a_nul_character_is_kept_in_state_json_on_every_backend(host: PluginHost, backend_url: str):
+    s = state(1, 1, abort_reason="worker said \x00 then died")
+    f = Feeder(host, backend_url)
+    f.write(s)
+    assert f.rows() == expected([s])
+    nul = "\ufffd" if backend_url.startswith("postgresql") else "\x00"  # PostgreSQL text has no NUL
+    assert f.columns()[str(s.id)]["abort_reason"] == f"worker said {nul} then died"
+
+
 def test_main_fields_follow_the_newest_state(host: PluginHost, backend_url: str):
     s1 = state(7, 1, "PC1Done")
     s2 = evolve(s1, latest_state=LatestState("C2Done"), pre=PreCommitInfo("r7", "d7"), need_rebuild=True)

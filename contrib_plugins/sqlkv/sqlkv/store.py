@@ -75,6 +75,12 @@ def _b(value: Any) -> bytes:
     return value if type(value) is bytes else bytes(value)
 
 
+def _execute(conn: sa.Connection, stmt: _Stmt, columns: Tuple[str, ...], rows: List[tuple]) -> None:
+    """One row: execute (psycopg's executemany enters pipeline mode, slower for one); more: executemany."""
+    params = stmt.bind_rows(columns, rows)
+    conn.exec_driver_sql(stmt.sql, params[0] if len(params) == 1 else params)
+
+
 def _invalidate(conn: sa.Connection) -> None:
     """Discard the DBAPI connection instead of pooling it (its state is unknown)."""
     try:
@@ -493,9 +499,14 @@ class SQLStoreTxn:
         with self._store._errors("read"):
             return self._store.read_one(self._conn, name, key, self._lock_reads)
 
-    def write(self, name: str, key: bytes, value: Optional[bytes]) -> None:
-        self.check(write=True)
-        self._buf.setdefault(name, {})[key] = value
+    def buffer(self, name: str) -> Dict[bytes, Optional[bytes]]:
+        """The write buffer of collection ``name`` (kept across flushes)."""
+        return self._buf.setdefault(name, {})
+
+    def write(self, buf: Dict[bytes, Optional[bytes]], key: bytes, value: Optional[bytes]) -> None:
+        if self.done or not self.writable:
+            self.check(write=True)
+        buf[key] = value
         self._pending += 1
         if self._pending >= FLUSH_AT:
             self.flush()
@@ -509,11 +520,11 @@ class SQLStoreTxn:
             for name, buf in self._buf.items():
                 ups = [(name, k, v) for k, v in buf.items() if v is not None]
                 if ups:
-                    conn.exec_driver_sql(sql.upsert.sql, sql.upsert.bind_rows(("c", "k", "v"), ups))
+                    _execute(conn, sql.upsert, ("c", "k", "v"), ups)
                 dels = [(name, k) for k, v in buf.items() if v is None]
                 if dels:
-                    conn.exec_driver_sql(sql.delete.sql, sql.delete.bind_rows(("c", "k"), dels))
-        self._buf.clear()
+                    _execute(conn, sql.delete, ("c", "k"), dels)
+                buf.clear()
         self._pending = 0
 
     def scan(self, name: str, prefix: bytes) -> Iterator[Item]:
@@ -537,6 +548,7 @@ class SQLTxn:
 
     def __init__(self, parent: SQLStoreTxn, name: str):
         self._parent, self.name = parent, name
+        self._buf = parent.buffer(name)
 
     def get(self, key: bytes) -> bytes:
         value = self.peek(key)
@@ -548,10 +560,14 @@ class SQLTxn:
         return self._parent.read(self.name, check_key(key))
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._parent.write(self.name, check_key(key), check_value(value))
+        if type(key) is not bytes or len(key) > MAX_KEY_SIZE:
+            key = check_key(key)
+        if type(value) is not bytes:
+            value = check_value(value)
+        self._parent.write(self._buf, key, value)
 
     def delete(self, key: bytes) -> None:
-        self._parent.write(self.name, check_key(key), None)
+        self._parent.write(self._buf, check_key(key), None)
 
     def scan(self, prefix: bytes = b"") -> Iterator[Item]:
         self._parent.check()

@@ -270,6 +270,15 @@ def _describe(exc: BaseException) -> str:
 
 
 def argnames(fn: Callable[..., Any]) -> Tuple[str, ...]:
+    """Names of the arguments ``fn`` requires (no defaults, no ``*args``/``**kwargs``)."""
+    if inspect.isfunction(fn) and not hasattr(fn, "__wrapped__"):
+        # plain function: read its code object (inspect.signature is ~10x slower at load)
+        code = fn.__code__
+        positional = code.co_varnames[: code.co_argcount]
+        positional = positional[: len(positional) - len(fn.__defaults__ or ())]
+        kwonly = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+        kwdefaults = fn.__kwdefaults__ or {}
+        return positional + tuple(k for k in kwonly if k not in kwdefaults)
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):

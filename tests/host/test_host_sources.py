@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hostkit import KV_MANIFEST, SYNC_MODULE, load_host, sync_manifest, write_plugin, write_zip
 
 from sectorhooks.host import PluginStatus, set_disabled
+from sectorhooks.loader import argnames
 from sectorhooks_spec import Kind, SectorID, SectorState, SyncerInstance, Workspace, dumps
 
 ZIP_MODULE = """
@@ -210,3 +213,27 @@ def test_one_log_line_per_loaded_plugin_with_version_build_time_and_source(
         f"loaded plugin 'KVStore/stamped' (version '1.2.3', build time '2024-05-01T10:00:00Z', "
         f"from dir:{tmp_path / 'stamped'})",
     ]
+
+
+def _wrapped(fn):  # type: ignore[no-untyped-def]
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize(
+    ("fn", "expected"),
+    [
+        (lambda: 0, ()),
+        (lambda syncer, state=None: 0, ("syncer",)),
+        (lambda a, /, b, *args, c, d=2, **kw: 0, ("a", "b", "c")),
+        (lambda *, state: 0, ("state",)),
+        (_wrapped(lambda syncer, state: 0), ("syncer", "state")),
+    ],
+    ids=["none", "default-is-optional", "all-kinds", "keyword-only", "functools-wraps"],
+)
+def test_impl_argument_names_are_the_required_ones(fn: Any, expected: tuple) -> None:
+    # the host passes exactly these by name; pluggy agrees (defaults are never passed)
+    assert argnames(fn) == expected

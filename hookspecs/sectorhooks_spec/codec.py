@@ -8,6 +8,7 @@ Decoders are compiled once per class from its type hints, so the hot path does n
 
 from __future__ import annotations
 
+import collections.abc
 import enum
 import json
 import sys
@@ -93,7 +94,7 @@ def _decoder(tp: Any) -> Decoder:
 
             return dec_tuple
         raise TypeError(f"unsupported tuple type {tp!r}")
-    if origin in (dict, Dict) or tp is dict:
+    if origin in (dict, Dict, collections.abc.Mapping) or tp is dict:
         vdec = _decoder(args[1]) if args else _decoder(Any)
 
         def dec_dict(v: Any, where: str) -> Any:

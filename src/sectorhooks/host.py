@@ -321,9 +321,12 @@ class PluginHost:
         return self
 
     def shutdown(self) -> None:
-        """Run onShutdown in reverse load order for every started plugin; errors are logged."""
+        """Run onShutdown in reverse load order for every started plugin; errors are logged.
+
+        A plugin that was loaded but never started (its onInit never ran) is not shut down.
+        """
         for record in reversed(list(self.records.values())):
-            if record.status not in CALLABLE_STATUSES:
+            if record.status is not PluginStatus.ACTIVE:
                 continue
             impl = self._own_impl(record, "plugin_shutdown")
             if impl is not None:

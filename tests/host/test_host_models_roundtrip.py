@@ -110,19 +110,7 @@ MODELS: Dict[str, Type[Any]] = {
 }
 
 
-# codec.py has no decoder for typing.Mapping fields (StoreConfig.meta, SyncerInstance.meta):
-# `origin in (dict, Dict)` misses collections.abc.Mapping. Reported to the lead; strict, so the
-# mark must go once it is fixed.
-MAPPING_BUG = pytest.mark.xfail(strict=True, raises=TypeError, reason="codec: no decoder for typing.Mapping")
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=MAPPING_BUG) if n in ("StoreConfig", "InstanceInfo", "SyncerInstance") else n
-        for n in MODELS
-    ],
-)
+@pytest.mark.parametrize("name", list(MODELS))
 def test_model_round_trips_losslessly_through_json(name: str) -> None:
     cls = MODELS[name]
 

@@ -21,7 +21,9 @@ a lost connection ``StoreUnavailable`` before the commit and ``CommitOutcomeUnkn
 Writes inside a transaction are buffered and sent with one ``executemany`` per collection at
 commit (or every ``FLUSH_AT`` writes, or before a scan), so a batch of puts costs what the
 driver's executemany costs. Statements are compiled once per dialect by SQLAlchemy Core and run
-as driver SQL (``exec_driver_sql``): no per-row parameter processing on the hot path.
+on the pooled DBAPI connection's cursor: no per-row parameter processing and no per-execute
+SQLAlchemy machinery on the hot path. A lost connection retires the pool's older connections
+too (as SQLAlchemy does), so a restarted server costs one failed call, not one per connection.
 """
 
 from __future__ import annotations
@@ -75,26 +77,46 @@ def _b(value: Any) -> bytes:
     return value if type(value) is bytes else bytes(value)
 
 
-def _execute(conn: sa.Connection, stmt: _Stmt, columns: Tuple[str, ...], rows: List[tuple]) -> None:
+class _Conn:
+    """A pooled DBAPI connection and its cursor, for one operation or one transaction.
+
+    Statements run on the driver's cursor directly: SQLAlchemy's per-execute machinery costs more
+    than SQLite itself for a point read. SQLAlchemy still provides the engine, the pool, the
+    dialects, the DDL and the compiled statements.
+    """
+
+    __slots__ = ("cur", "fairy")
+
+    def __init__(self, fairy: Any):
+        self.fairy = fairy
+        self.cur = fairy.cursor()
+
+    def invalidate(self) -> None:
+        """Discard the connection instead of pooling it (its state is unknown)."""
+        try:
+            self.fairy.invalidate()
+        except Exception:
+            pass
+
+    def release(self) -> None:
+        """Back to the pool; a broken connection is discarded, never raised about."""
+        try:
+            self.cur.close()
+        except Exception:
+            self.invalidate()
+        try:
+            self.fairy.close()
+        except Exception:
+            self.invalidate()
+
+
+def _execute(conn: _Conn, stmt: _Stmt, columns: Tuple[str, ...], rows: List[tuple]) -> None:
     """One row: execute (psycopg's executemany enters pipeline mode, slower for one); more: executemany."""
     params = stmt.bind_rows(columns, rows)
-    conn.exec_driver_sql(stmt.sql, params[0] if len(params) == 1 else params)
-
-
-def _invalidate(conn: sa.Connection) -> None:
-    """Discard the DBAPI connection instead of pooling it (its state is unknown)."""
-    try:
-        conn.invalidate()
-    except Exception:
-        pass
-
-
-def _release(conn: sa.Connection) -> None:
-    """Return ``conn`` to the pool; a broken one is discarded, never raised about."""
-    try:
-        conn.close()
-    except Exception:
-        _invalidate(conn)
+    if len(params) == 1:
+        conn.cur.execute(stmt.sql, params[0])
+    else:
+        conn.cur.executemany(stmt.sql, params)
 
 
 class _Stmt:
@@ -276,6 +298,7 @@ class SQLStore:
         self._closed = False
         self._create_table()
         self.sql = _Statements(self.table, self.engine.dialect, self.kind)  # dialect now initialised
+        self._dbapi_error: Any = self.engine.dialect.loaded_dbapi.Error
 
     def __repr__(self) -> str:
         return f"<sqlkv {self.where}>"
@@ -294,8 +317,8 @@ class SQLStore:
             self.engine.dispose()
             raise
 
-    def _map(self, e: sa_exc.DBAPIError, phase: str) -> Exception:
-        orig = e.orig
+    def _map(self, orig: BaseException, phase: str, lost: bool) -> Exception:
+        """The SPI error for a driver error ``orig`` raised during ``phase``."""
         if self.kind == "postgresql":
             conflict = getattr(orig, "sqlstate", None) in _PG_CONFLICT
         elif self.kind == "mysql":
@@ -310,7 +333,8 @@ class SQLStore:
                 f"plugin {PLUGIN!r} ({self.where}): {phase} lost to a concurrent transaction ({detail}); "
                 "nothing was written, retry"
             )
-        if e.connection_invalidated or isinstance(e, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        dbapi = self.engine.dialect.loaded_dbapi
+        if lost or isinstance(orig, (dbapi.OperationalError, dbapi.InterfaceError)):
             if phase == "commit":
                 return CommitOutcomeUnknown(
                     f"plugin {PLUGIN!r} ({self.where}): connection lost during COMMIT ({detail}); "
@@ -322,25 +346,49 @@ class SQLStore:
             )
         return KVError(f"plugin {PLUGIN!r} ({self.where}): {phase} failed ({detail})")
 
+    def _lost(self, conn: _Conn, e: Any) -> bool:
+        """Whether ``e`` means the connection is gone; if so, retire it and every older pooled one."""
+        try:
+            lost = bool(self.engine.dialect.is_disconnect(e, conn.fairy.dbapi_connection, conn.cur))
+        except Exception:
+            lost = True
+        if lost:
+            invalidate_pool = getattr(self.engine.pool, "_invalidate", None)  # what SQLAlchemy itself does
+            try:
+                if invalidate_pool is not None:
+                    invalidate_pool(conn.fairy, e)
+                else:  # pragma: no cover - other SQLAlchemy versions
+                    conn.fairy.invalidate(e)
+            except Exception:
+                pass
+        return lost
+
     @contextmanager
-    def _errors(self, phase: str) -> Iterator[None]:
+    def _errors(self, phase: str, conn: Optional[_Conn] = None) -> Iterator[None]:
         try:
             yield
-        except sa_exc.DBAPIError as e:
-            raise self._map(e, phase) from e
+        except sa_exc.DBAPIError as e:  # raised through SQLAlchemy: connecting, DDL
+            raise self._map(e.orig or e, phase, e.connection_invalidated) from e
         except sa_exc.TimeoutError as e:
             raise StoreUnavailable(
                 f"plugin {PLUGIN!r} ({self.where}): no free connection within "
                 f"pool_timeout={self.pool_timeout}s; raise pool_size/max_overflow or pool_timeout"
             ) from e
+        except self._dbapi_error as e:  # raised by the driver on our own cursor
+            raise self._map(e, phase, conn is not None and self._lost(conn, e)) from e
 
-    def _connect(self) -> sa.Connection:
+    def _connect(self) -> _Conn:
         if self._closed:
             raise KVError(f"plugin {PLUGIN!r} ({self.where}): the store is closed")
         with self._errors("connect"):
-            return self.engine.connect()
+            fairy = self.engine.raw_connection()
+        try:
+            return _Conn(fairy)
+        except BaseException:
+            fairy.invalidate()
+            raise
 
-    def _plain(self, phase: str, op: Callable[[sa.Connection], T]) -> T:
+    def _plain(self, phase: str, op: Callable[[_Conn], T]) -> T:
         """Run one idempotent single-statement operation in autocommit, retrying what is safe."""
         start = time.monotonic()
         delay = 0.002
@@ -350,17 +398,17 @@ class SQLStore:
             try:
                 conn = self._connect()
                 try:
-                    with self._errors(phase):
+                    with self._errors(phase, conn):
                         return op(conn)
                 finally:
-                    _release(conn)
+                    conn.release()
             except TransactionConflict:
                 if attempt >= PLAIN_ATTEMPTS or time.monotonic() - start > self.lock_timeout:
                     raise
                 time.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, 0.1)
             except StoreUnavailable:
-                if attempt >= 2:  # one retry on a fresh connection: the pool was invalidated
+                if attempt >= 2:  # one retry on a fresh connection: the stale ones were retired
                     raise
 
     def _run(self, fn: Callable[[SQLStoreTxn], T], write: bool) -> T:
@@ -371,41 +419,41 @@ class SQLStore:
             if write:
                 txn.flush()
             txn.done = True
-            with self._errors("commit"):
-                conn.exec_driver_sql("COMMIT")
+            with self._errors("commit", conn):
+                conn.cur.execute("COMMIT")
             return result
         except BaseException:
             txn.done = True
             try:
-                conn.exec_driver_sql("ROLLBACK")
+                conn.cur.execute("ROLLBACK")
             except Exception:  # connection gone (the server rolls back by itself): never reuse it
-                _invalidate(conn)
+                conn.invalidate()
             raise
         finally:
-            _release(conn)
+            conn.release()
 
-    def _begin_txn(self, write: bool) -> sa.Connection:
+    def _begin_txn(self, write: bool) -> _Conn:
         sql = self._begin[write]
         for attempt in (1, 2):
             conn = self._connect()
             try:
-                with self._errors("begin"):
-                    conn.exec_driver_sql(sql)
+                with self._errors("begin", conn):
+                    conn.cur.execute(sql)
                 return conn
             except StoreUnavailable:  # a stale pooled connection: nothing was sent, try a fresh one
-                _release(conn)
+                conn.release()
                 if attempt == 2:
                     raise
             except BaseException as exc:
                 if not isinstance(exc, KVError):  # interrupted mid-BEGIN: its state is unknown
-                    _invalidate(conn)
-                _release(conn)
+                    conn.invalidate()
+                conn.release()
                 raise
         raise AssertionError("unreachable")
 
     def page(
         self,
-        conn: sa.Connection,
+        conn: _Conn,
         name: str,
         lo: bytes,
         inclusive: bool,
@@ -417,12 +465,13 @@ class SQLStore:
         params: Dict[str, Any] = {"c": name, "lo": lo, "n": n}
         if hi is not None:
             params["hi"] = hi
-        rows = conn.exec_driver_sql(stmt.sql, stmt.bind(params)).fetchall()
-        return [(_b(k), _b(v)) for k, v in rows]
+        conn.cur.execute(stmt.sql, stmt.bind(params))
+        return [(_b(k), _b(v)) for k, v in conn.cur.fetchall()]
 
-    def read_one(self, conn: sa.Connection, name: str, key: bytes, lock: bool = False) -> Optional[bytes]:
+    def read_one(self, conn: _Conn, name: str, key: bytes, lock: bool = False) -> Optional[bytes]:
         stmt = self.sql.get_lock if lock else self.sql.get
-        row = conn.exec_driver_sql(stmt.sql, stmt.bind({"c": name, "k": key})).first()
+        conn.cur.execute(stmt.sql, stmt.bind({"c": name, "k": key}))
+        row = conn.cur.fetchone()
         return None if row is None else _b(row[0])
 
     # --- the protocol ---------------------------------------------------------------
@@ -461,7 +510,7 @@ class SQLStore:
             lo, inclusive, n = rows[-1][0], False, min(n * 2, SCAN_MAX)
 
     def _page_plain(
-        self, name: str, lo: bytes, inclusive: bool, hi: Optional[bytes], n: int, conn: sa.Connection
+        self, name: str, lo: bytes, inclusive: bool, hi: Optional[bytes], n: int, conn: _Conn
     ) -> List[Item]:
         return self.page(conn, name, lo, inclusive, hi, n, lock=False)
 
@@ -469,7 +518,7 @@ class SQLStore:
 class SQLStoreTxn:
     """A transaction over the store: buffered writes, reads that see them."""
 
-    def __init__(self, store: SQLStore, conn: sa.Connection, writable: bool):
+    def __init__(self, store: SQLStore, conn: _Conn, writable: bool):
         self._store, self._conn, self.writable = store, conn, writable
         self.done = False
         self._buf: Dict[str, Dict[bytes, Optional[bytes]]] = {}
@@ -496,7 +545,7 @@ class SQLStoreTxn:
         buf = self._buf.get(name)
         if buf is not None and key in buf:
             return buf[key]
-        with self._store._errors("read"):
+        with self._store._errors("read", self._conn):
             return self._store.read_one(self._conn, name, key, self._lock_reads)
 
     def buffer(self, name: str) -> Dict[bytes, Optional[bytes]]:
@@ -516,7 +565,7 @@ class SQLStoreTxn:
         if not self._pending:
             return
         sql, conn = self._store.sql, self._conn
-        with self._store._errors("write"):
+        with self._store._errors("write", conn):
             for name, buf in self._buf.items():
                 ups = [(name, k, v) for k, v in buf.items() if v is not None]
                 if ups:
@@ -535,7 +584,7 @@ class SQLStoreTxn:
             self.check()
             if self.writable:
                 self.flush()  # the database then sees every write made so far
-            with self._store._errors("scan"):
+            with self._store._errors("scan", self._conn):
                 rows = self._store.page(self._conn, name, lo, inclusive, hi, n, self._lock_reads)
             yield from rows
             if len(rows) < n:
@@ -604,7 +653,7 @@ class SQLCollection:
         self._exec(self._store.sql.delete.sql, self._store.sql.delete.bind({"c": self.name, "k": key}))
 
     def _exec(self, sql: str, params: Sequence[Any]) -> None:
-        self._store._plain("write", lambda conn: conn.exec_driver_sql(sql, params))
+        self._store._plain("write", lambda conn: conn.cur.execute(sql, params))
 
     def scan(self, prefix: bytes = b"") -> Iterator[Item]:
         return self._store.scan_plain(self.name, prefix)

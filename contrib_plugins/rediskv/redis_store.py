@@ -37,12 +37,26 @@ from sectorhooks_spec.kvstore import (
 PLUGIN = "rediskv"
 #: First and largest page of a scan (``ZRANGEBYLEX ... LIMIT``), doubling in between.
 SCAN_FIRST, SCAN_MAX = 128, 2048
-#: Keys per MSET/ZADD/DEL/ZREM command in a commit.
-BATCH = 1000
+#: Most keys, and about the most value bytes, per MSET/ZADD/DEL/ZREM command in a commit.
+BATCH, BATCH_BYTES = 1000, 8 << 20
 
 T = TypeVar("T")
 Item = Tuple[bytes, bytes]
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def _chunks(pairs: List[Tuple[bytes, bytes]]) -> Iterator[List[Tuple[bytes, bytes]]]:
+    """Consecutive runs of at most ``BATCH`` pairs and about ``BATCH_BYTES`` of values."""
+    run: List[Tuple[bytes, bytes]] = []
+    size = 0
+    for pair in pairs:
+        run.append(pair)
+        size += len(pair[1])
+        if len(run) >= BATCH or size >= BATCH_BYTES:
+            yield run
+            run, size = [], 0
+    if run:
+        yield run
 
 
 def _merge(db: Iterator[Item], overlay: List[Tuple[bytes, Optional[bytes]]]) -> Iterator[Item]:
@@ -273,8 +287,7 @@ class RedisStoreTxn:
             index = store.index_key(name)
             puts = [(k, v) for k, v in buf.items() if v is not None]
             dels = [k for k, v in buf.items() if v is None]
-            for i in range(0, len(puts), BATCH):
-                pairs = puts[i : i + BATCH]
+            for pairs in _chunks(puts):
                 ops.append(("MSET", *[x for k, v in pairs for x in (store.data_key(name, k), v)]))
                 ops.append(("ZADD", index, *[x for k, _ in pairs for x in (0, k)]))
             for i in range(0, len(dels), BATCH):

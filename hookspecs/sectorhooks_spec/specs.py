@@ -36,7 +36,8 @@ class LifecycleSpecs:
     def plugin_init(self, config: Mapping[str, Any], kvstore: Optional[KVStore]) -> None:
         """Called once at host start, in load order, before any other hook of the plugin.
 
-        ``config`` is the plugin's own table ``[Common.Plugins.Config.<name>]`` (empty if none).
+        ``config`` is the plugin's own table ``[Common.Plugins.Config.<name>]``, plus ``DataDir``
+        (the host's data directory, for default file locations) unless the table sets it.
         ``kvstore`` is the host's KV store (``update`` retried on conflicts), for plugins that
         keep state there (e.g. atomic_counter); it is ``None`` for KVStore plugins, which start
         before the store they provide is open. Raising marks the plugin *failed*: its other hooks

@@ -311,7 +311,8 @@ class PluginHost:
             impl = self._own_impl(record, "plugin_init")
             if impl is not None:
                 try:
-                    impl(config=self.config.plugin_config(record.name), kvstore=kvstore)
+                    table = {"DataDir": str(self.config.data_dir), **self.config.plugin_config(record.name)}
+                    impl(config=table, kvstore=kvstore)
                 except Exception as exc:
                     self._fail(record, f"plugin {record.name!r} onInit raised {type(exc).__name__}: {exc}")
                     log.debug("onInit traceback of %r", record.name, exc_info=True)

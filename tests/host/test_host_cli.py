@@ -183,7 +183,8 @@ def test_plugin_new_scaffold_passes_check_and_loads(tmp_path: Path, kind: Kind) 
     record = host.records[name]
     assert record.status is PluginStatus.ACTIVE, record.error
     assert record.kind is kind
-    assert record.bound.module.CONFIG == {"answer": 42}  # type: ignore[union-attr]
+    data_dir = str(host.config.data_dir)
+    assert record.bound.module.CONFIG == {"DataDir": data_dir, "answer": 42}  # type: ignore[union-attr]
     if kind is Kind.SYNC_SECTOR_STATE:
         state = SectorState(SectorID(7, 1), version=2)
         syncer = SyncerInstance("s", name)

@@ -81,24 +81,25 @@ def test_on_init_runs_in_load_order_with_own_table_and_shutdown_reversed(tmp_pat
     with PluginHost(config).load().start() as host:
         assert all(r.status is PluginStatus.ACTIVE for r in host.plugins())
         inits = read_journal(journal)
+        data_dir = str(config.data_dir)
         assert inits == [
-            ["init", "a", {"journal": str(journal), "who": "A"}],
-            ["init", "b", {"journal": str(journal), "who": "B"}],
-            ["init", "c", {"journal": str(journal), "who": "C"}],
+            ["init", "a", {"DataDir": data_dir, "journal": str(journal), "who": "A"}],
+            ["init", "b", {"DataDir": data_dir, "journal": str(journal), "who": "B"}],
+            ["init", "c", {"DataDir": data_dir, "journal": str(journal), "who": "C"}],
         ]
     assert read_journal(journal)[3:] == [["shutdown", "c"], ["shutdown", "b"], ["shutdown", "a"]]
     assert all(r.status is PluginStatus.STOPPED for r in host.plugins())
 
 
-def test_plugin_without_table_gets_an_empty_config(tmp_path: Path) -> None:
+def test_plugin_without_table_gets_only_the_data_dir(tmp_path: Path) -> None:
     seen = tmp_path / "seen.json"
     module = (
         f"def setup(config):\n    open({str(seen)!r}, 'w').write(repr(dict(config)))\n\n"
         "def open_store(meta):\n    pass\n"
     )
     write_plugin(tmp_path, "plain", KV_MANIFEST.format(name="plain") + 'onInit = "setup"\n', module)
-    load_host(tmp_path).start()
-    assert seen.read_text() == "{}"
+    host = load_host(tmp_path).start()
+    assert seen.read_text() == repr({"DataDir": str(host.config.data_dir)})
 
 
 def test_shutdown_runs_when_the_body_raises(tmp_path: Path) -> None:

@@ -180,6 +180,10 @@ def test_large_values_1mib(kv_store: Any) -> None:
     coll.update(lambda t: t.put(b"big2", big2))
     assert coll.view(lambda t: t.get(b"big2")) == big2
     assert list(coll.scan()) == [(b"big", big), (b"big2", big2)]
+    # 24 MiB in one transaction: more than sqlkv buffers and rediskv puts in one command.
+    many = {b"many%02d" % i: os.urandom(1 << 20) for i in range(24)}
+    coll.update(lambda t: [t.put(k, v) for k, v in many.items()])
+    assert dict(coll.scan(b"many")) == many
 
 
 def test_update_commits_and_returns_fn_result(kv_store: Any) -> None:

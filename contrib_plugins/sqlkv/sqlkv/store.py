@@ -51,8 +51,8 @@ from sectorhooks_spec.kvstore import (
 )
 
 PLUGIN = "sqlkv"
-#: Buffered writes sent to the database once this many are pending inside one transaction.
-FLUSH_AT = 5000
+#: Buffered writes are sent to the database once this many (or this many value bytes) are pending.
+FLUSH_AT, FLUSH_BYTES = 5000, 16 << 20
 #: First and largest page of a scan (pages double: early close stays cheap, long scans fast).
 SCAN_FIRST, SCAN_MAX = 128, 4096
 #: Plain (non-transaction) operations retry a conflict this many times, within lock_timeout.
@@ -94,7 +94,8 @@ class _Conn:
     def invalidate(self) -> None:
         """Discard the connection instead of pooling it (its state is unknown)."""
         try:
-            self.fairy.invalidate()
+            if self.fairy.is_valid:
+                self.fairy.invalidate()
         except Exception:
             pass
 
@@ -522,7 +523,7 @@ class SQLStoreTxn:
         self._store, self._conn, self.writable = store, conn, writable
         self.done = False
         self._buf: Dict[str, Dict[bytes, Optional[bytes]]] = {}
-        self._pending = 0
+        self._pending = self._pending_bytes = 0
         self._views: Dict[str, SQLTxn] = {}
         self._lock_reads = writable and store.kind == "mysql"
 
@@ -557,7 +558,9 @@ class SQLStoreTxn:
             self.check(write=True)
         buf[key] = value
         self._pending += 1
-        if self._pending >= FLUSH_AT:
+        if value is not None:
+            self._pending_bytes += len(value)
+        if self._pending >= FLUSH_AT or self._pending_bytes >= FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -574,7 +577,7 @@ class SQLStoreTxn:
                 if dels:
                     _execute(conn, sql.delete, ("c", "k"), dels)
                 buf.clear()
-        self._pending = 0
+        self._pending = self._pending_bytes = 0
 
     def scan(self, name: str, prefix: bytes) -> Iterator[Item]:
         prefix = check_key(prefix)

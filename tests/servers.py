@@ -38,8 +38,7 @@ def require_server(name: str, host: str, port: int) -> None:
     if _reachable(host, port):
         return
     reason = (
-        f"{name} is not reachable at {host}:{port}; start it (see .ci/run) "
-        "or set SECTORHOOKS_*_HOST/PORT"
+        f"{name} is not reachable at {host}:{port}; start it (see .ci/run) or set SECTORHOOKS_*_HOST/PORT"
     )
     if IN_CI:
         pytest.fail(f"CI=true and {reason}", pytrace=False)

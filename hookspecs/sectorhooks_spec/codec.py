@@ -13,7 +13,7 @@ import enum
 import json
 import sys
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any, Callable, Dict, Tuple, Type, TypeVar, Union
 
 import attrs
@@ -45,7 +45,7 @@ def to_jsonable(obj: Any) -> Any:
 
 def from_jsonable(cls: Type[T], data: Any) -> T:
     """Decode JSON data into ``cls``; raises :class:`DecodeError` naming the bad field."""
-    return _decoder(cls)(data, cls.__name__)  # type: ignore[no-any-return]
+    return _decoder(cls)(data, cls.__name__)  # type: ignore[arg-type,no-any-return]
 
 
 def dumps(obj: Any) -> str:
@@ -62,7 +62,7 @@ def loads(cls: Type[T], text: Union[str, bytes]) -> T:
     return from_jsonable(cls, data)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _field_names(cls: type) -> Tuple[str, ...]:
     return tuple(f.name for f in attrs.fields(cls))
 
@@ -71,7 +71,7 @@ def _fail(where: str, expected: str, value: Any) -> DecodeError:
     return DecodeError(f"{where}: expected {expected}, got {type(value).__name__} {value!r:.80}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _decoder(tp: Any) -> Decoder:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -163,9 +163,7 @@ def _attrs_decoder(cls: type) -> Decoder:
     hints = typing.get_type_hints(cls, vars(module))
     fields = attrs.fields(cls)
     names = frozenset(f.name for f in fields)
-    required = frozenset(
-        f.name for f in fields if f.default is attrs.NOTHING and f.init
-    )
+    required = frozenset(f.name for f in fields if f.default is attrs.NOTHING and f.init)
     # Resolve lazily: a model may refer to another defined later in its module.
     decoders: Dict[str, Decoder] = {}
 

@@ -70,9 +70,7 @@ def ext_points(kind: Kind) -> Dict[str, ExtPoint]:
 #: Every hook name a plugin of each kind may implement (ext points + lifecycle + common).
 KIND_HOOKS: Mapping[Kind, frozenset] = {
     k: frozenset(
-        [p.hook for p in EXT_POINTS[k]]
-        + [p.hook for p in COMMON_EXT_POINTS]
-        + list(LIFECYCLE_HOOKS.values())
+        [p.hook for p in EXT_POINTS[k]] + [p.hook for p in COMMON_EXT_POINTS] + list(LIFECYCLE_HOOKS.values())
     )
     for k in Kind
 }

@@ -46,7 +46,7 @@ class Runtime:
         filestores: bool = True,
         registry: bool = True,
         sync_options: Optional[Dict[str, Any]] = None,
-    ) -> "Runtime":
+    ) -> Runtime:
         """Load plugins, open the KV, the state manager, the syncers and the file stores.
 
         With ``registry`` (the default) this host registers its plugins in the shared registry,
@@ -92,7 +92,7 @@ class Runtime:
         """Stop sync (flushing), state manager, plugins (onShutdown) and the KV, in that order."""
         self._stack.close()
 
-    def __enter__(self) -> "Runtime":
+    def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc: object) -> None:

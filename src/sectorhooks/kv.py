@@ -19,13 +19,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 
 import attrs
 
 from sectorhooks_spec import Kind
 from sectorhooks_spec.errors import TransactionConflict
-from sectorhooks_spec.kvstore import Collection, KVStore, StoreTxn, Txn
+from sectorhooks_spec.kvstore import Collection, KVIterator, KVStore, StoreTxn, Txn
 
 from .errors import ConfigError, KVRetryExhausted, PluginCallError
 
@@ -161,7 +161,7 @@ class RetryingCollection:
     def delete(self, key: bytes) -> None:
         self.inner.delete(key)
 
-    def scan(self, prefix: bytes = b"") -> Iterator[Tuple[bytes, bytes]]:
+    def scan(self, prefix: bytes = b"") -> KVIterator:
         return self.inner.scan(prefix)
 
     def view(self, fn: Callable[[Txn], T]) -> T:

@@ -347,8 +347,14 @@ def test_many_writes_in_one_update(kv_store: Any) -> None:
 # --- isolation -------------------------------------------------------------------------
 
 
+#: Backends whose update makes a concurrent writer of the same key wait (lock); the others are
+#: optimistic (the later committer conflicts and is retried).
+LOCKING = ("memdb", "sqlkv-sqlite", "sqlkv-mariadb")
+
+
 def test_racing_increments_are_serialized(kv_store: Any, backend: str) -> None:
-    """T1 reads, T2 increments meanwhile; T1 must then conflict (and retry) or T2 must wait for T1."""
+    """T1 reads, T2 increments meanwhile: T2 waits for T1 (locking backends), or T2 commits and
+    T1 conflicts and is retried (optimistic ones). Either way the counter ends at 2."""
     coll = kv_store.open_collection("race")
     coll.put(b"n", b"0")
     t2_done = threading.Event()
@@ -372,8 +378,8 @@ def test_racing_increments_are_serialized(kv_store: Any, backend: str) -> None:
         if state["first"]:
             state["first"] = False
             threading.Thread(target=t2, daemon=True).start()
-            # A backend that locks makes T2 wait for T1: then this wait times out, by design.
-            state["t2_finished_while_t1_open"] = t2_done.wait(1.0)
+            # Locking backends: T2 cannot finish while T1 is open, so this wait must time out.
+            state["t2_finished_while_t1_open"] = t2_done.wait(0.5 if backend in LOCKING else 30)
         t.put(b"n", b"%d" % (value + 1))
 
     retry_update(
@@ -382,10 +388,12 @@ def test_racing_increments_are_serialized(kv_store: Any, backend: str) -> None:
     assert t2_done.wait(30), "T2 never finished"
     assert not t2_error, t2_error
     assert coll.get(b"n") == b"2"  # no lost update either way
-    if state["t2_finished_while_t1_open"]:
-        assert conflicts, f"{backend}: T2 committed under T1's read but T1 did not conflict"
+    if backend in LOCKING:
+        assert not state["t2_finished_while_t1_open"], f"{backend}: T2 committed while T1 held the key"
+        assert not conflicts
     else:
-        assert backend in ("memdb", "sqlkv-sqlite", "sqlkv-mariadb"), f"{backend} blocked T2 unexpectedly"
+        assert state["t2_finished_while_t1_open"], f"{backend}: T2 was blocked by T1's read"
+        assert conflicts, f"{backend}: T2 committed under T1's read but T1 did not conflict"
 
 
 def test_view_sees_a_snapshot_or_conflicts(kv_store: Any, backend: str) -> None:

@@ -164,6 +164,7 @@ def test_no_half_written_transaction_under_repeated_kills(server_spec: StoreSpec
     lock = threading.Lock()
     stop = threading.Event()
     errors: List[BaseException] = []
+    hit_inside: List[int] = []
 
     def worker(w: int) -> None:
         i = 0
@@ -171,10 +172,12 @@ def test_no_half_written_transaction_under_repeated_kills(server_spec: StoreSpec
             while i < 25:
                 tag = b"%d-%d" % (w, i)
 
-                def fn(t: Any, tag: bytes = tag) -> None:
+                def fn(t: Any, tag: bytes = tag, chosen: bool = w == 0 and i == 3) -> None:
                     n = int(t.get(b"n")) + 1
                     t.put(b"n", b"%d" % n)
                     t.put(b"log/" + tag, b"%d" % n)
+                    if chosen and not hit_inside:  # one kill surely lands mid-transaction
+                        hit_inside.append(kill())
 
                 try:
                     retry_update(coll, fn, RetryPolicy(attempts=500, max_seconds=60))
@@ -211,7 +214,9 @@ def test_no_half_written_transaction_under_repeated_kills(server_spec: StoreSpec
         n = int(coll.get(b"n"))
         log = list(coll.scan(b"log/"))
         print(f"{server_spec.backend}: {stats}, counter={n}")
-        assert stats["kills"] > 0 and stats["unavailable"] + stats["unknown"] > 0, "no fault was injected"
+        # Kills between transactions are absorbed (stale connections replaced); the one inside is not
+        # (if the killer thread got that connection first, the transaction fails all the same).
+        assert hit_inside and stats["unavailable"] + stats["unknown"] >= 1, stats
         assert len(log) == n, "a transaction was half-written"
         assert sorted(int(v) for _, v in log) == list(range(1, n + 1)), "an increment was lost or doubled"
         assert stats["ok"] <= n <= stats["ok"] + stats["unknown"]

@@ -30,18 +30,24 @@ from .txn import COLLECTIONS, Current, GroupTxn, StateCache, sid_list
 
 MAX_GROUP = 512  # changes per KV transaction
 GATHER_WAIT = 0.002  # how long a leader waits for as many callers as the last group had
+FOLLOWER_POLL = 0.1  # a waiting caller re-checks for a leader that left without a hand-over
 
 Op = Callable[[GroupTxn], Any]
 
 
 class _Request:
-    __slots__ = ("done", "error", "op", "result")
+    """One queued call: its op, then its outcome; ``wake`` is released when it is done or must lead."""
+
+    __slots__ = ("done", "error", "lead", "op", "result", "wake")
 
     def __init__(self, op: Op):
         self.op = op
         self.result: Any = None
         self.error: Optional[BaseException] = None
         self.done = False
+        self.lead = False  # handed the leadership by the previous leader
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 class SectorStateManager:
@@ -229,27 +235,66 @@ class SectorStateManager:
             if self._closed:
                 raise SectorStateError("the sector state manager is closed")
             self._queue.append(req)
-            if self._gathering:
-                self._gather.notify()
-            while not req.done:
-                if self._leader:
-                    self._cond.wait()
-                    continue
+            lead = not self._leader
+            if lead:
                 self._leader = True
-                self._wait_for_group()
-                group = self._queue[:MAX_GROUP]
-                del self._queue[:MAX_GROUP]
-                self._last_group = len(group)
-                self._cond.release()
-                try:
-                    self._commit(group)
-                finally:
-                    self._cond.acquire()
-                    self._leader = False
-                    self._cond.notify_all()
+            elif self._gathering and len(self._queue) >= self._last_group:
+                self._gather.notify()
+        if lead or self._await(req):
+            self._lead(req)
         if req.error is not None:
             raise req.error
         return req.result
+
+    def _await(self, req: _Request) -> bool:
+        """Wait for ``req``'s group to commit (False) or for the leadership to be handed over (True).
+
+        Each caller waits on its own lock, released by the leader for exactly the callers it
+        committed and the one it hands over to: no caller is woken for nothing. The timeout only
+        covers a leadership given up without a hand-over.
+        """
+        while True:
+            woken = req.wake.acquire(timeout=FOLLOWER_POLL)
+            if req.done:
+                return False
+            if req.lead:
+                return True
+            if not woken:
+                with self._cond:
+                    if req.done or req.lead:
+                        continue
+                    if not self._leader:
+                        self._leader = True
+                        return True
+
+    def _lead(self, req: _Request) -> None:
+        """Commit groups until ``req``'s is done, then hand over to the next queued caller."""
+        while True:
+            with self._cond:
+                self._wait_for_group()
+                group = self._queue[:MAX_GROUP]
+                del self._queue[:MAX_GROUP]
+                self._last_group = max(1, len(group))
+            try:
+                self._commit(group)
+            finally:
+                for r in group:
+                    if not r.done:  # _commit itself was interrupted
+                        r.error, r.done = SectorStateError("the group commit was interrupted"), True
+                    if r is not req:
+                        r.wake.release()
+                with self._cond:
+                    if req.done or not self._queue:
+                        if self._queue:
+                            nxt = self._queue[0]
+                            nxt.lead = True
+                            nxt.wake.release()
+                        else:
+                            self._leader = False
+                            if self._closed:
+                                self._cond.notify_all()
+            if req.done:
+                return
 
     def _wait_for_group(self) -> None:
         """Give the callers of the last group a moment to queue again (hold the lock).

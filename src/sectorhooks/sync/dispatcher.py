@@ -16,6 +16,7 @@ Each round reads one batch after the cursor, calls the syncer's hooks in log ord
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -222,8 +223,18 @@ class Dispatcher:
     def _deliver_batch(self, events: List[Any]) -> None:
         s = self.settings
         self._pos = 0
+        # The first attempt runs without tenacity (the usual, successful, round costs no retry
+        # machinery); after a failure the retries follow the same backoff schedule.
+        try:
+            self._attempt(events)
+            return
+        except _Retry:
+            if self._stopping.is_set():
+                raise
+        self._sleep(min(s.backoff_base, s.backoff_max) + random.uniform(0, s.backoff_base))
         retrying = tenacity.Retrying(
-            wait=tenacity.wait_exponential(multiplier=s.backoff_base, max=s.backoff_max)
+            # attempts 2.. as numbered overall: the wait after attempt n is base * 2**(n - 1)
+            wait=tenacity.wait_exponential(multiplier=s.backoff_base * 2, max=s.backoff_max)
             + tenacity.wait_random(0, s.backoff_base),
             stop=tenacity.stop_when_event_set(self._stopping),
             retry=tenacity.retry_if_exception_type(_Retry),

@@ -2,6 +2,7 @@
 
 from .codec import dumps, from_jsonable, loads, to_jsonable
 from .errors import (
+    CommitOutcomeUnknown,
     DecodeError,
     FileStoreError,
     KeyNotFound,
@@ -19,6 +20,7 @@ from .kinds import DRIVER_KINDS, EXT_POINTS, LIFECYCLE_HOOKS, ExtPoint, Kind
 from .kvstore import Collection, KVIterator, KVStore, StoreTxn, Txn
 from .manifest import MANIFEST_FILE, Export, Manifest, check_manifest, parse_manifest
 from .markers import PROJECT_NAME, hookimpl, hookspec
+from .meta import MetaReader
 from .sector import (
     AllocatedSector,
     LatestState,
@@ -45,6 +47,7 @@ __all__ = [
     "PROJECT_NAME",
     "AllocatedSector",
     "Collection",
+    "CommitOutcomeUnknown",
     "DecodeError",
     "Export",
     "ExtPoint",
@@ -60,6 +63,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "MessageInfo",
+    "MetaReader",
     "PathType",
     "Piece",
     "PreCommitInfo",

@@ -85,6 +85,14 @@ class StoreUnavailable(KVError):
     """The backing server cannot be reached or dropped the connection; nothing was committed."""
 
 
+class CommitOutcomeUnknown(StoreUnavailable):
+    """The connection was lost while the commit was in flight: it may or may not have applied.
+
+    A subclass of ``StoreUnavailable`` so that code which only cares about "the store is gone"
+    still catches it; code that retries must not retry this one unless ``fn`` is idempotent.
+    """
+
+
 # --- file stores -----------------------------------------------------------------------
 
 

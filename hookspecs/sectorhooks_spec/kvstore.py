@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterator, Optional, Protocol, Tuple, TypeVar, runtime_checkable
 
-from .errors import StoreUnavailable
+from .errors import CommitOutcomeUnknown as CommitOutcomeUnknown  # defined with the other errors
 
 T = TypeVar("T")
 
@@ -43,14 +43,6 @@ COLLECTION_NAME_RE = re.compile(r"^[A-Za-z0-9_./-]{1,128}$")
 
 #: Longest key every bundled backend accepts (PostgreSQL and MariaDB index limits).
 MAX_KEY_SIZE = 2048
-
-
-class CommitOutcomeUnknown(StoreUnavailable):
-    """The connection was lost while the commit was in flight: it may or may not have applied.
-
-    A subclass of ``StoreUnavailable`` so that code which only cares about "the store is gone"
-    still catches it; code that retries must not retry this one unless ``fn`` is idempotent.
-    """
 
 
 #: A key and its value, as a scan yields them.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Iterable, Optional, Sequence
 
 from sectorhooks_spec.errors import (
+    CommitOutcomeUnknown,
     DecodeError,
     FileStoreError,
     KeyNotFound,
@@ -21,6 +22,7 @@ from sectorhooks_spec.errors import (
 )
 
 __all__ = [
+    "CommitOutcomeUnknown",
     "ConfigError",
     "DecodeError",
     "DuplicatePluginError",

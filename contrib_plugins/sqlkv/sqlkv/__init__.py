@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
-from .meta import MetaReader
+from sectorhooks_spec.meta import MetaReader
 
 PLUGIN = "sqlkv"
 META_KEYS = (

@@ -1,4 +1,8 @@
-"""Strict reading of ``[Common.DB.Plugin.Meta]``: every error names the plugin and the key."""
+"""Strict reading of a plugin's ``Meta`` table: every error names the plugin, the key and the fix.
+
+For plugin authors: ``MetaReader(plugin, meta, known=[...])`` rejects unknown keys with a
+suggestion and gives typed, validated access to the rest.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,18 @@ REQUIRED = object()
 class MetaReader:
     """Typed access to a meta table; unknown keys are rejected with a suggestion."""
 
-    def __init__(self, plugin: str, meta: Mapping[str, Any], known: Sequence[str]):
+    def __init__(
+        self,
+        plugin: str,
+        meta: Mapping[str, Any],
+        known: Sequence[str],
+        section: str = "[Common.DB.Plugin.Meta]",
+    ):
         if meta is None:
             meta = {}
         if not isinstance(meta, Mapping):
             raise ValueError(f"plugin {plugin!r}: meta must be a table, got {type(meta).__name__}")
-        self.plugin, self.meta = plugin, meta
+        self.plugin, self.meta, self.section = plugin, meta, section
         for key in meta:
             if key not in known:
                 close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
@@ -24,7 +34,7 @@ class MetaReader:
                 raise ValueError(f"{self._where(key)}: unknown meta key ({hint})")
 
     def _where(self, key: str) -> str:
-        return f"plugin {self.plugin!r} meta key {key!r} ([Common.DB.Plugin.Meta] {key})"
+        return f"plugin {self.plugin!r} meta key {key!r} ({self.section} {key})"
 
     def text(self, key: str, default: Any = REQUIRED, example: str = "...") -> str:
         value = self.meta.get(key, default)

@@ -15,7 +15,6 @@ import gc
 import json
 import logging
 import threading
-import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import sqlalchemy as sa
@@ -76,15 +75,11 @@ def classify(exc: BaseException) -> str:
 
 
 def create_engine(url: str) -> sa.Engine:
-    """An engine for one sink: pre-ping (a dead pooled connection is replaced), small pool.
-
-    SQLite needs no ping: a connection to a file does not go stale (and a ping would not notice
-    a replaced file either)."""
+    """An engine for one sink: pre-ping (a dead pooled connection is replaced), small pool."""
     u = sa.engine.make_url(url)
-    kwargs: Dict[str, Any] = {}
+    kwargs: Dict[str, Any] = {"pool_pre_ping": True}
     if u.get_backend_name() != "sqlite":
-        # one flush at a time
-        kwargs.update(pool_pre_ping=True, pool_size=1, max_overflow=2, pool_recycle=3600)
+        kwargs.update(pool_size=1, max_overflow=2, pool_recycle=3600)  # one flush at a time
     engine = sa.create_engine(u, **kwargs)
     backend = engine.dialect.name
     if backend == "sqlite":
@@ -136,10 +131,6 @@ class Sink:
         self._sql: Optional[Tuple[str, str]] = None
         self._schema_ok = False
         self._lock = threading.Lock()
-        # SQLite: one connection kept between flushes (no pool checkout, reset and return per
-        # flush); dropped after any error, so the next attempt starts on a fresh one.
-        self._keep = url.startswith("sqlite")
-        self._kept: Optional[sa.Connection] = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -149,7 +140,6 @@ class Sink:
 
     def close(self) -> None:
         """Dispose of the engine's connections."""
-        self._drop_kept()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -225,20 +215,9 @@ class Sink:
         return self.schema.sector_columns.index("version")
 
     def _with_retries(self, rows: List[Row], events: List[Row]) -> None:
-        """``retries`` attempts, exponential backoff; the first attempt runs without tenacity
-        (the usual, successful, case costs no retry machinery), the rest are the same schedule."""
-        try:
-            self._transaction(rows, events)
-            return
-        except Exception as exc:
-            if self.retries <= 1 or classify(exc) != "transient":
-                raise
-            self._log_retry(1, exc)
-        cap = max(self.backoff, 2.0)
-        time.sleep(min(self.backoff, cap))  # the wait after attempt 1 (wait_exponential)
         retrying = Retrying(
-            stop=stop_after_attempt(self.retries - 1),
-            wait=wait_exponential(multiplier=self.backoff * 2, max=cap),  # attempts 2.. as numbered overall
+            stop=stop_after_attempt(max(1, self.retries)),
+            wait=wait_exponential(multiplier=self.backoff, max=max(self.backoff, 2.0)),
             retry=retry_if_exception(lambda e: classify(e) == "transient"),
             before_sleep=self._before_retry,
             reraise=True,
@@ -247,10 +226,9 @@ class Sink:
 
     def _before_retry(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        self._log_retry(state.attempt_number + 1, exc)
-
-    def _log_retry(self, attempt: int, exc: Optional[BaseException]) -> None:
-        log.warning("sqlsync %s: transient error (attempt %d), retrying: %s", self.label, attempt, exc)
+        log.warning(
+            "sqlsync %s: transient error (attempt %d), retrying: %s", self.label, state.attempt_number, exc
+        )
         self._schema_ok = False  # a dropped or recreated database needs its tables again
 
     def _transaction(self, rows: List[Row], events: List[Row]) -> None:
@@ -260,32 +238,16 @@ class Sink:
         upsert, append = self._statements(engine.dialect)
         n = self.batch_size
         try:
-            if self._keep:
-                conn = self._kept
-                if conn is None:
-                    conn = self._kept = engine.connect()
-                try:
-                    with conn.begin():
-                        _execute(conn, upsert, rows, append, events, n)
-                except BaseException:
-                    self._drop_kept()
-                    raise
-            else:
-                with engine.begin() as conn:
-                    _execute(conn, upsert, rows, append, events, n)
+            with engine.begin() as conn:
+                for i in range(0, len(rows), n):
+                    conn.exec_driver_sql(upsert, rows[i : i + n])
+                for i in range(0, len(events), n):
+                    conn.exec_driver_sql(append, events[i : i + n])
         except sa.exc.DBAPIError as exc:
             if classify(exc) == "row":
                 raise RowRejected(str(exc.orig)) from exc
             self._schema_ok = False
             raise
-
-    def _drop_kept(self) -> None:
-        conn, self._kept = self._kept, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # a broken connection: the pool discards it
-                log.debug("sqlsync %s: closing a failed connection", self.label, exc_info=True)
 
     def _statements(self, dialect: sa.Dialect) -> Tuple[str, str]:
         if self._sql is None:
@@ -298,15 +260,6 @@ class Sink:
             for what in self.schema.ensure(conn, self.events):
                 log.info("sqlsync %s: %s", self.label, what)
         self._schema_ok = True
-
-
-def _execute(
-    conn: sa.Connection, upsert: str, rows: List[Row], append: str, events: List[Row], n: int
-) -> None:
-    for i in range(0, len(rows), n):
-        conn.exec_driver_sql(upsert, rows[i : i + n])
-    for i in range(0, len(events), n):
-        conn.exec_driver_sql(append, events[i : i + n])
 
 
 def _without_nul(row: Row) -> Row:

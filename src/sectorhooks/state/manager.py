@@ -8,8 +8,11 @@ the change log (``sync/log``, see :mod:`sectorhooks.sync.log`) that the syncers 
 Many workers report at once, so calls are group-committed: the first caller that finds no
 commit in progress becomes the leader, waits a moment for as many callers as the last group
 had, and runs every queued change in one KV transaction; the others wait and return once that
-transaction committed. A call that cannot apply (sector missing, wrong workspace) fails alone;
-the rest of its group commits. See :mod:`.txn` for the state cache that spares re-reading.
+transaction committed. Each caller waits on its own lock: the leader wakes exactly the callers it
+committed and hands the leadership to the next queued one (waking nobody for nothing costs less
+than the GIL hand-offs of a shared condition's ``notify_all``). A call that cannot apply (sector
+missing, wrong workspace) fails alone; the rest of its group commits. See :mod:`.txn` for the
+state cache that spares re-reading.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ GATHER_WAIT = 0.002  # how long a leader waits for as many callers as the last g
 FOLLOWER_POLL = 0.1  # a waiting caller re-checks for a leader that left without a hand-over
 
 Op = Callable[[GroupTxn], Any]
+_NAMES: Dict[Tuple[str, ...], str] = {}  # update field names -> their JSON list (log header "k")
 
 
 class _Request:
@@ -134,7 +138,13 @@ class SectorStateManager:
         """Change some fields of a sector (either workspace); returns the new state."""
         values, jsonable = check_fields(sector_id, fields)
 
-        m, n, names = sector_id.miner, sector_id.number, json.dumps(list(fields))
+        m, n = sector_id.miner, sector_id.number
+        key = tuple(fields)
+        names = _NAMES.get(key)
+        if names is None:
+            names = json.dumps(list(key))
+            if len(_NAMES) < 1024:  # combinations of updatable fields: few in practice
+                _NAMES[key] = names
 
         def op(t: GroupTxn) -> SectorState:
             old = t.require(sector_id)

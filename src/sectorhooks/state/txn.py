@@ -71,10 +71,14 @@ class StateCache:
 
     def committed(self, head: int, fresh: Dict[bytes, Current], trusted_before: bool) -> None:
         """After a commit: ``fresh`` (read or written in it) is current as of ``head``."""
-        if not trusted_before:
-            self.trusted.clear()
-        for key, cur in fresh.items():
-            self._put(self.trusted, key, cur)
+        table, size = self.trusted, self.size
+        with self._lock:
+            if not trusted_before:
+                table.clear()
+            for key, cur in fresh.items():
+                if len(table) >= size and key not in table:
+                    table.pop(next(iter(table)))
+                table[key] = cur
         self.head = head
 
     def forget(self) -> None:

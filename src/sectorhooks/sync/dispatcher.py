@@ -26,14 +26,14 @@ import tenacity
 from sectorhooks_spec import KVError, RejectedChanges, StoreUnavailable
 
 from ..config import SyncSettings
-from .log import BrokenEvent, ChangeLog, Event, LogTrimmed
+from .log import ARG_GETTERS, HOOKS, BrokenEvent, ChangeLog, Event, LogTrimmed
 from .records import LeaseLost, Records
 from .syncers import FLUSH, Lease, Syncer, describe
 
 log = logging.getLogger(__name__)
 
 RENEW_EVERY = 1.0  # seconds between lease renewals
-SAVE_EVERY = 0.25  # seconds between cursor saves while busy
+SAVE_EVERY = 1.0  # seconds between cursor saves while busy (each is a KV write transaction)
 
 
 class _Retry(Exception):
@@ -79,6 +79,8 @@ class Dispatcher:
         self._resume = False
         self._saved = -1  # cursor value last written to the KV
         self._saved_at = 0.0
+        self._plans: Dict[str, Any] = {}  # event kind -> (hook function, argument getters) or ()
+        self._plans_for: Optional[Syncer] = None
 
     @property
     def name(self) -> str:
@@ -276,9 +278,22 @@ class Dispatcher:
     def _call(self, ev: Any) -> None:
         if isinstance(ev, BrokenEvent):
             raise ev.error
-        impl = self.syncer.impls.get(ev.hook)
-        if impl is not None:
-            impl.function(*ev.args(impl.argnames, self.syncer.instance))
+        kind = ev.header["e"]
+        syncer = self.syncer
+        plans = self._plans if self._plans_for is syncer else self._new_plans(syncer)
+        plan = plans.get(kind)
+        if plan is None:
+            impl = syncer.impls.get(HOOKS[kind])  # an unknown event fails like a raising hook
+            plan = plans[kind] = (impl.function, [ARG_GETTERS[a] for a in impl.argnames]) if impl else ()
+        if plan:
+            fn, getters = plan
+            inst = syncer.instance
+            fn(*[get(ev, inst) for get in getters])
+
+    def _new_plans(self, syncer: Syncer) -> Dict[str, Any]:
+        """Per event kind: the hook's function and its argument getters (built once per syncer)."""
+        self._plans_for, self._plans = syncer, {}
+        return self._plans
 
     def _event_failed(self, ev: Any, exc: BaseException) -> bool:
         """Count a failure of ``ev``; True once it went to dead letters (delivery goes on)."""

@@ -156,7 +156,7 @@ class Event:
 
     def args(self, argnames: Sequence[str], syncer: SyncerInstance) -> List[Any]:
         """Positional arguments for an impl taking ``argnames``."""
-        return [_ARGS[name](self, syncer) for name in argnames]
+        return [ARG_GETTERS[name](self, syncer) for name in argnames]
 
 
 def _sector_id(ev: Event, syncer: SyncerInstance) -> SectorID:
@@ -170,7 +170,8 @@ def _allocated(ev: Event, syncer: SyncerInstance) -> List[AllocatedSector]:
 
 
 _WORKSPACES = {w.value: w for w in Workspace}
-_ARGS: Dict[str, Callable[[Event, SyncerInstance], Any]] = {
+#: Hook argument name -> its value for an event (the dispatcher resolves these once per hook).
+ARG_GETTERS: Dict[str, Callable[[Event, SyncerInstance], Any]] = {
     "syncer": lambda ev, syncer: syncer,
     "workspace": lambda ev, syncer: _WORKSPACES[ev.header["w"]],
     "override": lambda ev, syncer: bool(ev.header.get("o", False)),

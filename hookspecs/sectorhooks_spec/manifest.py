@@ -47,11 +47,12 @@ EXPORT_KEYS = ("extPoint", "impl")
 
 @attrs.frozen
 class Export:
-    """One ``{extPoint, impl}`` entry, with the hook it binds to."""
+    """One ``{extPoint, impl}`` entry, with the hook it binds to and its index in ``export``."""
 
     ext_point: str
     impl: str
     hook: str
+    index: int = 0
 
 
 @attrs.frozen
@@ -110,8 +111,9 @@ def load_toml(text: str, path: str) -> Tuple[Optional[Dict[str, Any]], List[Prob
 def check_manifest(data: Mapping[str, Any], path: str) -> Tuple[Optional[Manifest], List[Problem]]:
     """Validate parsed manifest data; returns the model (when buildable) and every problem.
 
-    The model is returned even when some problems are found, as long as name, kind and exports
-    could be read, so a loader can go on to check the impls against the module too.
+    The model is returned even when some problems are found, as long as name and kind could be
+    read (with the well-formed exports only), so a loader can go on to check those impls against
+    the module too. Any problem means the manifest is invalid: :func:`parse_manifest` raises.
     """
     problems: List[Problem] = []
 
@@ -176,7 +178,7 @@ def check_manifest(data: Mapping[str, Any], path: str) -> Tuple[Optional[Manifes
             if not req:
                 bad(f"requires[{i}]", "empty requirement")
 
-    exports, exports_ok = _check_exports(data.get("export", []), kind, path, problems)
+    exports = _check_exports(data.get("export", []), kind, path, problems)
 
     if kind is not None:
         exported = {e.ext_point for e in exports}
@@ -199,7 +201,7 @@ def check_manifest(data: Mapping[str, Any], path: str) -> Tuple[Optional[Manifes
                     "Give them separate functions",
                 )
 
-    if name is None or kind is None or not exports_ok:
+    if name is None or kind is None:
         return None, problems
     manifest = Manifest(
         name=name,
@@ -217,26 +219,22 @@ def check_manifest(data: Mapping[str, Any], path: str) -> Tuple[Optional[Manifes
     return manifest, problems
 
 
-def _check_exports(
-    raw: Any, kind: Optional[Kind], path: str, problems: List[Problem]
-) -> Tuple[List[Export], bool]:
-    """The well-formed exports, and whether every entry was well-formed."""
+def _check_exports(raw: Any, kind: Optional[Kind], path: str, problems: List[Problem]) -> List[Export]:
+    """The well-formed exports (a malformed entry is a problem and is left out)."""
     if not isinstance(raw, list):
         problems.append(
             Problem(
                 path, "export", "must be an array of tables", 'export = [{ extPoint = "...", impl = "..." }]'
             )
         )
-        return [], False
+        return []
     allowed = ext_points(kind) if kind is not None else {}
     exports: List[Export] = []
     seen: Dict[str, int] = {}
-    ok = True
     for i, entry in enumerate(raw):
         field = f"export[{i}]"
         if not isinstance(entry, dict):
             problems.append(Problem(path, field, "must be a table { extPoint = ..., impl = ... }"))
-            ok = False
             continue
         for key in entry:
             if key not in EXPORT_KEYS:
@@ -246,7 +244,6 @@ def _check_exports(
         point, impl = entry.get("extPoint"), entry.get("impl")
         if not isinstance(point, str):
             problems.append(Problem(path, f"{field}.extPoint", "missing or not a string"))
-            ok = False
         if not isinstance(impl, str) or not _IDENT_RE.fullmatch(impl):
             problems.append(
                 Problem(
@@ -256,7 +253,6 @@ def _check_exports(
                     "name a top-level function",
                 )
             )
-            ok = False
         if not isinstance(point, str) or not isinstance(impl, str):
             continue
         if kind is None:
@@ -271,7 +267,6 @@ def _check_exports(
                     _suggest(point, allowed),
                 )
             )
-            ok = False
             continue
         if point in seen:
             problems.append(
@@ -279,11 +274,10 @@ def _check_exports(
                     path, f"{field}.extPoint", f"{point!r} is exported twice (also export[{seen[point]}])"
                 )
             )
-            ok = False
             continue
         seen[point] = i
-        exports.append(Export(point, impl, spec.hook))
-    return exports, ok
+        exports.append(Export(point, impl, spec.hook, i))
+    return exports
 
 
 def parse_manifest(text: str, path: str = MANIFEST_FILE) -> Manifest:

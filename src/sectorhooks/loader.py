@@ -305,7 +305,7 @@ def bind(
     path = candidate.manifest_path
     impls: Dict[str, Callable[..., Any]] = {}
     opts: Dict[str, Dict[str, Any]] = {}
-    fields = {e.hook: f"export[{i}].impl" for i, e in enumerate(manifest.exports)}
+    fields = {e.hook: f"export[{e.index}].impl" for e in manifest.exports}
     fields.update({"plugin_init": "onInit", "plugin_shutdown": "onShutdown"})
     for hook, fname in manifest.bindings().items():
         field = fields[hook]

@@ -278,6 +278,30 @@ def test_every_problem_of_a_manifest_is_reported_at_once(tmp_path: Path) -> None
     assert "6 problem(s)" in record.error
 
 
+def test_a_malformed_export_entry_does_not_hide_the_other_entries_impl_problems(tmp_path: Path) -> None:
+    manifest = (
+        'name = "half"\nkind = "SyncSectorState"\n'
+        "export = [\n"
+        '  { extPoint = "OnImport", impl = "on_import" },\n'
+        '  { extPoint = "OnUpdat", impl = "on_update" },\n'
+        '  { extPoint = "OnInit", impl = "missing_fn" },\n'
+        '  { extPoint = "OnFinalize", impl = "on_finalize" },\n'
+        '  { extPoint = "OnRestore", impl = "on_restore" },\n'
+        '  { extPoint = "OnUpdate", impl = "on_update" },\n'
+        "]\n"
+    )
+    write_plugin(tmp_path, "half", manifest, SYNC_MODULE)
+    record = load_host(tmp_path).records["half"]
+    assert record.status is PluginStatus.INVALID
+    by_field = {p.field: p.message for p in record.problems}
+    # fields carry the entry's index in the file, not among the valid entries
+    assert set(by_field) == {"export[1].extPoint", "export[2].impl"}
+    assert "'OnUpdat' is not an extension point" in by_field["export[1].extPoint"]
+    assert "'missing_fn' not found" in by_field["export[2].impl"]
+    assert record.bound is None
+    assert "half" not in {i.plugin for i in load_host(tmp_path).impls("sync_on_import")}
+
+
 def test_static_problems_are_all_collected_by_parse_manifest() -> None:
     text = 'name = "9bad"\nkind = "KVStor"\nonInit = "not a name"\nfoo = 1\nexport = "x"\n'
     with pytest.raises(ManifestError) as info:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import zipfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import click
 from rich.markup import escape
@@ -177,7 +179,8 @@ def check_path(path: Path) -> List[str]:
             continue
         assert candidate is not None
         host = PluginHost(_isolated_config())
-        record = host.add(candidate)
+        with _quiet_host_logs():  # every problem is printed below; the host's log would repeat it
+            record = host.add(candidate)
         problems += [str(p) for p in record.problems]
         for orphan in host.orphans:
             problems += [str(p) for p in orphan.problems]
@@ -185,6 +188,17 @@ def check_path(path: Path) -> List[str]:
             problems.append(record.error)
     # an unreadable manifest is both the record's problem and an orphan error: print it once
     return list(dict.fromkeys(problems))
+
+
+@contextlib.contextmanager
+def _quiet_host_logs() -> Iterator[None]:
+    logger = logging.getLogger("sectorhooks.host")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _isolated_config() -> HostConfig:

@@ -18,8 +18,9 @@ import threading
 from bisect import bisect_left, insort
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
-from sectorhooks_spec.errors import KeyNotFound, KVError
+from sectorhooks_spec.errors import KVError
 from sectorhooks_spec.kvstore import (
+    GetFromPeek,
     check_collection_name,
     check_key,
     check_value,
@@ -152,19 +153,13 @@ class MemStore:
             start, inclusive = items[-1][0], False
 
 
-class MemTxn:
+class MemTxn(GetFromPeek):
     """One collection's view inside a transaction."""
 
     def __init__(self, parent: MemStoreTxn, name: str):
         self._parent = parent
         self._data = parent.store._get_data(name)
         self.name = name
-
-    def get(self, key: bytes) -> bytes:
-        value = self.peek(key)
-        if value is None:
-            raise KeyNotFound(self.name, key)
-        return value
 
     def peek(self, key: bytes) -> Optional[bytes]:
         self._parent.check()
@@ -220,7 +215,7 @@ class MemStoreTxn:
         self.undo.clear()
 
 
-class MemCollection:
+class MemCollection(GetFromPeek):
     """A named collection; plain operations are each their own (locked) transaction."""
 
     def __init__(self, store: MemStore, name: str):
@@ -229,12 +224,6 @@ class MemCollection:
 
     def __repr__(self) -> str:
         return f"<memdb collection {self.name!r}>"
-
-    def get(self, key: bytes) -> bytes:
-        value = self.peek(key)
-        if value is None:
-            raise KeyNotFound(self.name, key)
-        return value
 
     def peek(self, key: bytes) -> Optional[bytes]:
         key = check_key(key)

@@ -25,9 +25,10 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from sectorhooks_spec.errors import KeyNotFound, KVError, StoreUnavailable, TransactionConflict
+from sectorhooks_spec.errors import KVError, StoreUnavailable, TransactionConflict
 from sectorhooks_spec.kvstore import (
     CommitOutcomeUnknown,
+    GetFromPeek,
     check_collection_name,
     check_key,
     check_value,
@@ -342,17 +343,11 @@ class RedisStoreTxn:
         self.store.pool.release(conn)
 
 
-class RedisTxn:
+class RedisTxn(GetFromPeek):
     """One collection inside a :class:`RedisStoreTxn`."""
 
     def __init__(self, parent: RedisStoreTxn, name: str):
         self._parent, self.name = parent, name
-
-    def get(self, key: bytes) -> bytes:
-        value = self.peek(key)
-        if value is None:
-            raise KeyNotFound(self.name, key)
-        return value
 
     def peek(self, key: bytes) -> Optional[bytes]:
         return self._parent.read(self.name, check_key(key))
@@ -368,7 +363,7 @@ class RedisTxn:
         return self._parent.scan(self.name, prefix)
 
 
-class RedisCollection:
+class RedisCollection(GetFromPeek):
     """A named collection; plain operations are single commands or one ``MULTI``."""
 
     def __init__(self, store: RedisStore, name: str):
@@ -376,12 +371,6 @@ class RedisCollection:
 
     def __repr__(self) -> str:
         return f"<rediskv collection {self.name!r} in {self._store.where}>"
-
-    def get(self, key: bytes) -> bytes:
-        value = self.peek(key)
-        if value is None:
-            raise KeyNotFound(self.name, key)
-        return value
 
     def peek(self, key: bytes) -> Optional[bytes]:
         dk = self._store.data_key(self.name, check_key(key))

@@ -34,7 +34,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterator, Optional, Protocol, Tuple, TypeVar, runtime_checkable
 
-from .errors import CommitOutcomeUnknown as CommitOutcomeUnknown  # defined with the other errors
+from .errors import CommitOutcomeUnknown as CommitOutcomeUnknown
+from .errors import KeyNotFound  # defined with the other errors
 
 T = TypeVar("T")
 
@@ -179,3 +180,17 @@ def prefix_upper_bound(prefix: bytes) -> Optional[bytes]:
     if not stripped:
         return None
     return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class GetFromPeek:
+    """Mixin for backend authors: ``get`` in terms of the class's own ``peek`` and ``name``."""
+
+    name: str
+    peek: Callable[[bytes], Optional[bytes]]
+
+    def get(self, key: bytes) -> bytes:
+        """Value of ``key``; raises ``KeyNotFound`` when missing."""
+        value = self.peek(key)
+        if value is None:
+            raise KeyNotFound(self.name, key)
+        return value

@@ -40,10 +40,11 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql as my
 
-from sectorhooks_spec.errors import KeyNotFound, KVError, StoreUnavailable, TransactionConflict
+from sectorhooks_spec.errors import KVError, StoreUnavailable, TransactionConflict
 from sectorhooks_spec.kvstore import (
     MAX_KEY_SIZE,
     CommitOutcomeUnknown,
+    GetFromPeek,
     check_collection_name,
     check_key,
     check_value,
@@ -595,18 +596,12 @@ class SQLStoreTxn:
             lo, inclusive, n = rows[-1][0], False, min(n * 2, SCAN_MAX)
 
 
-class SQLTxn:
+class SQLTxn(GetFromPeek):
     """One collection inside a :class:`SQLStoreTxn`."""
 
     def __init__(self, parent: SQLStoreTxn, name: str):
         self._parent, self.name = parent, name
         self._buf = parent.buffer(name)
-
-    def get(self, key: bytes) -> bytes:
-        value = self.peek(key)
-        if value is None:
-            raise KeyNotFound(self.name, key)
-        return value
 
     def peek(self, key: bytes) -> Optional[bytes]:
         return self._parent.read(self.name, check_key(key))
@@ -626,7 +621,7 @@ class SQLTxn:
         return self._parent.scan(self.name, prefix)
 
 
-class SQLCollection:
+class SQLCollection(GetFromPeek):
     """A named collection; plain operations are single autocommit statements."""
 
     def __init__(self, store: SQLStore, name: str):
@@ -634,12 +629,6 @@ class SQLCollection:
 
     def __repr__(self) -> str:
         return f"<sqlkv collection {self.name!r} in {self._store.where}>"
-
-    def get(self, key: bytes) -> bytes:
-        value = self.peek(key)
-        if value is None:
-            raise KeyNotFound(self.name, key)
-        return value
 
     def peek(self, key: bytes) -> Optional[bytes]:
         key = check_key(key)

@@ -157,3 +157,23 @@ def test_decoding_bad_data_names_the_field(data: Dict[str, Any], fragment: str) 
 def test_decoding_invalid_json_text_is_a_decode_error() -> None:
     with pytest.raises(DecodeError, match="SectorID: not valid JSON"):
         loads(SectorID, "{nope")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    full_builds(SectorState),
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.floats(min_value=1e9, max_value=4e9),
+        st.sampled_from([0.0, -0.0, 1e-4, 9.9e-5, 1e16, 9.999999999999998e15, 1e-300]),
+        st.integers(-(2**70), 2**70),
+    ),
+)
+def test_state_manager_json_is_exactly_codec_dumps(state: SectorState, updated_at: Any) -> None:
+    """The state manager's encoder (msgspec where it spells alike) gives exactly ``codec.dumps``."""
+    from sectorhooks.state.txn import _json_dumps, to_json
+
+    data = to_jsonable(state)
+    assert to_json(data) == dumps(state)
+    data["updated_at"] = updated_at  # every float spelling, in and out of the fast range
+    assert to_json(data) == _json_dumps(data)

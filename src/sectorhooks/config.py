@@ -62,7 +62,8 @@ class SyncSettings:
     batch_size: int = 1000
     max_attempts: int = 5
     on_failure: str = "dead-letter"  # or "stop"
-    poll_interval: float = 0.05
+    poll_interval: float = 0.05  # idle: how often to look for entries written by other processes
+    linger: float = 0.25  # busy: how long a partial batch waits to grow (fewer, larger flushes)
     backoff_base: float = 0.05
     backoff_max: float = 5.0
 
@@ -253,7 +254,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         path,
         common.table_of("Sync"),
         "Common.Sync",
-        ["BatchSize", "MaxAttempts", "OnFailure", "PollInterval", "BackoffBase", "BackoffMax"],
+        ["BatchSize", "MaxAttempts", "OnFailure", "PollInterval", "Linger", "BackoffBase", "BackoffMax"],
     )
     on_failure = syr.get("OnFailure", str, "dead-letter")
     if on_failure not in ("dead-letter", "stop"):
@@ -265,6 +266,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         max_attempts=syr.get("MaxAttempts", int, 5),
         on_failure=on_failure,
         poll_interval=syr.get("PollInterval", float, 0.05),
+        linger=syr.get("Linger", float, 0.25),
         backoff_base=syr.get("BackoffBase", float, 0.05),
         backoff_max=syr.get("BackoffMax", float, 5.0),
     )

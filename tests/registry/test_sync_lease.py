@@ -32,7 +32,12 @@ def _config(tmp: Path, plugin: str, meta: dict) -> HostConfig:
         db=DBConfig(plugin_name=plugin, meta=dict(meta)),
         syncers=(SyncerConfig("mirror", "sqlsync", {"url": f"sqlite:///{tmp / 'mirror.sqlite3'}"}),),
         sync=SyncSettings(
-            batch_size=100, max_attempts=3, poll_interval=0.02, backoff_base=0.01, backoff_max=0.1
+            batch_size=100,
+            max_attempts=3,
+            poll_interval=0.02,
+            linger=0.02,
+            backoff_base=0.01,
+            backoff_max=0.1,
         ),
     )
 

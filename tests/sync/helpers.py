@@ -17,7 +17,9 @@ CONTRIB = ROOT / "contrib_plugins"
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 
 #: Fast settings for tests: small backoff, few attempts.
-FAST = SyncSettings(batch_size=200, max_attempts=3, poll_interval=0.02, backoff_base=0.01, backoff_max=0.1)
+FAST = SyncSettings(
+    batch_size=200, max_attempts=3, poll_interval=0.02, linger=0.02, backoff_base=0.01, backoff_max=0.1
+)
 
 
 def make_config(

@@ -15,6 +15,12 @@ MariaDB       ``REPEATABLE READ`` with every      ``WITH CONSISTENT SNAPSHOT, RE
               locks): deadlocks are the conflicts
 ============  ==================================  =========================================
 
+SQLite writers of one process also take a process-wide lock first (a queue, woken the moment the
+previous writer commits): only writers of *other* processes meet SQLite's busy handler, which
+sleeps 1, 2, 5, 10... ms between tries however soon the lock frees. Under a steady writer (the
+state manager's group commit) a cursor save or a log trim would otherwise stall it for those
+sleeps.
+
 Conflicts (40001/40P01/55P03, InnoDB 1213/1205, SQLite busy) become ``TransactionConflict``;
 a lost connection ``StoreUnavailable`` before the commit and ``CommitOutcomeUnknown`` during it.
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -296,6 +303,8 @@ class SQLStore:
         self.pool_timeout = pool_timeout
         self.table = _make_table(table)
         self._begin = _BEGIN[self.kind]
+        # One SQLite writer at a time in this process, queued here (see the module doc).
+        self._writer: Optional[threading.Lock] = threading.Lock() if self.kind == "sqlite" else None
         self._collections: Dict[str, SQLCollection] = {}
         self._closed = False
         self._create_table()
@@ -413,7 +422,31 @@ class SQLStore:
                 if attempt >= 2:  # one retry on a fresh connection: the stale ones were retired
                     raise
 
+    @contextmanager
+    def _write_slot(self) -> Iterator[None]:
+        """Hold this process's SQLite write lock (no-op on servers); a wait past lock_timeout
+        is a ``TransactionConflict``, as SQLite's own busy timeout would be."""
+        lock = self._writer
+        if lock is None:
+            yield
+            return
+        if not lock.acquire(timeout=self.lock_timeout):
+            raise TransactionConflict(
+                f"plugin {PLUGIN!r} ({self.where}): waited lock_timeout={self.lock_timeout}s for "
+                "another write transaction of this process; nothing was written, retry"
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+
     def _run(self, fn: Callable[[SQLStoreTxn], T], write: bool) -> T:
+        if write and self._writer is not None:
+            with self._write_slot():
+                return self._run_txn(fn, write)
+        return self._run_txn(fn, write)
+
+    def _run_txn(self, fn: Callable[[SQLStoreTxn], T], write: bool) -> T:
         conn = self._begin_txn(write)
         txn = SQLStoreTxn(self, conn, write)
         try:
@@ -645,7 +678,8 @@ class SQLCollection(GetFromPeek):
         self._exec(self._store.sql.delete.sql, self._store.sql.delete.bind({"c": self.name, "k": key}))
 
     def _exec(self, sql: str, params: Sequence[Any]) -> None:
-        self._store._plain("write", lambda conn: conn.cur.execute(sql, params))
+        with self._store._write_slot():
+            self._store._plain("write", lambda conn: conn.cur.execute(sql, params))
 
     def scan(self, prefix: bytes = b"") -> Iterator[Item]:
         return self._store.scan_plain(self.name, prefix)

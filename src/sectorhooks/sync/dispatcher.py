@@ -171,8 +171,7 @@ class Dispatcher:
                     self._wake.wait(s.poll_interval)
                     self._wake.clear()
                 elif n < s.batch_size:
-                    # Let a few more entries gather: fewer, larger flushes and cursor writes.
-                    self._stopping.wait(s.poll_interval)
+                    self._linger()
         except Exception:  # a bug: keep the host alive, show it in status
             log.exception("syncer %r dispatcher crashed", self.name)
             self.state = "crashed"
@@ -185,6 +184,25 @@ class Dispatcher:
             if self.lease is not None and self._holding:
                 self.lease.release()
                 self._holding = False
+
+    def _linger(self) -> None:
+        """Busy: let the next batch grow, for up to ``linger`` seconds (fewer, larger flushes
+        and cursor writes; a sink rewrites each hot page once per flush, not once per change).
+
+        Ends early once a full batch waits, or when the writers went quiet (no commit seen for
+        ``poll_interval``), so the last changes of a burst are not held back.
+        """
+        s = self.settings
+        deadline = time.monotonic() + s.linger
+        seen = self.log.newest
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.wait(min(s.poll_interval, left)):
+                return
+            newest = self.log.newest
+            if newest == seen or newest - self.cursor >= s.batch_size:
+                return
+            seen = newest
 
     def load_cursor(self) -> None:
         """Read the cursor from the KV; start at the log's beginning, or backfill if it was trimmed."""

@@ -280,6 +280,17 @@ class ChangeLog:
             self.remember(events)  # near the head: others will want them; old ones would evict those
         return events
 
+    @property
+    def newest(self) -> int:
+        """The highest seq this process saw committed (0 before any); other processes' commits
+        are not seen here."""
+        return self._newest
+
+    def saw(self, head: int) -> None:
+        """A commit of this process moved the head to ``head``."""
+        if head > self._newest:
+            self._newest = head
+
     def remember(self, items: Sequence[Any]) -> None:
         """Keep recent entries (``(seq, raw)`` as committed, or parsed events) for the readers."""
         if not self._shared or not items:

@@ -115,6 +115,7 @@ class SyncService:
 
     def _on_commit(self, head: int, entries: Sequence[Tuple[int, bytes]]) -> None:
         self.log.remember(entries)  # dispatchers that keep up never read them back from the KV
+        self.log.saw(head)
         for d in self._dispatchers.values():
             d.notify()
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from sectorhooks_spec import Rejected
+from sectorhooks_spec.sqlbatch import MultiRow
 
 from .rows import Row, version_and_time
 from .schema import Schema
@@ -130,6 +131,7 @@ class Sink:
         self.backoff = backoff
         self._engine: Optional[sa.Engine] = None
         self._sql: Optional[Tuple[str, str]] = None
+        self._multi: Optional[Tuple[MultiRow, MultiRow]] = None
         self._schema_ok = False
         self._lock = threading.Lock()
 
@@ -240,6 +242,11 @@ class Sink:
         n = self.batch_size
         try:
             with engine.begin() as conn:
+                if self._multi is not None:  # SQLite: a few multi-row statements (sqlbatch)
+                    for multi, part in zip(self._multi, (rows, events)):
+                        for sql, params in multi.chunks(part):
+                            conn.exec_driver_sql(sql, params)
+                    return
                 for i in range(0, len(rows), n):
                     conn.exec_driver_sql(upsert, rows[i : i + n])
                 for i in range(0, len(events), n):
@@ -253,6 +260,11 @@ class Sink:
     def _statements(self, dialect: sa.Dialect) -> Tuple[str, str]:
         if self._sql is None:
             self._sql = (self.schema.upsert_sql(dialect), self.schema.events_sql(dialect))
+            if dialect.name == "sqlite":
+                self._multi = (
+                    MultiRow(self._sql[0], len(self.schema.sector_columns)),
+                    MultiRow(self._sql[1], len(self.schema.event_columns)),
+                )
         return self._sql
 
     def ensure_schema(self) -> None:

@@ -57,6 +57,7 @@ from sectorhooks_spec.kvstore import (
     check_value,
     prefix_upper_bound,
 )
+from sectorhooks_spec.sqlbatch import MultiRow
 
 PLUGIN = "sqlkv"
 #: Buffered writes are sent to the database once this many (or this many value bytes) are pending.
@@ -120,10 +121,13 @@ class _Conn:
 
 
 def _execute(conn: _Conn, stmt: _Stmt, columns: Tuple[str, ...], rows: List[tuple]) -> None:
-    """One row: execute (psycopg's executemany enters pipeline mode, slower for one); more: executemany."""
+    """One row: execute (psycopg's executemany enters pipeline mode, slower for one); more:
+    multi-row statements on SQLite (see ``sectorhooks_spec.sqlbatch``), else executemany."""
     params = stmt.bind_rows(columns, rows)
     if len(params) == 1:
         conn.cur.execute(stmt.sql, params[0])
+    elif stmt.multi is not None:
+        stmt.multi.execute(conn.cur, params)
     else:
         conn.cur.executemany(stmt.sql, params)
 
@@ -131,14 +135,16 @@ def _execute(conn: _Conn, stmt: _Stmt, columns: Tuple[str, ...], rows: List[tupl
 class _Stmt:
     """A Core statement compiled once for a dialect, bound by name, run as driver SQL."""
 
-    __slots__ = ("defaults", "names", "positional", "sql")
+    __slots__ = ("defaults", "multi", "names", "positional", "sql")
 
-    def __init__(self, stmt: Any, dialect: Any):
+    def __init__(self, stmt: Any, dialect: Any, multi_row: bool = False):
         compiled = stmt.compile(dialect=dialect)
         self.sql: str = compiled.string
         self.positional = bool(dialect.positional)
         self.names: Tuple[str, ...] = tuple(compiled.positiontup or ())
         self.defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        # SQLite inserts of many rows: a few multi-row statements instead of a step per row.
+        self.multi = MultiRow(self.sql, len(self.names)) if multi_row and dialect.name == "sqlite" else None
 
     def bind(self, values: Dict[str, Any]) -> Any:
         if self.positional:
@@ -187,7 +193,7 @@ class _Statements:
         self.get = _Stmt(get, dialect)
         self.get_lock = _Stmt(get.with_for_update(), dialect) if kind == "mysql" else self.get
         self.delete = _Stmt(sa.delete(table).where(key_eq), dialect)
-        self.upsert = _Stmt(self._upsert(), dialect)
+        self.upsert = _Stmt(self._upsert(), dialect, multi_row=True)
         self._scans: Dict[Tuple[bool, bool, bool], _Stmt] = {}
 
     def _upsert(self) -> Any:

@@ -59,7 +59,7 @@ def _config(data: Path, syncers: Sequence[Tuple[str, Dict[str, Any]]], sync: str
             plugin_name="sqlkv", meta={"url": f"sqlite:///{data / 'kv.sqlite3'}", "synchronous": sync}
         ),
         syncers=tuple(SyncerConfig(name, "sqlsync", meta) for name, meta in syncers),
-        sync=SyncSettings(batch_size=1000, poll_interval=0.05, backoff_base=0.05, backoff_max=1.0),
+        sync=SyncSettings(backoff_max=1.0),  # the shipped defaults (BatchSize, Linger, PollInterval)
     )
 
 

@@ -59,7 +59,7 @@ class SyncerConfig:
 class SyncSettings:
     """``[Common.Sync]``: dispatcher tuning shared by all syncers."""
 
-    batch_size: int = 1000
+    batch_size: int = 5000
     max_attempts: int = 5
     on_failure: str = "dead-letter"  # or "stop"
     poll_interval: float = 0.05  # idle: how often to look for entries written by other processes
@@ -262,7 +262,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
             path, "Common.Sync.OnFailure", f"unknown value {on_failure!r}", 'use "dead-letter" or "stop"'
         )
     sync = SyncSettings(
-        batch_size=syr.get("BatchSize", int, 1000),
+        batch_size=syr.get("BatchSize", int, 5000),
         max_attempts=syr.get("MaxAttempts", int, 5),
         on_failure=on_failure,
         poll_interval=syr.get("PollInterval", float, 0.05),

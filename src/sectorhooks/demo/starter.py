@@ -122,10 +122,11 @@ Weight = 1
 # Meta = {{ url = "mysql+pymysql://root@127.0.0.1:3306/test" }}
 
 [Common.Sync]
-BatchSize = 1000                       # events per dispatch (then Flush, then the cursor moves)
+BatchSize = 5000                       # events per dispatch (then Flush, then the cursor moves)
 MaxAttempts = 5                        # tries per event before it becomes a dead letter
 OnFailure = "dead-letter"              # or "stop": halt that syncer on a poisoned event
 PollInterval = 0.05                    # seconds between polls of an idle log
+Linger = 0.25                          # busy: seconds a partial batch may wait to grow
 BackoffBase = 0.05                     # retry backoff: first delay, seconds
 BackoffMax = 5.0                       # retry backoff: longest delay, seconds
 

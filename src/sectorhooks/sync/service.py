@@ -30,6 +30,7 @@ from .syncers import Lease, describe, resolve_syncers
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL = 1.0
+SHARED_MAX = 4096  # recent parsed entries kept for the dispatchers (~3 KB each)
 
 
 class SyncService:
@@ -48,7 +49,7 @@ class SyncService:
         self.store = store
         self.config = config
         self.settings = config.sync
-        self.log = ChangeLog(store, shared=2 * self.settings.batch_size)
+        self.log = ChangeLog(store, shared=min(2 * self.settings.batch_size, SHARED_MAX))
         self.records = Records(store)
         self.trim_interval = trim_interval
         self._progress = threading.Condition()

@@ -109,7 +109,7 @@ def bench_ours(per_thread: int, sectors: int, sync: str) -> Tuple[float, float]:
     """(changes/s until every sink caught up, changes/s of the writers alone)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     try:
-        with Runtime.open(_config(tmp, _sinks(tmp), sync), filestores=False) as rt:
+        with Runtime.open(_config(tmp, _sinks(tmp), sync), filestores=False, freeze_gc=True) as rt:
             _init(rt, sectors)
             if not rt.sync.wait_idle(120):
                 raise RuntimeError("sinks did not take the initial states")
@@ -133,7 +133,9 @@ def bench_naive(per_thread: int, sectors: int, sync: str) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="bench-naive-"))
     try:
         sinks = _sinks(tmp)
-        with Runtime.open(_config(tmp, sinks, sync), start_sync=False, filestores=False) as rt:
+        with Runtime.open(
+            _config(tmp, sinks, sync), start_sync=False, filestores=False, freeze_gc=True
+        ) as rt:
             on_update = rt.host.impl("sqlsync", "sync_on_update")
             on_init = rt.host.impl("sqlsync", "sync_on_init")
             flush = rt.host.impl("sqlsync", "sync_flush")

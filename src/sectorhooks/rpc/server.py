@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def open_runtime(config: HostConfig, *, start_sync: bool = True) -> Iterator[Any]:
+def open_runtime(config: HostConfig, *, start_sync: bool = True, freeze_gc: bool = False) -> Iterator[Any]:
     """The lead's :class:`~sectorhooks.runtime.Runtime` (``.host``, ``.kv``, ``.state``, ``.sync``)."""
     from ..runtime import Runtime
 
-    with Runtime.open(config, start_sync=start_sync, filestores=False) as rt:
+    with Runtime.open(config, start_sync=start_sync, filestores=False, freeze_gc=freeze_gc) as rt:
         yield rt
 
 
@@ -108,7 +108,7 @@ def serve(
     gate_factory: Optional[Callable[[Any], Gate]] = None,
     limits: Optional[Limits] = None,
     out: TextIO = sys.stdout,
-    runtime_factory: Callable[..., Any] = open_runtime,
+    runtime_factory: Optional[Callable[..., Any]] = None,
     log_level: str = "warning",
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown).
@@ -128,7 +128,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, _on_term)
     try:
-        with runtime_factory(config) as rt:
+        opened = runtime_factory(config) if runtime_factory else open_runtime(config, freeze_gc=True)
+        with opened as rt:
             gate = gate_factory(rt) if gate_factory is not None else None
             app = build_app(rt, tokens=TokenStore(rt.kv), gate=gate, limits=limits, dev_mode=dev_mode)
             sock = bind(host, port)

@@ -604,19 +604,24 @@ class SQLStoreTxn:
             self.flush()
 
     def flush(self) -> None:
-        """Send buffered writes: one executemany of upserts and one of deletes per collection."""
+        """Send buffered writes: the upserts of every collection at once, then the deletes."""
         if not self._pending:
             return
         sql, conn = self._store.sql, self._conn
         with self._store._errors("write", conn):
+            ups: List[Tuple[str, bytes, bytes]] = []
+            dels: List[Tuple[str, bytes]] = []
             for name, buf in self._buf.items():
-                ups = [(name, k, v) for k, v in buf.items() if v is not None]
-                if ups:
-                    _execute(conn, sql.upsert, ("c", "k", "v"), ups)
-                dels = [(name, k) for k, v in buf.items() if v is None]
-                if dels:
-                    _execute(conn, sql.delete, ("c", "k"), dels)
+                for k, v in buf.items():
+                    if v is None:
+                        dels.append((name, k))
+                    else:
+                        ups.append((name, k, v))
                 buf.clear()
+            if ups:
+                _execute(conn, sql.upsert, ("c", "k", "v"), ups)
+            if dels:
+                _execute(conn, sql.delete, ("c", "k"), dels)
         self._pending = self._pending_bytes = 0
 
     def scan(self, name: str, prefix: bytes) -> Iterator[Item]:

@@ -6,8 +6,9 @@ host with busy threads every row then costs two thread switches. :class:`MultiRo
 over chunks of rows (same rows, same order, same ``ON CONFLICT`` clause): one step per chunk.
 
 Chunks are a full size (as many rows as SQLite's parameter limit allows) and, for the rest,
-powers of two, so a plugin only ever prepares a handful of distinct statements, which the
-``sqlite3`` module keeps in its statement cache.
+the exact count up to :data:`EXACT_UP_TO` rows, else powers of two: a plugin prepares at most
+a few dozen distinct statements, which the ``sqlite3`` module keeps in its statement cache
+(128 per connection), and a small batch is one statement.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any, Dict, Iterator, Sequence, Tuple
 MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 #: More rows per statement than this gains nothing measurable and makes each statement big.
 MAX_ROWS = 512
+#: A rest of up to this many rows is one statement of exactly that many rows.
+EXACT_UP_TO = 32
 
 
 class MultiRow:
@@ -54,7 +57,12 @@ class MultiRow:
         i, n = 0, len(rows)
         while i < n:
             left = n - i
-            size = self.full if left >= self.full else 1 << (left.bit_length() - 1)
+            if left >= self.full:
+                size = self.full
+            elif left <= EXACT_UP_TO:
+                size = left
+            else:
+                size = 1 << (left.bit_length() - 1)
             part = rows[i : i + size]
             yield self.sql(size), tuple(chain.from_iterable(part))
             i += size

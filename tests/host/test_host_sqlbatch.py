@@ -38,10 +38,12 @@ def test_multi_row_upsert_leaves_what_executemany_leaves(rows: List[Tuple], max_
     assert many.execute(dump).fetchall() == one.execute(dump).fetchall()
 
 
-@pytest.mark.parametrize(
-    ("n", "sizes"), [(0, []), (1, [1]), (5, [4, 1]), (512, [512]), (1000, [512, 256, 128, 64, 32, 8])]
-)
-def test_chunks_are_full_size_then_powers_of_two(n: int, sizes: List[int]) -> None:
+CHUNKS = [(0, []), (1, [1]), (5, [5]), (32, [32]), (33, [32, 1]), (512, [512])]
+CHUNKS.append((1000, [512, 256, 128, 64, 32, 8]))
+
+
+@pytest.mark.parametrize(("n", "sizes"), CHUNKS)
+def test_chunks_are_full_then_powers_of_two_then_exact(n: int, sizes: List[int]) -> None:
     m = MultiRow(UPSERT, 3)
     chunks = list(m.chunks([(i, "x", 1) for i in range(n)]))
     assert [len(params) // 3 for _, params in chunks] == sizes

@@ -89,7 +89,6 @@ def create_engine(url: str) -> sa.Engine:
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout = 5000")
-            cur.execute("PRAGMA cache_size = -65536")
             if u.database and u.database != ":memory:":
                 cur.execute("PRAGMA journal_mode = WAL")
             cur.close()

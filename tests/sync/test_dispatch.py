@@ -174,6 +174,11 @@ def test_sink_down_retries_without_dead_letters_then_catches_up(tmp_path: Path, 
         assert status["a"]["state"] == "retrying" and status["a"]["lag_events"] == head
         assert status["a"]["lag_seconds"] is not None and status["a"]["lag_seconds"] >= 0
         assert status["a"]["dead_letters"] == 0
+        # A down sink retries a short batch; its backlog stays in the log, not in memory.
+        from sectorhooks.sync.dispatcher import RETRY_BATCH
+
+        assert RETRY_BATCH < FAST.batch_size
+        assert rt.sync.dispatcher("a")._limit <= RETRY_BATCH < rt.sync.dispatcher("b")._limit
         rec.DOWN["a"] = False
         assert rt.sync.wait_idle(30)
         assert rec.read_rows("a") == kv_rows(rt.state)

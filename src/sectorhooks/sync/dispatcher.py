@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 RENEW_EVERY = 1.0  # seconds between lease renewals
 SAVE_EVERY = 1.0  # seconds between cursor saves while busy (each is a KV write transaction)
+RETRY_BATCH = 100  # entries a failed round keeps retrying (the rest waits in the log)
 
 
 class _Retry(Exception):
@@ -81,6 +82,7 @@ class Dispatcher:
         self._saved_at = 0.0
         self._plans: Dict[str, Any] = {}  # event kind -> (hook function, argument getters) or ()
         self._plans_for: Optional[Syncer] = None
+        self._limit = min(settings.batch_size, RETRY_BATCH)  # entries per read (slow start)
 
     @property
     def name(self) -> str:
@@ -170,7 +172,7 @@ class Dispatcher:
                 if n == 0:
                     self._wake.wait(s.poll_interval)
                     self._wake.clear()
-                elif n < s.batch_size:
+                elif n < self._limit:
                     self._linger()
         except Exception:  # a bug: keep the host alive, show it in status
             log.exception("syncer %r dispatcher crashed", self.name)
@@ -200,7 +202,7 @@ class Dispatcher:
             if left <= 0 or self._stopping.wait(min(s.poll_interval, left)):
                 return
             newest = self.log.newest
-            if newest == seen or newest - self.cursor >= s.batch_size:
+            if newest == seen or newest - self.cursor >= self._limit:
                 return
             seen = newest
 
@@ -230,27 +232,36 @@ class Dispatcher:
     def step(self) -> int:
         """Deliver the next batch (with retries); returns how many entries it covered."""
         with self.lock:
-            events = self.log.events(self.cursor, self.settings.batch_size)
+            events = self.log.events(self.cursor, self._limit)
             if not events:
                 if self.state != "stopped":
                     self.state = "idle"
                 self.save_cursor()
                 return 0
             self.state = "running"
-            self._deliver_batch(events)
+            failed = self._deliver_batch(events)
+            # Slow start: a round that needed retries shrinks the next read, each clean round
+            # doubles it up to batch_size (a failing sink never holds a full batch in memory).
+            limit = self.settings.batch_size
+            self._limit = min(limit, RETRY_BATCH) if failed else min(limit, self._limit * 2)
             return len(events)
 
-    def _deliver_batch(self, events: List[Any]) -> None:
+    def _deliver_batch(self, events: List[Any]) -> bool:
+        """Deliver ``events`` (retrying as configured); True if it took more than one attempt."""
         s = self.settings
         self._pos = 0
         # The first attempt runs without tenacity (the usual, successful, round costs no retry
         # machinery); after a failure the retries follow the same backoff schedule.
         try:
             self._attempt(events)
-            return
+            return False
         except _Retry:
             if self._stopping.is_set():
                 raise
+        # Retry with the next few entries only: a sink that is down may stay down for hours,
+        # and its backlog belongs in the log, not in memory. The rest is read again next round.
+        events = events[self._pos : self._pos + RETRY_BATCH]
+        self._pos = 0
         self._sleep(min(s.backoff_base, s.backoff_max) + random.uniform(0, s.backoff_base))
         retrying = tenacity.Retrying(
             # attempts 2.. as numbered overall: the wait after attempt n is base * 2**(n - 1)
@@ -264,6 +275,7 @@ class Dispatcher:
         for attempt in retrying:
             with attempt:
                 self._attempt(events)
+        return True
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)  # a backoff that stop() cuts short

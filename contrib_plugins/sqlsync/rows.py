@@ -15,7 +15,7 @@ import json
 import re
 import typing
 from operator import itemgetter
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -150,3 +150,26 @@ def version_and_time(state_json: str) -> Tuple[int, Optional[float]]:
         return int(m.group(1)), float(m.group(2))
     d = json.loads(state_json)
     return int(d["version"]), d.get("updated_at")
+
+
+# Every instance of the plugin (fan-out) gets the very same ``state_json`` objects from the host,
+# so the tail is read once for all of them (a str keeps its hash: a hit is one dict lookup).
+_SEEN: Dict[str, Tuple[int, Optional[float]]] = {}
+SEEN_MAX = 4096
+
+
+def versions_and_times(texts: Sequence[str]) -> Tuple[List[int], List[Optional[float]]]:
+    """:func:`version_and_time` of each text, remembering the last few thousand texts."""
+    versions: List[int] = []
+    times: List[Optional[float]] = []
+    seen = _SEEN
+    for text in texts:
+        vt = seen.get(text)
+        if vt is None:
+            vt = version_and_time(text)
+            if len(seen) >= SEEN_MAX:
+                seen.clear()
+            seen[text] = vt
+        versions.append(vt[0])
+        times.append(vt[1])
+    return versions, times

@@ -23,7 +23,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from sectorhooks_spec import Rejected
 from sectorhooks_spec.sqlbatch import MultiRow
 
-from .rows import Row, version_and_time
+from .rows import Row, versions_and_times
 from .schema import Schema
 
 log = logging.getLogger(__name__)
@@ -159,11 +159,7 @@ class Sink:
         last = dict(zip(keys, range(len(keys))))  # key -> index of its last change
         event_rows: List[Row] = []
         if self.events or len(last) < len(keys):  # versions key the events and pick the newest
-            versions, times = [], []
-            for text in texts:
-                v, t = version_and_time(text)
-                versions.append(v)
-                times.append(t)
+            versions, times = versions_and_times(texts)
             if len(last) < len(keys):  # a sector changed twice: keep its highest version
                 for i, k in enumerate(keys):
                     if versions[last[k]] < versions[i]:

@@ -74,6 +74,17 @@ def test_both_decoders_build_the_row_the_state_describes(rows_module, s: SectorS
     assert rows_module.version_and_time(text) == (s.version, s.updated_at)
 
 
+@settings(max_examples=40, deadline=None)
+@given(batch=st.lists(states, min_size=1, max_size=8), repeat=st.integers(1, 3))
+def test_versions_and_times_of_a_batch_match_each_text_read_alone(rows_module, batch, repeat):
+    """The memo shared by the instances gives exactly what reading each text gives, repeats too."""
+    texts = [dumps(s) for s in batch] * repeat
+    want = [rows_module.version_and_time(t) for t in texts]
+    for _ in range(2):  # the second pass is served from the memo
+        versions, times = rows_module.versions_and_times(texts)
+        assert list(zip(versions, times)) == want == [(s.version, s.updated_at) for s in batch] * repeat
+
+
 def test_a_state_from_before_a_field_existed_gets_null_for_it(rows_module):
     doc = to_jsonable(SectorState(SectorID(1, 2), version=3))
     del doc["unsealing"], doc["latest_state"]

@@ -18,6 +18,7 @@ state cache that spares re-reading.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -30,6 +31,8 @@ from ..errors import SectorNotFound, SectorStateError
 from ..sync import log as changelog
 from .fields import check_fields
 from .txn import COLLECTIONS, Current, GroupTxn, StateCache, sid_list
+
+log = logging.getLogger(__name__)
 
 MAX_GROUP = 512  # changes per KV transaction
 GATHER_WAIT = 0.002  # how long a leader waits for as many callers as the last group had
@@ -285,14 +288,19 @@ class SectorStateManager:
                 group = self._queue[:MAX_GROUP]
                 del self._queue[:MAX_GROUP]
                 self._last_group = max(1, len(group))
+            after: Optional[Callable[[], None]] = None
             try:
-                self._commit(group)
+                after = self._commit(group)
             finally:
                 for r in group:
                     if not r.done:  # _commit itself was interrupted
                         r.error, r.done = SectorStateError("the group commit was interrupted"), True
                     if r is not req:
                         r.wake.release()
+                # The callers are on their way back; the cache and the log's listeners are brought
+                # up to date before the next group can start (the leadership is still ours).
+                if after is not None:
+                    after()
                 with self._cond:
                     if req.done or not self._queue:
                         if self._queue:
@@ -326,7 +334,9 @@ class SectorStateManager:
         finally:
             self._gathering = False
 
-    def _commit(self, group: List[_Request]) -> None:
+    def _commit(self, group: List[_Request]) -> Optional[Callable[[], None]]:
+        """Run ``group`` in one KV transaction and set each caller's outcome; returns the
+        bookkeeping that must follow (cache, log listeners), run once the callers are woken."""
         runs: List[GroupTxn] = []
 
         def fn(txn: StoreTxn) -> List[Tuple[Any, Optional[BaseException]]]:
@@ -347,11 +357,17 @@ class SectorStateManager:
             self._cache.forget()
             for req in group:
                 req.error, req.done = exc, True
-            return
+            return None
         t = runs[-1]
-        head = t.head1
-        self._cache.committed(head, t.fresh, t.trusted)
         for req, (result, error) in zip(group, outcomes):
             req.result, req.error, req.done = result, error, True
-        if t.log is not None:
-            changelog.committed(self.store, head, t.log.written)
+
+        def after() -> None:
+            self._cache.committed(t.head1, t.fresh, t.trusted)
+            if t.log is not None:
+                try:
+                    changelog.committed(self.store, t.head1, t.log.written)
+                except Exception:  # a listener's bug must not fail changes that committed
+                    log.exception("a change-log listener failed (the dispatchers poll the log)")
+
+        return after

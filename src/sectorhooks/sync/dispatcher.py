@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 RENEW_EVERY = 1.0  # seconds between lease renewals
 SAVE_EVERY = 1.0  # seconds between cursor saves while busy (each is a KV write transaction)
 RETRY_BATCH = 100  # entries a failed round keeps retrying (the rest waits in the log)
+QUIET = 0.01  # seconds without a commit after which a lingering dispatcher delivers at once
 
 
 class _Retry(Exception):
@@ -83,6 +84,7 @@ class Dispatcher:
         self._plans: Dict[str, Any] = {}  # event kind -> (hook function, argument getters) or ()
         self._plans_for: Optional[Syncer] = None
         self._limit = min(settings.batch_size, RETRY_BATCH)  # entries per read (slow start)
+        self._read = self._limit  # the limit of the last read
 
     @property
     def name(self) -> str:
@@ -172,7 +174,7 @@ class Dispatcher:
                 if n == 0:
                     self._wake.wait(s.poll_interval)
                     self._wake.clear()
-                elif n < self._limit:
+                elif n < self._read:  # a short read: the log is drained, let it grow
                     self._linger()
         except Exception:  # a bug: keep the host alive, show it in status
             log.exception("syncer %r dispatcher crashed", self.name)
@@ -192,14 +194,14 @@ class Dispatcher:
         and cursor writes; a sink rewrites each hot page once per flush, not once per change).
 
         Ends early once a full batch waits, or when the writers went quiet (no commit seen for
-        ``poll_interval``), so the last changes of a burst are not held back.
+        ``QUIET`` seconds), so the last changes of a burst are not held back.
         """
         s = self.settings
         deadline = time.monotonic() + s.linger
         seen = self.log.newest
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or self._stopping.wait(min(s.poll_interval, left)):
+            if left <= 0 or self._stopping.wait(min(QUIET, s.poll_interval, left)):
                 return
             newest = self.log.newest
             if newest == seen or newest - self.cursor >= self._limit:
@@ -232,7 +234,8 @@ class Dispatcher:
     def step(self) -> int:
         """Deliver the next batch (with retries); returns how many entries it covered."""
         with self.lock:
-            events = self.log.events(self.cursor, self._limit)
+            self._read = self._limit
+            events = self.log.events(self.cursor, self._read)
             if not events:
                 if self.state != "stopped":
                     self.state = "idle"

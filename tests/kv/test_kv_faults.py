@@ -294,3 +294,39 @@ def test_sqlite_writer_lock_gives_conflict_then_recovers(tmp_path: Any) -> None:
         assert coll.get(b"b") == b"2"
     finally:
         store.close()
+
+
+def test_sqlite_writers_of_one_process_queue_in_order_and_time_out_as_a_conflict(tmp_path: Any) -> None:
+    """Same process: a second writer waits on the store's queue (no SQLite busy sleeps), runs as
+    soon as the first commits, and gives up after lock_timeout with a conflict naming the cause."""
+    path = tmp_path / "kv.sqlite3"
+    store = open_store("sqlkv", {"url": f"sqlite:///{path}", "lock_timeout": 0.3})
+    try:
+        coll = store.open_collection("queued")
+        inside, release = threading.Event(), threading.Event()
+        order: List[str] = []
+
+        def first(t: Any) -> None:
+            t.put(b"k", b"first")
+            inside.set()
+            assert release.wait(5)
+            order.append("first")
+
+        holder = threading.Thread(target=lambda: coll.update(first))
+        holder.start()
+        assert inside.wait(5)
+        start = time.monotonic()
+        with pytest.raises(TransactionConflict, match="another write transaction of this process"):
+            coll.update(lambda t: t.put(b"k", b"second"))
+        assert 0.25 < time.monotonic() - start < 5
+        waiter = threading.Thread(
+            target=lambda: coll.update(lambda t: (order.append("second"), t.put(b"k", b"2")))
+        )
+        waiter.start()
+        release.set()
+        holder.join(5)
+        waiter.join(5)
+        assert order == ["first", "second"]  # the queued writer ran only after the first committed
+        assert coll.get(b"k") == b"2"
+    finally:
+        store.close()

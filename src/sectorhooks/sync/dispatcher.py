@@ -242,12 +242,13 @@ class Dispatcher:
                 self.save_cursor()
                 return 0
             self.state = "running"
+            before = self.cursor
             failed = self._deliver_batch(events)
             # Slow start: a round that needed retries shrinks the next read, each clean round
             # doubles it up to batch_size (a failing sink never holds a full batch in memory).
             limit = self.settings.batch_size
             self._limit = min(limit, RETRY_BATCH) if failed else min(limit, self._limit * 2)
-            return len(events)
+            return self.cursor - before  # a retried round covers only its first RETRY_BATCH
 
     def _deliver_batch(self, events: List[Any]) -> bool:
         """Deliver ``events`` (retrying as configured); True if it took more than one attempt."""

@@ -134,14 +134,7 @@ def test_postgres_connection_killed_mid_flush_is_retried(host: PluginHost, pg_da
             f.update(s)
         flusher = FlushThread(f)
         flusher.start()
-        blocked = wait_until(
-            lambda: admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
-                " AND pid <> pg_backend_pid()",
-                (name,),
-            ).fetchall(),
-            what="the flush to wait on the lock",
-        )
+        blocked = _lock_waiters(admin, name, "the flush to wait on the lock")
         admin.execute("SELECT pg_terminate_backend(%s)", (blocked[0][0],))
         admin.commit()  # releases the lock
     assert flusher.outcome() is None
@@ -254,14 +247,7 @@ def test_database_lost_mid_transaction_leaves_nothing_half_written(host: PluginH
             f.update(s)
         flusher = FlushThread(f)
         flusher.start()
-        blocked = wait_until(
-            lambda: admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
-                " AND pid <> pg_backend_pid()",
-                (name,),
-            ).fetchall(),
-            what="the flush to wait on sector_events",
-        )
+        blocked = _lock_waiters(admin, name, "the flush to wait on sector_events")
         pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         admin.execute("SELECT pg_terminate_backend(%s)", (blocked[0][0],))
         admin.commit()
@@ -318,3 +304,15 @@ def test_driver_errors_are_sorted_into_row_transient_and_fatal(host: PluginHost)
     assert _classify(host, pg.SyntaxError("syntax"), sa.exc.ProgrammingError) == "fatal"
     assert _classify(host, sqlite3.IntegrityError("CHECK constraint failed"), sa.exc.IntegrityError) == "row"
     assert _classify(host, sqlite3.OperationalError("database is locked")) == "transient"
+
+
+def _lock_waiters(admin: Any, name: str, what: str) -> List[Any]:
+    """Wait until another session of database ``name`` waits on a lock; its (pid,) rows."""
+    return wait_until(
+        lambda: admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
+            " AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchall(),
+        what=what,
+    )

@@ -330,3 +330,43 @@ def test_sqlite_writers_of_one_process_queue_in_order_and_time_out_as_a_conflict
         assert coll.get(b"k") == b"2"
     finally:
         store.close()
+
+
+def test_sqlite_writer_keeps_one_connection_and_gives_it_back_on_failure(tmp_path: Any) -> None:
+    """Write transactions of one process run on one kept connection (no pool checkout each time);
+    a failed one gives it back, another process's writes are seen, close() returns it."""
+    path = tmp_path / "kv.sqlite3"
+    store = open_store("sqlkv", {"url": f"sqlite:///{path}"})
+    checkouts: List[int] = []
+    sa.event.listen(store.engine, "checkout", lambda *a: checkouts.append(1))
+    try:
+        coll = store.open_collection("kept")
+
+        def bump(t: Any) -> None:
+            t.put(b"n", str(int(t.get(b"n")) + 1).encode())
+
+        coll.update(lambda t: t.put(b"n", b"0"))
+        first = len(checkouts)
+        for _ in range(20):
+            coll.update(bump)
+        assert len(checkouts) == first  # no checkout per write transaction
+        assert store.engine.pool.checkedout() == 1  # the kept writer connection
+
+        def boom(t: Any) -> None:
+            t.put(b"n", b"lost")
+            raise RuntimeError("plugin bug")
+
+        with pytest.raises(RuntimeError, match="plugin bug"):
+            coll.update(boom)
+        assert store.engine.pool.checkedout() == 0  # given back, not kept in an unknown state
+        assert coll.get(b"n") == b"20"
+
+        other = sqlite3.connect(str(path), isolation_level=None)  # another process's write
+        other.execute("UPDATE sectorhooks_kv SET value = ? WHERE key = ?", (b"100", b"n"))
+        other.close()
+        coll.update(bump)
+        coll.update(bump)
+        assert coll.get(b"n") == b"102"  # the kept connection read the other writer's value
+    finally:
+        store.close()
+    assert store.engine.pool.checkedout() == 0

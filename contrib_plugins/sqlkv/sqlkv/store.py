@@ -19,7 +19,11 @@ SQLite writers of one process also take a process-wide lock first (a queue, woke
 previous writer commits): only writers of *other* processes meet SQLite's busy handler, which
 sleeps 1, 2, 5, 10... ms between tries however soon the lock frees. Under a steady writer (the
 state manager's group commit) a cursor save or a log trim would otherwise stall it for those
-sleeps.
+sleeps. The holder of that lock writes on one kept connection (out of the pool while the store
+is open): SQLite keeps a connection's page cache only while no *other* connection wrote, so a
+pooled writer would re-read from the WAL every page the last writer touched, and pay the pool's
+checkout and reset on every transaction. A failed write transaction gives it back (or discards
+it) and the next writer takes a fresh one.
 
 Conflicts (40001/40P01/55P03, InnoDB 1213/1205, SQLite busy) become ``TransactionConflict``;
 a lost connection ``StoreUnavailable`` before the commit and ``CommitOutcomeUnknown`` during it.
@@ -312,6 +316,7 @@ class SQLStore:
         # One SQLite writer at a time in this process, queued here (see the module doc).
         self._writer: Optional[threading.Lock] = threading.Lock() if self.kind == "sqlite" else None
         self._collections: Dict[str, SQLCollection] = {}
+        self._kept: Optional[_Conn] = None  # SQLite: the writer's connection, between transactions
         self._closed = False
         self._create_table()
         self.sql = _Statements(self.table, self.engine.dialect, self.kind)  # dialect now initialised
@@ -448,13 +453,18 @@ class SQLStore:
 
     def _run(self, fn: Callable[[SQLStoreTxn], T], write: bool) -> T:
         if write and self._writer is not None:
-            with self._write_slot():
-                return self._run_txn(fn, write)
+            with self._write_slot():  # the kept writer connection is ours until we leave
+                return self._run_txn(fn, write, keep=True)
         return self._run_txn(fn, write)
 
-    def _run_txn(self, fn: Callable[[SQLStoreTxn], T], write: bool) -> T:
-        conn = self._begin_txn(write)
+    def _run_txn(self, fn: Callable[[SQLStoreTxn], T], write: bool, keep: bool = False) -> T:
+        """One transaction; ``keep``: SQLite's writer, on the kept connection (see the module doc)."""
+        kept = None
+        if keep:
+            kept, self._kept = self._kept, None
+        conn = self._begin_txn(write, kept)
         txn = SQLStoreTxn(self, conn, write)
+        committed = False
         try:
             result = fn(txn)
             if write:
@@ -462,6 +472,7 @@ class SQLStore:
             txn.done = True
             with self._errors("commit", conn):
                 conn.cur.execute("COMMIT")
+            committed = True
             return result
         except BaseException:
             txn.done = True
@@ -471,10 +482,21 @@ class SQLStore:
                 conn.invalidate()
             raise
         finally:
-            conn.release()
+            if keep and committed and not self._closed:
+                self._kept = conn
+            else:
+                conn.release()
 
-    def _begin_txn(self, write: bool) -> _Conn:
+    def _begin_txn(self, write: bool, kept: Optional[_Conn] = None) -> _Conn:
         sql = self._begin[write]
+        if kept is not None:
+            try:
+                with self._errors("begin", kept):
+                    kept.cur.execute(sql)
+                return kept
+            except BaseException:  # its state is unknown: discard it, go on with a pooled one
+                kept.invalidate()
+                kept.release()
         for attempt in (1, 2):
             conn = self._connect()
             try:
@@ -536,6 +558,14 @@ class SQLStore:
     def close(self) -> None:
         """Close every pooled connection."""
         self._closed = True
+        lock = self._writer
+        if lock is not None and lock.acquire(timeout=self.lock_timeout):  # not while a write runs
+            try:
+                kept, self._kept = self._kept, None
+                if kept is not None:
+                    kept.release()
+            finally:
+                lock.release()
         self.engine.dispose()
 
     def scan_plain(self, name: str, prefix: bytes) -> Iterator[Item]:

@@ -344,6 +344,27 @@ def test_many_writes_in_one_update(kv_store: Any) -> None:
     assert coll.get(b"m011999") == b"11999"
 
 
+@pytest.mark.parametrize("count", [1, 3, 512, 513, 1300])
+def test_many_deletes_in_one_update_remove_exactly_those_keys(kv_store: Any, count: int) -> None:
+    """Deletes of one transaction (a log trim deletes thousands) remove exactly the keys named,
+    in that collection only, whatever their number (SQLite batches them in IN lists)."""
+    keys = [b"d%05d" % i for i in range(1500)]
+    gone = set(random.Random(count).sample(keys, count))
+    for name in ("dels", "dels-twin"):
+        store_many(kv_store, name, {k: k.upper() for k in keys})
+
+    def drop(t: StoreTxn) -> None:
+        c = t.collection("dels")
+        for k in sorted(gone, reverse=True):  # any order, some twice
+            c.delete(k)
+        c.delete(min(gone))
+
+    kv_store.update(drop)
+    left = dict(kv_store.open_collection("dels").scan())
+    assert left == {k: k.upper() for k in keys if k not in gone}
+    assert len(dict(kv_store.open_collection("dels-twin").scan())) == 1500  # same keys, untouched
+
+
 # --- isolation -------------------------------------------------------------------------
 
 

@@ -123,3 +123,21 @@ def test_verify_of_a_plugin_without_read_rows_says_so(
     config = toml_config(tmp_path / "host.toml", tmp_path / "data", [], plugins=("inline",))
     code, out = cli(capsys, "sync", "verify", "inline", "--config", str(config))
     assert code == 1 and "sync verify is not supported for syncer 'inline'" in out
+
+
+def test_retry_and_backfill_ask_the_host_holding_the_syncer_and_wait_at_most_wait(
+    setup: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _, _ = setup
+    with Runtime.open(load_config(config), start_sync=False, filestores=False) as old_host:
+        lease = old_host.sync.dispatcher("a").lease  # held, but this host serves no requests
+        assert lease is not None and lease.acquire()
+        for command in ("retry", "backfill"):
+            code, out = cli(capsys, "sync", command, "a", "--config", str(config), "--wait", "0.2")
+            assert code == 1
+            assert f"which did not take the {command} request within 0.2s; nothing was done" in out
+        lease.release()
+    code, out = cli(capsys, "sync", "backfill", "a", "--config", str(config), "--wait", "0.2", "--json")
+    assert code == 0 and json.loads(out)["sectors"] == 10  # nobody holds it now: done here
+    code, out = cli(capsys, "sync", "retry", "a", "--config", str(config), "--wait", "-1")
+    assert code == 2 and "--wait" in out

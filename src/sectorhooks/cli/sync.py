@@ -1,7 +1,9 @@
 """``sectorhooks sync status|retry|backfill|verify``: look after the syncers' cursors and sinks.
 
 Each command opens the runtime without starting the dispatchers (a running host keeps doing
-that); ``backfill`` delivers in this process until the syncer reached the log head.
+that). ``retry`` and ``backfill`` deliver only where the syncer may be delivered: when a host
+holds the syncer's lease, they ask that host (a request in the KV) and wait for its answer;
+when none does, they take the lease and deliver here (``backfill`` then up to the log head).
 """
 
 from __future__ import annotations
@@ -81,15 +83,25 @@ def sync_status(config_path: Optional[str], as_json: bool) -> None:
     console.print(table)
 
 
+_wait_option = click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds to wait for the host that holds the syncer to run the request "
+    "[default: 60 for retry, 600 for backfill].",
+)
+
+
 @sync_group.command("retry")
 @click.argument("name")
 @config_option
 @json_option
-def sync_retry(name: str, config_path: Optional[str], as_json: bool) -> None:
+@_wait_option
+def sync_retry(name: str, config_path: Optional[str], as_json: bool, wait: Optional[float]) -> None:
     """Re-deliver syncer NAME's dead letters (exit 1 if some still fail)."""
     with _runtime(config_path) as rt:
         try:
-            delivered = rt.sync.retry_dead_letters(name)
+            delivered = rt.sync.retry_dead_letters(name, **({} if wait is None else {"wait": wait}))
         except SectorhooksError as exc:
             fail(str(exc))
         left = rt.sync.records.count_dead(name)
@@ -108,34 +120,31 @@ def sync_retry(name: str, config_path: Optional[str], as_json: bool) -> None:
 @click.argument("name")
 @config_option
 @json_option
-def sync_backfill(name: str, config_path: Optional[str], as_json: bool) -> None:
+@_wait_option
+def sync_backfill(name: str, config_path: Optional[str], as_json: bool, wait: Optional[float]) -> None:
     """Replay the current state of every sector into syncer NAME, then deliver the log to its head."""
     with _runtime(config_path) as rt:
         try:
             t0 = time.monotonic()
-            sent = rt.sync.backfill(name)
-            d = rt.sync.dispatcher(name)
-            entries = 0
-            while True:
-                n = d.step()
-                if n == 0:
-                    break
-                entries += n
+            head = rt.state.log.head()
+            sent = rt.sync.backfill(name, **({} if wait is None else {"wait": wait}))
+            rec = rt.sync.records.cursor(name) or {}
         except SectorhooksError as exc:
             fail(str(exc))
+        cursor = int(rec.get("seq", 0))
         result = {
             "name": name,
             "sectors": sent,
-            "log_entries": entries,
-            "cursor": d.cursor,
+            "log_entries": max(0, cursor - head),  # delivered after the states (here or by the host)
+            "cursor": cursor,
             "seconds": round(time.monotonic() - t0, 3),
         }
     if as_json:
         print_json(result)
     else:
         console.print(
-            f"{escape(name)}: backfilled {sent} sector(s), then {entries} log entries; "
-            f"cursor at {result['cursor']} ({result['seconds']}s)"
+            f"{escape(name)}: backfilled {sent} sector(s), then {result['log_entries']} log entries; "
+            f"cursor at {cursor} ({result['seconds']}s)"
         )
 
 

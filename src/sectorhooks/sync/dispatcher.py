@@ -33,6 +33,7 @@ from .syncers import FLUSH, Lease, Syncer, describe
 log = logging.getLogger(__name__)
 
 RENEW_EVERY = 1.0  # seconds between lease renewals
+REQUEST_POLL = 0.5  # seconds between looks for an operator's request (sync retry / backfill)
 SAVE_EVERY = 1.0  # seconds between cursor saves while busy (each is a KV write transaction)
 RETRY_BATCH = 100  # entries a failed round keeps retrying (the rest waits in the log)
 QUIET = 0.01  # seconds without a commit after which a lingering dispatcher delivers at once
@@ -58,6 +59,7 @@ class Dispatcher:
         progress: threading.Condition,
         lease: Optional[Lease] = None,
         backfill: Optional[Callable[[Dispatcher], int]] = None,
+        serve: Optional[Callable[[Dispatcher], None]] = None,
     ):
         self.syncer = syncer
         self.log = changelog
@@ -70,6 +72,8 @@ class Dispatcher:
         self.lock = threading.RLock()  # one delivery at a time: rounds, retries, backfills
         self._progress = progress
         self._backfill = backfill
+        self._serve = serve  # runs an operator's pending request, if any (see SyncService)
+        self._next_serve = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -152,6 +156,7 @@ class Dispatcher:
                         self._failed(f"start: {describe(exc)}")
                         self._stopping.wait(s.backoff_max)
                         continue
+                self._serve_requests()
                 try:
                     n = self.step()
                 except LeaseLost as exc:
@@ -473,10 +478,22 @@ class Dispatcher:
         self._wake.set()
         return True
 
+    @property
+    def holding(self) -> bool:
+        """This process delivers the syncer now (its dispatcher holds the lease, if there is one)."""
+        return self.alive and (self.lease is None or self._holding)
+
+    def _serve_requests(self) -> None:
+        if self._serve is not None and time.monotonic() >= self._next_serve:
+            self._next_serve = time.monotonic() + REQUEST_POLL
+            self._serve(self)
+
     def _wait_for_resume(self) -> None:
         """Stopped: wait for :meth:`resume`, or for ``sync retry`` run by another process
-        (it sets the persisted state to ``resume``), then retry the event that stopped us."""
+        (a request it posts, or the persisted state ``resume``), then retry the event that
+        stopped us."""
         while not self._stopping.is_set():
+            self._serve_requests()
             if self._resume:
                 break
             try:

@@ -5,6 +5,10 @@
   fencing token of the last writer (a writer holding an older token is refused).
 * ``sync/dead`` ``<name>/<seq>`` -> JSON ``{"seq", "error", "attempts", "at", "entry",
   "changes"}``: an event that failed; ``entry`` is the raw log entry (the log may be trimmed).
+* ``sync/request`` ``<name>`` -> JSON ``{"id", "action", "state", "at", "result", "error"}``: an
+  operator's ``retry`` or ``backfill`` for the host that holds the syncer's lease (state
+  ``pending`` -> ``running`` -> ``done`` / ``failed``, or ``cancelled`` by a requester that
+  gave up waiting); one per syncer at a time.
 
 Names are percent-encoded in keys so that ``a`` and ``a/b`` never share a prefix.
 """
@@ -12,16 +16,19 @@ Names are percent-encoded in keys so that ``a`` and ``a/b`` never share a prefix
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from sectorhooks_spec import KVStore, StoreTxn
 
-from ..errors import SectorhooksError
+from ..errors import SectorhooksError, SyncError
 
 CURSORS = "sync/cursor"
 DEAD = "sync/dead"
+REQUESTS = "sync/request"
+STALE_REQUEST = 3600.0  # seconds after which an unfinished request no longer blocks a new one
 
 
 class LeaseLost(SectorhooksError):
@@ -63,6 +70,7 @@ class Records:
         self.store = store
         store.open_collection(CURSORS)
         store.open_collection(DEAD)
+        store.open_collection(REQUESTS)
 
     # --- cursors ---------------------------------------------------------------------------
 
@@ -163,3 +171,79 @@ class Records:
             d.put(_dead_key(name, seq), json.dumps(rec).encode())
 
         self.store.update(fn)
+
+    # --- operator requests (served by the host holding the syncer's lease) --------------------
+
+    def post_request(self, name: str, action: str) -> str:
+        """Ask the lease holder of ``name`` to run ``action``; returns the request id.
+        :class:`~sectorhooks.errors.SyncError` while another request of ``name`` is unfinished."""
+
+        rid = secrets.token_hex(8)
+
+        def fn(t: StoreTxn) -> Optional[Dict[str, Any]]:
+            c = t.collection(REQUESTS)
+            raw = c.peek(_name_key(name))
+            if raw is not None:
+                cur = json.loads(raw)
+                if cur["state"] in ("pending", "running") and time.time() - cur["at"] < STALE_REQUEST:
+                    return cur  # type: ignore[no-any-return]
+            rec = {"id": rid, "action": action, "state": "pending", "at": time.time()}
+            c.put(_name_key(name), json.dumps(rec).encode())
+            return None
+
+        busy = self.store.update(fn)
+        if busy is not None:
+            raise SyncError(
+                f"syncer {name!r}: a {busy['action']} request ({busy['id']}) is still {busy['state']}; "
+                "wait for it (sectorhooks sync status) and try again"
+            )
+        return rid
+
+    def request(self, name: str) -> Optional[Dict[str, Any]]:
+        """The last request of ``name`` (any state), or ``None``."""
+        raw = self.store.view(lambda t: t.collection(REQUESTS).peek(_name_key(name)))
+        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+    def take_request(self, name: str) -> Optional[Dict[str, Any]]:
+        """A pending request of ``name``, now marked running (so only one holder runs it)."""
+
+        def fn(t: StoreTxn) -> Optional[Dict[str, Any]]:
+            c = t.collection(REQUESTS)
+            raw = c.peek(_name_key(name))
+            if raw is None:
+                return None
+            rec: Dict[str, Any] = json.loads(raw)
+            if rec["state"] != "pending":
+                return None
+            rec["state"], rec["at"] = "running", time.time()
+            c.put(_name_key(name), json.dumps(rec).encode())
+            return rec
+
+        if self.store.view(lambda t: t.collection(REQUESTS).peek(_name_key(name))) is None:
+            return None  # the usual case: a read, no write transaction
+        return self.store.update(fn)
+
+    def finish_request(
+        self, name: str, rid: str, result: Optional[int] = None, error: Optional[str] = None
+    ) -> None:
+        """Record the outcome of request ``rid`` (``error`` set: failed)."""
+        self._move_request(name, rid, ("running",), "failed" if error else "done", result=result, error=error)
+
+    def cancel_request(self, name: str, rid: str) -> bool:
+        """Withdraw request ``rid`` if nobody took it yet; True if it was withdrawn."""
+        return self._move_request(name, rid, ("pending",), "cancelled")
+
+    def _move_request(
+        self, name: str, rid: str, from_states: Tuple[str, ...], to: str, **fields: Any
+    ) -> bool:
+        def fn(t: StoreTxn) -> bool:
+            c = t.collection(REQUESTS)
+            raw = c.peek(_name_key(name))
+            rec = None if raw is None else json.loads(raw)
+            if rec is None or rec["id"] != rid or rec["state"] not in from_states:
+                return False
+            rec.update(fields, state=to, at=time.time())
+            c.put(_name_key(name), json.dumps(rec).encode())
+            return True
+
+        return bool(self.store.update(fn))

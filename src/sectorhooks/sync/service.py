@@ -8,6 +8,7 @@ instance whose plugin is missing, failed or of another kind is *unavailable*: it
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -22,6 +23,7 @@ from ..config import HostConfig
 from ..errors import SyncError
 from ..host import PluginHost
 from . import log as changelog
+from . import operator
 from .dispatcher import Dispatcher
 from .log import ChangeLog, Event, parse
 from .records import Records
@@ -66,6 +68,7 @@ class SyncService:
                 self._progress,
                 lease,
                 backfill=self._auto_backfill,
+                serve=functools.partial(operator.serve, self),
             )
         self._stop = threading.Event()
         self._trimmer: Optional[threading.Thread] = None
@@ -196,38 +199,56 @@ class SyncService:
 
     # --- operator actions -------------------------------------------------------------------------
 
-    def retry_dead_letters(self, name: str) -> int:
-        """Re-deliver ``name``'s dead letters once; returns how many were delivered (and removed)."""
+    def retry_dead_letters(self, name: str, wait: float = 60.0) -> int:
+        """Re-deliver ``name``'s dead letters once; returns how many were delivered (and removed).
+
+        Runs where the syncer may be delivered (see :mod:`.operator`): here, here under its
+        lease, or in the host holding the lease, waiting up to ``wait`` seconds for it.
+        """
         d = self.dispatcher(name)
         self._require_available(d)
-        if not d.resume():  # not stopped here; maybe in the host process that runs it
-            rec = self.records.cursor(name)
+        return operator.run(self, d, "retry", wait)
+
+    def backfill(self, name: str, wait: float = 600.0) -> int:
+        """Replay the current state of every sector into ``name``, then move its cursor to the log
+        head (delivery goes on from there); returns how many sectors were sent. Runs where
+        :meth:`retry_dead_letters` does; done here, it also delivers the log up to its head."""
+        d = self.dispatcher(name)
+        self._require_available(d)
+        return operator.run(self, d, "backfill", wait)
+
+    def perform(self, d: Dispatcher, action: str, follow: bool) -> int:
+        """Run ``action`` on ``d`` in this process (the caller may deliver: see :mod:`.operator`);
+        ``follow``: a backfill then delivers the log to its head (no dispatcher runs here)."""
+        if action == "retry":
+            return self._retry(d)
+        with d.lock:
+            sent = self._backfill(d)
+            while follow and d.step():
+                pass
+        return sent
+
+    def _retry(self, d: Dispatcher) -> int:
+        if not d.resume():  # not stopped here; maybe stopped in a host that is not running now
+            rec = self.records.cursor(d.name)
             if rec is not None and rec.get("state") == "stopped":
-                self.records.write_cursor(name, state="resume")
+                self.records.write_cursor(d.name, state="resume")
         delivered = 0
         with d.lock:
-            letters = list(self.records.dead_letters(name))
+            letters = list(self.records.dead_letters(d.name))
             for page in _chunks(letters, self.settings.batch_size):
                 events = [parse(int(rec["seq"]), rec["entry"].encode("utf-8")) for rec in page]
                 try:
                     ok, failed = d.deliver_now(events)
                 except Exception as exc:
                     raise SyncError(
-                        f"syncer {name!r}: flush failed while retrying dead letters: {describe(exc)}"
+                        f"syncer {d.name!r}: flush failed while retrying dead letters: {describe(exc)}"
                     )
-                self.records.remove_dead(name, [ev.seq for ev in ok])
+                self.records.remove_dead(d.name, [ev.seq for ev in ok])
                 for seq, error in failed.items():
-                    self.records.update_dead(name, seq, error)
+                    self.records.update_dead(d.name, seq, error)
                 delivered += len(ok)
         return delivered
-
-    def backfill(self, name: str) -> int:
-        """Replay the current state of every sector into ``name``, then move its cursor to the log
-        head (delivery goes on from there); returns how many sectors were sent."""
-        d = self.dispatcher(name)
-        self._require_available(d)
-        with d.lock:
-            return self._backfill(d)
 
     def _auto_backfill(self, d: Dispatcher) -> int:
         with d.lock:

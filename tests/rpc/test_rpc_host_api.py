@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -120,4 +121,9 @@ def test_plugins_list_shows_the_counter_plugin_and_its_namespace(api: Rpc) -> No
 
 
 def test_sync_status_is_the_sync_services(api: Rpc, runtime: Any) -> None:
+    # Once the dispatchers settled (a fresh one goes "running" -> "idle"), both reads agree.
+    deadline = time.monotonic() + 20
+    while any(s["state"] != "idle" for s in runtime.sync.status()):
+        assert time.monotonic() < deadline, runtime.sync.status()
+        time.sleep(0.01)
     assert api.ok("Sync.Status") == json.loads(json.dumps(runtime.sync.status(), default=str))

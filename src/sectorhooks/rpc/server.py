@@ -98,7 +98,7 @@ def make_server(app: Any, log_level: str = "warning") -> Any:
 
 
 class _Stop(BaseException):
-    """SIGTERM arrived (re-raised by uvicorn after its graceful shutdown)."""
+    """SIGTERM or SIGINT arrived (re-raised by uvicorn after its graceful shutdown)."""
 
 
 def serve(
@@ -120,13 +120,18 @@ def serve(
     host, port = check_listen(
         listen or config.api.listen, dev_mode, "--listen" if listen else "[Common.API] Listen"
     )
-    previous = signal.getsignal(signal.SIGTERM)
+    # Our own handler for both signals until uvicorn installs its own (and after it restores
+    # ours): with Python's default SIGINT handler, asyncio's runner would take a SIGINT that
+    # arrives while uvicorn starts up, cancel the startup and leave the server running.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
-    def _on_term(signum: int, frame: Optional[types.FrameType]) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
+    def _on_signal(signum: int, frame: Optional[types.FrameType]) -> None:
+        for sig in previous:  # a second signal must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
         raise _Stop()
 
-    signal.signal(signal.SIGTERM, _on_term)
+    for sig in previous:
+        signal.signal(sig, _on_signal)
     try:
         opened = runtime_factory(config) if runtime_factory else open_runtime(config, freeze_gc=True)
         with opened as rt:
@@ -152,6 +157,7 @@ def serve(
     except (_Stop, KeyboardInterrupt):
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("sectorhooks: stopped", file=out, flush=True)
     return 0

@@ -277,18 +277,32 @@ def _without_nul(row: Row) -> Row:
     return tuple(v.replace("\x00", "\ufffd") if type(v) is str else v for v in row)
 
 
+_GC_LOCK = threading.Lock()
+_gc_pausers = 0  # sinks building rows now
+_gc_was_enabled = False  # the GC's state before the first of them paused it
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic GC (only if it runs) while a batch's rows are built; reference counting
-    still frees everything. On a large host heap one full collection cost as much as the rows."""
-    was = gc.isenabled()
-    if was:
-        gc.disable()
+    still frees everything. On a large host heap one full collection cost as much as the rows.
+
+    Sinks build rows in several threads at once: the first one in pauses the GC, the last one out
+    restores what the first found (so a GC the host turned off stays off).
+    """
+    global _gc_pausers, _gc_was_enabled
+    with _GC_LOCK:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with _GC_LOCK:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def describe(exc: BaseException) -> str:

@@ -316,3 +316,41 @@ def _lock_waiters(admin: Any, name: str, what: str) -> List[Any]:
         ).fetchall(),
         what=what,
     )
+
+
+# --- the GC pause around row building ---------------------------------------------------------------
+
+
+def test_gc_pause_is_shared_by_sinks_building_rows_at_once_and_restores_the_hosts_choice(
+    host: PluginHost,
+) -> None:
+    import gc
+
+    assert host.records["sqlsync"].bound is not None
+    sink = importlib.import_module("sectorhooks_plugins.sqlsync.sink")
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        inside, release = threading.Event(), threading.Event()
+
+        def second_sink() -> None:
+            with sink._gc_paused():
+                inside.set()
+                assert release.wait(5)
+
+        with sink._gc_paused():  # the first sink in is the first out
+            assert not gc.isenabled()
+            other = threading.Thread(target=second_sink)
+            other.start()
+            assert inside.wait(5)
+        assert not gc.isenabled()  # the second is still building rows: still paused
+        release.set()
+        other.join(5)
+        assert gc.isenabled()  # the last one out restored it
+
+        gc.disable()  # a host that runs without the cyclic GC keeps it off
+        with sink._gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()

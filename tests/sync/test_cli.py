@@ -136,6 +136,10 @@ def test_retry_and_backfill_ask_the_host_holding_the_syncer_and_wait_at_most_wai
             code, out = cli(capsys, "sync", command, "a", "--config", str(config), "--wait", "0.2")
             assert code == 1
             assert f"which did not take the {command} request within 0.2s; nothing was done" in out
+        rid = old_host.sync.records.post_request("a", "retry")  # as a slower host would see it
+        code, out = cli(capsys, "sync", "status", "--config", str(config))
+        assert code == 0 and f"a: retry request {rid} pending for" in out
+        assert old_host.sync.records.cancel_request("a", rid)
         lease.release()
     code, out = cli(capsys, "sync", "backfill", "a", "--config", str(config), "--wait", "0.2", "--json")
     assert code == 0 and json.loads(out)["sectors"] == 10  # nobody holds it now: done here

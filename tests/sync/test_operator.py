@@ -110,7 +110,15 @@ def test_a_holder_that_does_not_answer_gets_the_request_withdrawn(tmp_path: Path
                 cli.sync.retry_dead_letters("a", wait=0.3)
             req = cli.sync.records.request("a")
             assert req is not None and req["state"] == "cancelled"
+            assert [s["request"] for s in cli.sync.status()] == [None]  # a cancelled one is over
             rid = cli.sync.records.post_request("a", "backfill")
             with pytest.raises(SyncError, match=f"a backfill request \\({rid}\\) is still pending"):
                 cli.sync.records.post_request("a", "retry")
+            (s,) = cli.sync.status()  # what `sync status` shows meanwhile
+            assert (s["request"]["id"], s["request"]["action"], s["request"]["state"]) == (
+                rid,
+                "backfill",
+                "pending",
+            )
             assert cli.sync.records.cancel_request("a", rid)
+            assert cli.sync.status()[0]["request"] is None

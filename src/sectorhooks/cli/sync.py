@@ -81,6 +81,14 @@ def sync_status(config_path: Optional[str], as_json: bool) -> None:
         console.print("no syncers: configure [[Common.Syncers]] or load a SyncSectorState plugin")
         return
     console.print(table)
+    for r in rows:
+        req = r.get("request")
+        if req:
+            age = max(0.0, time.time() - float(req["at"]))
+            console.print(
+                f"{escape(r['name'])}: {escape(req['action'])} request {escape(req['id'])} "
+                f"{escape(req['state'])} for {age:.1f}s (the host holding the syncer runs it)"
+            )
 
 
 _wait_option = click.option(

@@ -204,6 +204,21 @@ class Records:
         raw = self.store.view(lambda t: t.collection(REQUESTS).peek(_name_key(name)))
         return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
 
+    def open_requests(self, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """The unfinished (pending or running) request of each of ``names`` that has one."""
+
+        def fn(t: StoreTxn) -> Dict[str, Dict[str, Any]]:
+            c = t.collection(REQUESTS)
+            out = {}
+            for name in names:
+                raw = c.peek(_name_key(name))
+                rec = None if raw is None else json.loads(raw)
+                if rec is not None and rec["state"] in ("pending", "running"):
+                    out[name] = rec
+            return out
+
+        return self.store.view(fn)
+
     def take_request(self, name: str) -> Optional[Dict[str, Any]]:
         """A pending request of ``name``, now marked running (so only one holder runs it)."""
 

@@ -166,8 +166,10 @@ class SyncService:
     # --- status -----------------------------------------------------------------------------
 
     def status(self) -> List[Dict[str, Any]]:
-        """One dict per syncer: name, plugin, cursor, head, lag_events, lag_seconds, dead_letters...."""
+        """One dict per syncer: name, plugin, cursor, head, lag_events, lag_seconds, dead_letters,
+        last_error, state, and ``request``: an operator's unfinished retry/backfill (or ``None``)."""
         recs = self.records.cursors(self.syncers)
+        requests = self.records.open_requests(self.syncers)
         _, head = self.log.bounds()
         now = time.time()
         out = []
@@ -193,6 +195,7 @@ class SyncService:
                     "dead_letters": self.records.count_dead(name),
                     "last_error": d.last_error or rec.get("error", ""),
                     "state": d.state if running else (rec.get("state") or "never run"),
+                    "request": requests.get(name),
                 }
             )
         return out

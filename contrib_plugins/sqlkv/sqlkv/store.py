@@ -524,9 +524,11 @@ class SQLStore:
                 with self._errors("begin", kept):
                     kept.cur.execute(sql)
                 return kept
-            except BaseException:  # its state is unknown: discard it, go on with a pooled one
+            except BaseException as exc:  # its state is unknown: discard it
                 kept.invalidate()
                 kept.release()
+                if not isinstance(exc, Exception):
+                    raise  # interrupted: not a reason to try another connection
         for attempt in (1, 2):
             conn = self._connect()
             try:
@@ -670,24 +672,21 @@ class SQLStoreTxn:
         sql, conn = self._store.sql, self._conn
         with self._store._errors("write", conn):
             ups: List[Tuple[str, bytes, bytes]] = []
-            dels: List[Tuple[str, bytes]] = []
+            dels: Dict[str, List[bytes]] = {}
             for name, buf in self._buf.items():
                 for k, v in buf.items():
                     if v is None:
-                        dels.append((name, k))
+                        dels.setdefault(name, []).append(k)
                     else:
                         ups.append((name, k, v))
                 buf.clear()
             if ups:
                 _execute(conn, sql.upsert, ("c", "k", "v"), ups)
-            if dels and sql.delete_many is not None:
-                by_name: Dict[str, List[bytes]] = {}
-                for name, k in dels:
-                    by_name.setdefault(name, []).append(k)
-                for name, keys in by_name.items():
+            for name, keys in dels.items():
+                if sql.delete_many is not None:
                     sql.delete_many.execute(conn.cur, name, keys)
-            elif dels:
-                _execute(conn, sql.delete, ("c", "k"), dels)
+                else:
+                    _execute(conn, sql.delete, ("c", "k"), [(name, k) for k in keys])
         self._pending = self._pending_bytes = 0
 
     def scan(self, name: str, prefix: bytes) -> Iterator[Item]:

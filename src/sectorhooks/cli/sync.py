@@ -109,7 +109,7 @@ def sync_retry(name: str, config_path: Optional[str], as_json: bool, wait: Optio
     """Re-deliver syncer NAME's dead letters (exit 1 if some still fail)."""
     with _runtime(config_path) as rt:
         try:
-            delivered = rt.sync.retry_dead_letters(name, **({} if wait is None else {"wait": wait}))
+            delivered = rt.sync.retry_dead_letters(name, wait)
         except SectorhooksError as exc:
             fail(str(exc))
         left = rt.sync.records.count_dead(name)
@@ -135,7 +135,7 @@ def sync_backfill(name: str, config_path: Optional[str], as_json: bool, wait: Op
         try:
             t0 = time.monotonic()
             head = rt.state.log.head()
-            sent = rt.sync.backfill(name, **({} if wait is None else {"wait": wait}))
+            sent = rt.sync.backfill(name, wait)
             rec = rt.sync.records.cursor(name) or {}
         except SectorhooksError as exc:
             fail(str(exc))

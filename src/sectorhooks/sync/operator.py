@@ -30,12 +30,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("retry", "backfill")
+#: Actions, with how long a caller waits by default for the host holding the syncer to run one.
+DEFAULT_WAIT = {"retry": 60.0, "backfill": 600.0}
+ACTIONS = tuple(DEFAULT_WAIT)
 ANSWER_POLL = 0.1  # seconds between looks at a posted request's outcome
 
 
-def run(service: SyncService, d: Dispatcher, action: str, wait: float) -> int:
-    """Run ``action`` on ``d``'s syncer where it may run (see the module doc); its result."""
+def run(service: SyncService, d: Dispatcher, action: str, wait: Optional[float] = None) -> int:
+    """Run ``action`` on ``d``'s syncer where it may run (see the module doc); its result.
+    ``wait``: seconds to wait for another host to run it (``None``: :data:`DEFAULT_WAIT`)."""
+    if wait is None:
+        wait = DEFAULT_WAIT[action]
     if d.lease is None or d.holding:
         return service.perform(d, action, follow=not d.alive)
     if not d.alive and d.lease.acquire():

@@ -28,6 +28,7 @@ from ..errors import SectorhooksError, SyncError
 CURSORS = "sync/cursor"
 DEAD = "sync/dead"
 REQUESTS = "sync/request"
+OPEN = ("pending", "running")  # states of an unfinished request
 STALE_REQUEST = 3600.0  # seconds after which an unfinished request no longer blocks a new one
 
 
@@ -45,6 +46,15 @@ def _dead_prefix(name: str) -> bytes:
 
 def _dead_key(name: str, seq: int) -> bytes:
     return _dead_prefix(name) + b"%020d" % seq
+
+
+def _read_request(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:
+    raw = t.collection(REQUESTS).peek(_name_key(name))
+    return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+
+def _write_request(t: StoreTxn, name: str, rec: Dict[str, Any]) -> None:
+    t.collection(REQUESTS).put(_name_key(name), json.dumps(rec).encode())
 
 
 def _merge_cursor(t: StoreTxn, name: str, fence: Optional[int], changes: Dict[str, Any]) -> Dict[str, Any]:
@@ -181,14 +191,10 @@ class Records:
         rid = secrets.token_hex(8)
 
         def fn(t: StoreTxn) -> Optional[Dict[str, Any]]:
-            c = t.collection(REQUESTS)
-            raw = c.peek(_name_key(name))
-            if raw is not None:
-                cur = json.loads(raw)
-                if cur["state"] in ("pending", "running") and time.time() - cur["at"] < STALE_REQUEST:
-                    return cur  # type: ignore[no-any-return]
-            rec = {"id": rid, "action": action, "state": "pending", "at": time.time()}
-            c.put(_name_key(name), json.dumps(rec).encode())
+            cur = _read_request(t, name)
+            if cur is not None and cur["state"] in OPEN and time.time() - cur["at"] < STALE_REQUEST:
+                return cur
+            _write_request(t, name, {"id": rid, "action": action, "state": "pending", "at": time.time()})
             return None
 
         busy = self.store.update(fn)
@@ -201,41 +207,31 @@ class Records:
 
     def request(self, name: str) -> Optional[Dict[str, Any]]:
         """The last request of ``name`` (any state), or ``None``."""
-        raw = self.store.view(lambda t: t.collection(REQUESTS).peek(_name_key(name)))
-        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+        return self.store.view(lambda t: _read_request(t, name))
 
     def open_requests(self, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         """The unfinished (pending or running) request of each of ``names`` that has one."""
 
         def fn(t: StoreTxn) -> Dict[str, Dict[str, Any]]:
-            c = t.collection(REQUESTS)
-            out = {}
-            for name in names:
-                raw = c.peek(_name_key(name))
-                rec = None if raw is None else json.loads(raw)
-                if rec is not None and rec["state"] in ("pending", "running"):
-                    out[name] = rec
-            return out
+            recs = {name: _read_request(t, name) for name in names}
+            return {name: rec for name, rec in recs.items() if rec is not None and rec["state"] in OPEN}
 
         return self.store.view(fn)
 
     def take_request(self, name: str) -> Optional[Dict[str, Any]]:
         """A pending request of ``name``, now marked running (so only one holder runs it)."""
+        seen = self.request(name)
+        if seen is None or seen["state"] != "pending":
+            return None  # the usual case (polled by every dispatcher): a read, no write transaction
 
         def fn(t: StoreTxn) -> Optional[Dict[str, Any]]:
-            c = t.collection(REQUESTS)
-            raw = c.peek(_name_key(name))
-            if raw is None:
-                return None
-            rec: Dict[str, Any] = json.loads(raw)
-            if rec["state"] != "pending":
+            rec = _read_request(t, name)
+            if rec is None or rec["state"] != "pending":
                 return None
             rec["state"], rec["at"] = "running", time.time()
-            c.put(_name_key(name), json.dumps(rec).encode())
+            _write_request(t, name, rec)
             return rec
 
-        if self.store.view(lambda t: t.collection(REQUESTS).peek(_name_key(name))) is None:
-            return None  # the usual case: a read, no write transaction
         return self.store.update(fn)
 
     def finish_request(
@@ -252,13 +248,11 @@ class Records:
         self, name: str, rid: str, from_states: Tuple[str, ...], to: str, **fields: Any
     ) -> bool:
         def fn(t: StoreTxn) -> bool:
-            c = t.collection(REQUESTS)
-            raw = c.peek(_name_key(name))
-            rec = None if raw is None else json.loads(raw)
+            rec = _read_request(t, name)
             if rec is None or rec["id"] != rid or rec["state"] not in from_states:
                 return False
             rec.update(fields, state=to, at=time.time())
-            c.put(_name_key(name), json.dumps(rec).encode())
+            _write_request(t, name, rec)
             return True
 
         return bool(self.store.update(fn))

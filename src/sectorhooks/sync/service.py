@@ -202,17 +202,18 @@ class SyncService:
 
     # --- operator actions -------------------------------------------------------------------------
 
-    def retry_dead_letters(self, name: str, wait: float = 60.0) -> int:
+    def retry_dead_letters(self, name: str, wait: Optional[float] = None) -> int:
         """Re-deliver ``name``'s dead letters once; returns how many were delivered (and removed).
 
         Runs where the syncer may be delivered (see :mod:`.operator`): here, here under its
-        lease, or in the host holding the lease, waiting up to ``wait`` seconds for it.
+        lease, or in the host holding the lease, waiting up to ``wait`` seconds for it (default
+        :data:`.operator.DEFAULT_WAIT`).
         """
         d = self.dispatcher(name)
         self._require_available(d)
         return operator.run(self, d, "retry", wait)
 
-    def backfill(self, name: str, wait: float = 600.0) -> int:
+    def backfill(self, name: str, wait: Optional[float] = None) -> int:
         """Replay the current state of every sector into ``name``, then move its cursor to the log
         head (delivery goes on from there); returns how many sectors were sent. Runs where
         :meth:`retry_dead_letters` does; done here, it also delivers the log up to its head."""

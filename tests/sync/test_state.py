@@ -184,6 +184,59 @@ def test_concurrent_writers_share_transactions_and_keep_per_sector_order(rt: Run
     }
 
 
+@pytest.mark.parametrize("fails", [False, True], ids=["commits", "commit-fails"])
+def test_every_caller_of_a_group_is_woken_down_the_chain_not_by_the_poll(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    """The leader wakes the first caller it committed and each woken caller the next: with the
+    fallback poll pushed out to a minute, a group of 5 still returns at once, also when its
+    commit fails (then every caller gets the error)."""
+    from sectorhooks.state import manager
+
+    n = 6
+    rt.state.init_sectors([AllocatedSector(sid(k), 8) for k in range(n)])
+    monkeypatch.setattr(manager, "FOLLOWER_POLL", 60.0)
+    groups: List[int] = []
+    commit = rt.state._commit
+
+    def counting(group):  # type: ignore[no-untyped-def]
+        groups.append(len(group))
+        if len(groups) == 1:  # hold the first commit until the others queued behind it
+            while len(rt.state._queue) < n - 1:
+                threading.Event().wait(0.005)
+        return commit(group)
+
+    monkeypatch.setattr(rt.state, "_commit", counting)
+    if fails:
+        real = rt.kv.update
+
+        def failing(fn):  # type: ignore[no-untyped-def]
+            raise RuntimeError("disk on fire")
+
+        monkeypatch.setattr(rt.kv, "update", failing)
+    results: List[object] = [None] * n
+
+    def call(k: int) -> None:
+        try:
+            results[k] = rt.state.update(sid(k), removed=True).version
+        except RuntimeError as exc:
+            results[k] = exc
+
+    ts = [threading.Thread(target=call, args=(k,)) for k in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(10)  # far below the poll: only the hand-over and the chain can have woken them
+    assert not any(t.is_alive() for t in ts)
+    assert groups == [1, n - 1]
+    if fails:
+        assert all(isinstance(r, RuntimeError) and "disk on fire" in str(r) for r in results)
+        monkeypatch.setattr(rt.kv, "update", real)
+        assert [rt.state.get(sid(k)).version for k in range(n)] == [1] * n
+    else:
+        assert results == [2] * n
+
+
 def test_a_refused_change_fails_alone_inside_a_shared_group(rt: Runtime) -> None:
     rt.state.init_sectors([AllocatedSector(sid(1), 8)])
     results: List[object] = []

@@ -8,9 +8,10 @@ the change log (``sync/log``, see :mod:`sectorhooks.sync.log`) that the syncers 
 Many workers report at once, so calls are group-committed: the first caller that finds no
 commit in progress becomes the leader, waits a moment for as many callers as the last group
 had, and runs every queued change in one KV transaction; the others wait and return once that
-transaction committed. Each caller waits on its own lock: the leader wakes exactly the callers it
-committed and hands the leadership to the next queued one (waking nobody for nothing costs less
-than the GIL hand-offs of a shared condition's ``notify_all``). A call that cannot apply (sector
+transaction committed. Each caller waits on its own lock: the leader wakes the first caller it
+committed, each woken caller wakes the next one of its group (a chain: waking them all at once
+makes a herd that fights for the GIL, and the context switches cost more than the chain's
+latency), and the leader hands the leadership to the next queued caller. A call that cannot apply (sector
 missing, wrong workspace) fails alone; the rest of its group commits. See :mod:`.txn` for the
 state cache that spares re-reading.
 """
@@ -45,7 +46,7 @@ _NAMES: Dict[Tuple[str, ...], str] = {}  # update field names -> their JSON list
 class _Request:
     """One queued call: its op, then its outcome; ``wake`` is released when it is done or must lead."""
 
-    __slots__ = ("done", "error", "lead", "op", "result", "wake")
+    __slots__ = ("done", "error", "lead", "next", "op", "result", "wake")
 
     def __init__(self, op: Op):
         self.op = op
@@ -53,6 +54,7 @@ class _Request:
         self.error: Optional[BaseException] = None
         self.done = False
         self.lead = False  # handed the leadership by the previous leader
+        self.next: Optional[_Request] = None  # the caller to wake once this one is done
         self.wake = threading.Lock()
         self.wake.acquire()
 
@@ -262,13 +264,16 @@ class SectorStateManager:
     def _await(self, req: _Request) -> bool:
         """Wait for ``req``'s group to commit (False) or for the leadership to be handed over (True).
 
-        Each caller waits on its own lock, released by the leader for exactly the callers it
-        committed and the one it hands over to: no caller is woken for nothing. The timeout only
-        covers a leadership given up without a hand-over.
+        Each caller waits on its own lock, released for the callers of a committed group (by the
+        leader for the first, then by each for the next) and for the one the leadership is handed
+        to: no caller is woken for nothing. The timeout only covers a leadership given up
+        without a hand-over.
         """
         while True:
             woken = req.wake.acquire(timeout=FOLLOWER_POLL)
             if req.done:
+                if req.next is not None:
+                    req.next.wake.release()
                 return False
             if req.lead:
                 return True
@@ -295,8 +300,11 @@ class SectorStateManager:
                 for r in group:
                     if not r.done:  # _commit itself was interrupted
                         r.error, r.done = SectorStateError("the group commit was interrupted"), True
-                    if r is not req:
-                        r.wake.release()
+                waiting = [r for r in group if r is not req]
+                for r, nxt in zip(waiting, waiting[1:]):
+                    r.next = nxt
+                if waiting:
+                    waiting[0].wake.release()  # the rest are woken down the chain
                 # The callers are on their way back; the cache and the log's listeners are brought
                 # up to date before the next group can start (the leadership is still ours).
                 if after is not None:

@@ -11,9 +11,9 @@ had, and runs every queued change in one KV transaction; the others wait and ret
 transaction committed. Each caller waits on its own lock: the leader wakes the first caller it
 committed, each woken caller wakes the next one of its group (a chain: waking them all at once
 makes a herd that fights for the GIL, and the context switches cost more than the chain's
-latency), and the leader hands the leadership to the next queued caller. A call that cannot apply (sector
-missing, wrong workspace) fails alone; the rest of its group commits. See :mod:`.txn` for the
-state cache that spares re-reading.
+latency), and the leader hands the leadership to the next queued caller. A call that cannot
+apply (sector missing, wrong workspace) fails alone; the rest of its group commits. See
+:mod:`.txn` for the state cache that spares re-reading.
 """
 
 from __future__ import annotations

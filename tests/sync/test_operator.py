@@ -122,3 +122,35 @@ def test_a_holder_that_does_not_answer_gets_the_request_withdrawn(tmp_path: Path
             )
             assert cli.sync.records.cancel_request("a", rid)
             assert cli.sync.status()[0]["request"] is None
+
+
+def test_a_request_whose_host_lost_the_lease_no_longer_blocks_a_new_one(tmp_path: Path) -> None:
+    """A host that took a request and died leaves it ``running``; once a new holder has the lease
+    (its token is on the cursor at once), that request is abandoned: a new one can be posted,
+    and the new holder runs it."""
+    config = _config(tmp_path)
+    with open_runtime(config, start_sync=False) as old_host:
+        old = old_host.sync.dispatcher("a")
+        assert old.lease is not None and old.lease.acquire()
+        records = old_host.sync.records
+        records.write_cursor("a", old.lease.fence, seq=0, state="running")  # it was delivering
+        rid = records.post_request("a", "backfill")
+        taken = records.take_request("a", old.lease.fence)
+        assert taken is not None and taken["id"] == rid and taken["fence"] == old.lease.fence
+        # ... and the host dies before finishing it: while its lease stands, the request blocks.
+        with pytest.raises(SyncError, match=f"a backfill request \\({rid}\\) is still running"):
+            records.post_request("a", "retry")
+        old.lease.release()  # what its lease's expiry does
+        with open_runtime(config) as new_host:
+            d = new_host.sync.dispatcher("a")
+            wait_for(lambda: d.holding, what="the new host holding the lease")
+            wait_for(
+                lambda: (records.cursor("a") or {}).get("fence") == d.lease.fence,  # type: ignore[union-attr]
+                what="the new holder's token on the cursor",
+            )
+            assert new_host.sync.status()[0]["request"] is None  # the abandoned one is not shown
+            with open_runtime(config, start_sync=False) as cli:
+                assert cli.sync.retry_dead_letters("a", wait=20) == 0  # run by the new holder
+                req = cli.sync.records.request("a")
+                assert req is not None and req["id"] != rid and req["state"] == "done"
+                assert req["fence"] == d.lease.fence  # type: ignore[union-attr]

@@ -215,6 +215,10 @@ class Dispatcher(Delivery):
             self._backfill(self)
         elif rec is None:
             self.records.write_cursor(self.name, self._fence, seq=0, state="running")
+        elif self._fence is not None and rec.get("fence") != self._fence:
+            # Our lease token goes on the cursor at once: the previous holder's late cursor writes
+            # are refused from now on, and a request it was running is known to be abandoned.
+            self.records.write_cursor(self.name, self._fence)
         self._saved = self.cursor
         self._loaded = True
 

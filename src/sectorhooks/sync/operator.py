@@ -62,7 +62,7 @@ def run(service: SyncService, d: Dispatcher, action: str, wait: Optional[float] 
 def serve(service: SyncService, d: Dispatcher) -> None:
     """In the delivering dispatcher's thread: run the pending request of its syncer, if any."""
     try:
-        req = service.records.take_request(d.name)
+        req = service.records.take_request(d.name, d._fence)
     except KVError as exc:
         log.warning("syncer %r: cannot read operator requests: %s", d.name, describe(exc))
         return

@@ -5,10 +5,12 @@
   fencing token of the last writer (a writer holding an older token is refused).
 * ``sync/dead`` ``<name>/<seq>`` -> JSON ``{"seq", "error", "attempts", "at", "entry",
   "changes"}``: an event that failed; ``entry`` is the raw log entry (the log may be trimmed).
-* ``sync/request`` ``<name>`` -> JSON ``{"id", "action", "state", "at", "result", "error"}``: an
-  operator's ``retry`` or ``backfill`` for the host that holds the syncer's lease (state
-  ``pending`` -> ``running`` -> ``done`` / ``failed``, or ``cancelled`` by a requester that
-  gave up waiting); one per syncer at a time.
+* ``sync/request`` ``<name>`` -> JSON ``{"id", "action", "state", "at", "fence", "result",
+  "error"}``: an operator's ``retry`` or ``backfill`` for the host that holds the syncer's lease
+  (state ``pending`` -> ``running`` -> ``done`` / ``failed``, or ``cancelled`` by a requester
+  that gave up waiting); one per syncer at a time. ``fence`` is the lease token of the host that
+  took it: once the cursor carries a newer token, that host lost the lease (it died or was cut
+  off), its request is abandoned and no longer blocks a new one.
 
 Names are percent-encoded in keys so that ``a`` and ``a/b`` never share a prefix.
 """
@@ -51,6 +53,21 @@ def _dead_key(name: str, seq: int) -> bytes:
 def _read_request(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:
     raw = t.collection(REQUESTS).peek(_name_key(name))
     return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+
+def _open_request(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:
+    """The request of ``name`` if it is unfinished and still alive: not older than
+    ``STALE_REQUEST``, and not taken by a lease holder that another one has since replaced."""
+    rec = _read_request(t, name)
+    if rec is None or rec["state"] not in OPEN or time.time() - rec["at"] >= STALE_REQUEST:
+        return None
+    taken_by = rec.get("fence")
+    if rec["state"] == "running" and taken_by is not None:
+        raw = t.collection(CURSORS).peek(_name_key(name))
+        newest = None if raw is None else json.loads(raw).get("fence")
+        if newest is not None and newest > taken_by:
+            return None  # its host lost the lease: the request died with it
+    return rec
 
 
 def _write_request(t: StoreTxn, name: str, rec: Dict[str, Any]) -> None:
@@ -191,8 +208,8 @@ class Records:
         rid = secrets.token_hex(8)
 
         def fn(t: StoreTxn) -> Optional[Dict[str, Any]]:
-            cur = _read_request(t, name)
-            if cur is not None and cur["state"] in OPEN and time.time() - cur["at"] < STALE_REQUEST:
+            cur = _open_request(t, name)
+            if cur is not None:
                 return cur
             _write_request(t, name, {"id": rid, "action": action, "state": "pending", "at": time.time()})
             return None
@@ -210,16 +227,18 @@ class Records:
         return self.store.view(lambda t: _read_request(t, name))
 
     def open_requests(self, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-        """The unfinished (pending or running) request of each of ``names`` that has one."""
+        """The unfinished (pending or running) request of each of ``names`` that has one
+        (abandoned ones left out, see :func:`_open_request`)."""
 
         def fn(t: StoreTxn) -> Dict[str, Dict[str, Any]]:
-            recs = {name: _read_request(t, name) for name in names}
-            return {name: rec for name, rec in recs.items() if rec is not None and rec["state"] in OPEN}
+            recs = {name: _open_request(t, name) for name in names}
+            return {name: rec for name, rec in recs.items() if rec is not None}
 
         return self.store.view(fn)
 
-    def take_request(self, name: str) -> Optional[Dict[str, Any]]:
-        """A pending request of ``name``, now marked running (so only one holder runs it)."""
+    def take_request(self, name: str, fence: Optional[int] = None) -> Optional[Dict[str, Any]]:
+        """A pending request of ``name``, now marked running (so only one holder runs it) by the
+        holder of lease token ``fence``."""
         seen = self.request(name)
         if seen is None or seen["state"] != "pending":
             return None  # the usual case (polled by every dispatcher): a read, no write transaction
@@ -228,7 +247,7 @@ class Records:
             rec = _read_request(t, name)
             if rec is None or rec["state"] != "pending":
                 return None
-            rec["state"], rec["at"] = "running", time.time()
+            rec["state"], rec["at"], rec["fence"] = "running", time.time(), fence
             _write_request(t, name, rec)
             return rec
 

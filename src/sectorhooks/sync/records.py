@@ -50,6 +50,11 @@ def _dead_key(name: str, seq: int) -> bytes:
     return _dead_prefix(name) + b"%020d" % seq
 
 
+def _read_cursor(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:
+    raw = t.collection(CURSORS).peek(_name_key(name))
+    return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+
 def _read_request(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:
     raw = t.collection(REQUESTS).peek(_name_key(name))
     return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
@@ -63,8 +68,7 @@ def _open_request(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:
         return None
     taken_by = rec.get("fence")
     if rec["state"] == "running" and taken_by is not None:
-        raw = t.collection(CURSORS).peek(_name_key(name))
-        newest = None if raw is None else json.loads(raw).get("fence")
+        newest = (_read_cursor(t, name) or {}).get("fence")
         if newest is not None and newest > taken_by:
             return None  # its host lost the lease: the request died with it
     return rec
@@ -75,18 +79,15 @@ def _write_request(t: StoreTxn, name: str, rec: Dict[str, Any]) -> None:
 
 
 def _merge_cursor(t: StoreTxn, name: str, fence: Optional[int], changes: Dict[str, Any]) -> Dict[str, Any]:
-    c = t.collection(CURSORS)
-    raw = c.peek(_name_key(name))
     rec: Dict[str, Any] = {"seq": 0, "fence": None, "state": "", "error": "", "error_at": None, "at": None}
-    if raw is not None:
-        rec.update(json.loads(raw))
+    rec.update(_read_cursor(t, name) or {})
     if fence is not None:
         if rec.get("fence") is not None and rec["fence"] > fence:
             raise LeaseLost(f"syncer {name!r}: lease lost (cursor fence {rec['fence']} > ours {fence})")
         rec["fence"] = fence
     rec.update(changes)
     rec["at"] = time.time()
-    c.put(_name_key(name), json.dumps(rec).encode())
+    t.collection(CURSORS).put(_name_key(name), json.dumps(rec).encode())
     return rec
 
 
@@ -103,21 +104,12 @@ class Records:
 
     def cursor(self, name: str) -> Optional[Dict[str, Any]]:
         """The cursor record of ``name`` or ``None`` if it never ran."""
-        raw = self.store.view(lambda t: t.collection(CURSORS).peek(_name_key(name)))
-        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+        return self.store.view(lambda t: _read_cursor(t, name))
 
     def cursors(self, names: Sequence[str]) -> Dict[str, Optional[Dict[str, Any]]]:
         """Cursor records of several syncers, read in one transaction."""
 
-        def fn(t: StoreTxn) -> Dict[str, Optional[Dict[str, Any]]]:
-            c = t.collection(CURSORS)
-            out = {}
-            for name in names:
-                raw = c.peek(_name_key(name))
-                out[name] = None if raw is None else json.loads(raw)
-            return out
-
-        return self.store.view(fn)
+        return self.store.view(lambda t: {name: _read_cursor(t, name) for name in names})
 
     def write_cursor(self, name: str, fence: Optional[int] = None, **changes: Any) -> Dict[str, Any]:
         """Merge ``changes`` into the cursor record; refuse (:class:`LeaseLost`) a stale ``fence``."""

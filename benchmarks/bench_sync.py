@@ -8,6 +8,8 @@
     defaults, in alternating pairs; the table shows the medians (and the range of the runs).
     A third run per pair, the same writers with no syncer running, shows the ceiling the group
     commit alone sets (what the three sinks cost is the gap between the two).
+    Each run also records the process's CPU time (user + system) per change: the design that
+    needs less CPU per change is the one that scales on a machine whose cores are shared.
 (c) host RSS growth while one sink (a PostgreSQL URL on a closed port: connection refused) is
     down for 200,000 changes, against the issue's 50 MB budget; and against an in-memory queue
     holding the same backlog (the design this one replaces).
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -103,6 +107,12 @@ def _writers(per_thread: int, sectors: int, change: Callable[[SectorID, Dict[str
     return time.perf_counter() - t0
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) this process has used."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _init(rt: Runtime, sectors: int) -> None:
     for start in range(0, sectors, 100):
         rt.state.init_sectors(
@@ -110,9 +120,10 @@ def _init(rt: Runtime, sectors: int) -> None:
         )
 
 
-def bench_ours(per_thread: int, sectors: int, sync: str, syncing: bool = True) -> Tuple[float, float]:
-    """(changes/s until every sink caught up, changes/s of the writers alone); with ``syncing``
-    False the sinks are configured but no dispatcher runs (the group commit's ceiling)."""
+def bench_ours(per_thread: int, sectors: int, sync: str, syncing: bool = True) -> Tuple[float, float, float]:
+    """(changes/s until every sink caught up, changes/s of the writers alone, CPU µs per change);
+    with ``syncing`` False the sinks are configured but no dispatcher runs (the group commit's
+    ceiling)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     try:
         config = _config(tmp, _sinks(tmp), sync)
@@ -120,23 +131,24 @@ def bench_ours(per_thread: int, sectors: int, sync: str, syncing: bool = True) -
             _init(rt, sectors)
             if syncing and not rt.sync.wait_idle(120):
                 raise RuntimeError("sinks did not take the initial states")
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), _cpu()
             written = _writers(per_thread, sectors, lambda sid, f: rt.state.update(sid, **f))
             if syncing and not rt.sync.wait_idle(600):
                 raise RuntimeError(f"sinks did not catch up: {rt.sync.status()}")
-            total = time.perf_counter() - t0
+            total, cpu = time.perf_counter() - t0, _cpu() - cpu0
             for name in rt.sync.syncers if syncing else ():  # the result must be right, not only fast
                 diffs = rt.sync.verify(name)
                 if diffs:
                     raise RuntimeError(f"{name} differs from the KV: {diffs[:3]}")
         n = WRITERS * per_thread
-        return n / total, n / written
+        return n / total, n / written, cpu / n * 1e6
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_naive(per_thread: int, sectors: int, sync: str) -> float:
-    """changes/s of the inline design: KV transaction, then hook + Flush on every sink, per change."""
+def bench_naive(per_thread: int, sectors: int, sync: str) -> Tuple[float, float]:
+    """(changes/s, CPU µs per change) of the inline design: KV transaction, then hook + Flush on
+    every sink, per change."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-naive-"))
     try:
         sinks = _sinks(tmp)
@@ -157,7 +169,12 @@ def bench_naive(per_thread: int, sectors: int, sync: str) -> float:
                 ]
                 texts = [dumps(s) for s in states]
                 rows = [(s.id.key.encode(), j.encode()) for s, j in zip(states, texts)]
-                rt.kv.update(lambda t, rows=rows: [t.collection(online).put(k, v) for k, v in rows])
+
+                def put(t: Any, rows: List[Tuple[bytes, bytes]] = rows) -> None:
+                    for k, v in rows:
+                        t.collection(online).put(k, v)
+
+                rt.kv.update(put)
                 allocated = [AllocatedSector(s.id, 8) for s in states]
                 for inst in instances:
                     on_init.function(
@@ -198,10 +215,35 @@ def bench_naive(per_thread: int, sectors: int, sync: str) -> float:
                         on_update.function(*[inst if a == "syncer" else args[a] for a in on_update.argnames])
                         flush.function(inst)
 
+            cpu0 = _cpu()
             seconds = _writers(per_thread, sectors, change)
-        return WRITERS * per_thread / seconds
+            cpu = _cpu() - cpu0
+        n = WRITERS * per_thread
+        return n / seconds, cpu / n * 1e6
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_SPIN = (
+    "import time\nt = time.perf_counter()\nx = 0\nfor i in range({n}): x += i\nprint(time.perf_counter() - t)"
+)
+
+
+def effective_cores(n: int = 10_000_000) -> Tuple[float, float]:
+    """(seconds of one CPU-bound process alone, mean seconds of each of two run at once): two
+    free cores give the same time; cores shared with another guest (hyperthreads, an
+    oversubscribed host) do not, and then every CPU second the sinks use is a writer's."""
+
+    def spin(k: int) -> List[float]:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _SPIN.format(n=n)], stdout=subprocess.PIPE, text=True)
+            for _ in range(k)
+        ]
+        return [float(p.communicate()[0]) for p in procs]
+
+    alone = statistics.median(spin(1)[0] for _ in range(3))
+    together = statistics.median(statistics.mean(spin(2)) for _ in range(3))
+    return alone, together
 
 
 def _rss() -> int:
@@ -215,7 +257,7 @@ def bench_memory(changes: int, sectors: int = 2000) -> Tuple[float, float, int]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-mem-"))
     logging.getLogger("sectorhooks.sync").setLevel(logging.ERROR)  # the down sink's retries
     try:
-        syncers = [
+        syncers: List[Tuple[str, Dict[str, Any]]] = [
             ("up", {"url": f"sqlite:///{tmp / 'up.sqlite'}"}),
             ("down", {"url": "postgresql+psycopg://nobody@127.0.0.1:9/gone", "retries": 1}),
         ]
@@ -270,14 +312,15 @@ def run(quick: bool) -> List[Dict[str, Any]]:
     for sync, what in (("FULL", "fsync per commit"), ("NORMAL", "WAL, no fsync")):
         # Alternating runs of both designs, medians of each: one run of either moves by 15-30%
         # on a shared 2-core machine (thread scheduling, the disk), a median of pairs much less.
-        ours, naives, alone = [], [], []
+        ours, naive_runs, alone = [], [], []
         per_thread = 250 if quick else 2500
         for _ in range(pairs):
             ours.append(bench_ours(per_thread=per_thread, sectors=sectors, sync=sync))
-            naives.append(bench_naive(per_thread=25 if quick else 150, sectors=sectors, sync=sync))
-            alone.append(bench_ours(per_thread=per_thread, sectors=sectors, sync=sync, syncing=False)[1])
+            naive_runs.append(bench_naive(per_thread=25 if quick else 150, sectors=sectors, sync=sync))
+            alone.append(bench_ours(per_thread=per_thread, sectors=sectors, sync=sync, syncing=False))
         total = statistics.median(o[0] for o in ours)
         write = statistics.median(o[1] for o in ours)
+        naives = [r[0] for r in naive_runs]
         naive = statistics.median(naives)
         delivered = [o[0] for o in ours]
         spread = f"{min(delivered):,.0f}-{max(delivered):,.0f} vs {min(naives):,.0f}-{max(naives):,.0f}"
@@ -306,7 +349,7 @@ def run(quick: bool) -> List[Dict[str, Any]]:
                 "goal": None,
             }
         )
-        ceiling = statistics.median(alone)
+        ceiling = statistics.median(a[1] for a in alone)
         rows.append(
             {
                 "group": "sync",
@@ -319,6 +362,35 @@ def run(quick: bool) -> List[Dict[str, Any]]:
                 "goal": None,
             }
         )
+        cpu, cpu_alone = statistics.median(o[2] for o in ours), statistics.median(a[2] for a in alone)
+        cpu_naive = statistics.median(r[1] for r in naive_runs)
+        rows.append(
+            {
+                "group": "sync",
+                "name": f"process CPU (user + system) per change, KV {sync}, {SINKS} sinks delivered"
+                f" (no syncer running: {cpu_alone:,.0f} µs); ratio = naive / ours",
+                "ours": cpu,
+                "baseline": cpu_naive,
+                "baseline_name": naive_name,
+                "ratio": cpu_naive / cpu,
+                "unit": "µs",
+                "goal": None,
+            }
+        )
+    solo, together = effective_cores(2_000_000 if quick else 10_000_000)
+    rows.append(
+        {
+            "group": "machine",
+            "name": f"one CPU-bound process alone vs each of two at once ({os.cpu_count()} CPUs);"
+            " ratio = cores' worth of work done by two processes",
+            "ours": together,
+            "baseline": solo,
+            "baseline_name": "alone",
+            "ratio": 2 * solo / together,
+            "unit": "s",
+            "goal": None,
+        }
+    )
     mem, queue, backlog = bench_memory(20_000 if quick else 200_000)
     rows.append(
         {

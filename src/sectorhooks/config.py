@@ -74,6 +74,8 @@ class APIConfig:
 
     listen: str = "127.0.0.1:1789"
     dev_mode: bool = False
+    route_gate: bool = False  # serve a plugin namespace only while its registry route is RUNNING
+    tenants: bool = False  # with route_gate: the token's tenant must have the plugin enabled
 
 
 @attrs.frozen
@@ -270,8 +272,17 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         backoff_base=syr.get("BackoffBase", float, 0.05),
         backoff_max=syr.get("BackoffMax", float, 5.0),
     )
-    ar = _Reader(path, common.table_of("API"), "Common.API", ["Listen", "DevMode"])
-    api = APIConfig(listen=ar.get("Listen", str, "127.0.0.1:1789"), dev_mode=ar.get("DevMode", bool, False))
+    ar = _Reader(path, common.table_of("API"), "Common.API", ["Listen", "DevMode", "RouteGate", "Tenants"])
+    api = APIConfig(
+        listen=ar.get("Listen", str, "127.0.0.1:1789"),
+        dev_mode=ar.get("DevMode", bool, False),
+        route_gate=ar.get("RouteGate", bool, False),
+        tenants=ar.get("Tenants", bool, False),
+    )
+    if api.tenants and not api.route_gate:
+        raise ConfigError(
+            path, "Common.API.Tenants", "tenant checks are part of the route gate", "set RouteGate = true too"
+        )
     return HostConfig(
         path=path,
         data_dir=_resolve(base, data_dir) if data_dir else DEFAULT_DATA_DIR,

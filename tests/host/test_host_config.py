@@ -53,6 +53,8 @@ OnFailure = "stop"
 
 [Common.API]
 Listen = "127.0.0.1:9999"
+RouteGate = true
+Tenants = true
 """
 
 
@@ -84,6 +86,7 @@ def test_sample_config_parses_with_paths_relative_to_the_file(tmp_path: Path) ->
     assert config.sync.batch_size == 200 and config.sync.poll_interval == 1.0
     assert isinstance(config.sync.poll_interval, float) and config.sync.on_failure == "stop"
     assert config.api.listen == "127.0.0.1:9999"
+    assert config.api.route_gate and config.api.tenants and not config.api.dev_mode
 
 
 def test_single_dir_string_is_accepted(tmp_path: Path) -> None:
@@ -141,6 +144,14 @@ BAD = [
         "",
     ),
     ("wrong-type-bool", '[Common.API]\nDevMode = "yes"\n', "Common.API.DevMode", "must be bool", ""),
+    ("gate-not-bool", "[Common.API]\nRouteGate = 1\n", "Common.API.RouteGate", "must be bool, got int", ""),
+    (
+        "tenants-without-gate",
+        "[Common.API]\nTenants = true\n",
+        "Common.API.Tenants",
+        "tenant checks are part of the route gate",
+        "set RouteGate = true too",
+    ),
     ("wrong-type-table", "[Common]\nPlugins = 3\n", "Common.Plugins", "must be dict, got int", ""),
     (
         "disabled-not-strings",

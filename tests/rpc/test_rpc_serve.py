@@ -325,6 +325,23 @@ def test_namespace_conflict_is_reported_at_start_and_the_first_plugin_keeps_serv
         assert server.stop() == 0
 
 
+def test_no_route_gate_flag_overrides_the_config_and_tenants_flag_needs_a_gate(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path, '[Common.Plugins]\nDisabled = ["sqlsync"]\n[Common.API]\nRouteGate = true\nTenants = true\n'
+    )
+    plain = make_token(cfg, "write")  # no tenant: the configured gate would refuse it forever
+    server = Served(cfg, args=["--no-route-gate"])
+    try:
+        with server.client(plain) as c:
+            resp = rpc(c, "AtomicCounter.Incr", ["ungated"])
+            assert "result" in resp, f"the config's gate was not turned off: {resp}"
+    finally:
+        assert server.stop() == 0, server.output()
+    bare = write_config(tmp_path / "bare")
+    refused = cli(bare, "serve", "--tenants")
+    assert refused.returncode == 2 and "RouteGate = true" in refused.stderr, refused.stderr
+
+
 def test_bad_listen_address_and_port_in_use_fail_with_a_clear_message(tmp_path: Path, served: Served) -> None:
     cfg = write_config(tmp_path)
     bad = cli(cfg, "serve", "--listen", "nowhere")
@@ -354,12 +371,16 @@ def test_route_gate_serves_plugin_namespaces_once_running_and_never_gates_the_ho
         assert server.stop() == 0, server.output()
 
 
-def test_route_gate_with_tenants_needs_a_tenant_token_with_the_plugin_enabled(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, '[Common.Plugins]\nDisabled = ["sqlsync"]\n')
+@pytest.mark.parametrize("source", ["flags", "config"])
+def test_route_gate_with_tenants_needs_a_tenant_token_with_the_plugin_enabled(
+    tmp_path: Path, source: str
+) -> None:
+    api = "[Common.API]\nRouteGate = true\nTenants = true\n" if source == "config" else ""
+    cfg = write_config(tmp_path, f'[Common.Plugins]\nDisabled = ["sqlsync"]\n{api}')
     plain = make_token(cfg, "write")
     made = create_token(cfg, "write", "acme-bot", tenant="acme")
     assert made["tenant"] == "acme"
-    server = Served(cfg, args=["--route-gate", "--tenants"])
+    server = Served(cfg, args=["--route-gate", "--tenants"] if source == "flags" else [])
     try:
         with server.client(plain) as c:
             assert "result" in rpc(c, "Sector.StateCounts")

@@ -28,23 +28,31 @@ from ._common import config_option, console, console_err, fail, get_config, json
     help="Address to listen on (default: [Common.API] Listen, 127.0.0.1:1789); port 0 picks a free one.",
 )
 @click.option(
-    "--route-gate",
+    "--route-gate/--no-route-gate",
     "route_gate",
-    is_flag=True,
-    help="Serve a plugin namespace only while the registry's route says RUNNING (-32010 otherwise).",
+    default=None,
+    help="Serve a plugin namespace only while the registry's route says RUNNING (-32010 otherwise)"
+    " (default: [Common.API] RouteGate).",
 )
 @click.option(
-    "--tenants",
-    is_flag=True,
-    help="With --route-gate: also require the token's tenant to have the plugin enabled and not expired.",
+    "--tenants/--no-tenants",
+    default=None,
+    help="With the route gate: also require the token's tenant to have the plugin enabled and not"
+    " expired (default: [Common.API] Tenants).",
 )
-def serve_cmd(config_path: Optional[str], listen: Optional[str], route_gate: bool, tenants: bool) -> None:
+def serve_cmd(
+    config_path: Optional[str], listen: Optional[str], route_gate: Optional[bool], tenants: Optional[bool]
+) -> None:
     """Start the host, its sync dispatchers and the JSON-RPC gateway; stop on SIGINT/SIGTERM."""
     from ..rpc.server import serve
 
     config = get_config(config_path)
+    if route_gate is None:
+        route_gate = config.api.route_gate
+    if tenants is None:
+        tenants = config.api.tenants and route_gate
     if tenants and not route_gate:
-        fail("--tenants needs --route-gate", 2)
+        fail("--tenants needs the route gate (--route-gate, or [Common.API] RouteGate = true)", 2)
     gate_factory = None
     if route_gate:
         from ..registry import RouteGate

@@ -133,6 +133,8 @@ BackoffMax = 5.0                       # retry backoff: longest delay, seconds
 [Common.API]
 Listen = "127.0.0.1:1789"              # JSON-RPC gateway (`sectorhooks serve`)
 DevMode = false                        # true: no tokens needed, loopback only
+RouteGate = false                      # true: plugin namespaces only while their registry route is RUNNING
+Tenants = false                        # true (needs RouteGate): the token's tenant must have it enabled
 """
 
 

@@ -17,7 +17,7 @@ from .errors import (
 )
 from .filestore import FileStore, InstanceInfo, PathType, StoreConfig
 from .kinds import DRIVER_KINDS, EXT_POINTS, LIFECYCLE_HOOKS, ExtPoint, Kind
-from .kvstore import Collection, KVIterator, KVStore, StoreTxn, Txn
+from .kvstore import Collection, Guard, GuardedPut, KVIterator, KVStore, StoreTxn, Txn
 from .manifest import MANIFEST_FILE, Export, Manifest, check_manifest, parse_manifest
 from .markers import PROJECT_NAME, hookimpl, hookspec
 from .meta import MetaReader
@@ -53,6 +53,8 @@ __all__ = [
     "ExtPoint",
     "FileStore",
     "FileStoreError",
+    "Guard",
+    "GuardedPut",
     "InstanceInfo",
     "KVError",
     "KVIterator",

@@ -32,7 +32,7 @@ Rules every bundled backend keeps (and the conformance suite checks):
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterator, Optional, Protocol, Tuple, TypeVar, runtime_checkable
+from typing import Callable, Iterator, Optional, Protocol, Sequence, Tuple, TypeVar, runtime_checkable
 
 from .errors import CommitOutcomeUnknown as CommitOutcomeUnknown
 from .errors import KeyNotFound  # defined with the other errors
@@ -132,6 +132,29 @@ class KVStore(Protocol):
 
     def close(self) -> None:
         """Release connections; the store is not used afterwards."""
+        ...
+
+
+#: ``(collection, key, value expected there or None for absent)``: the condition of a guarded put.
+Guard = Tuple[str, bytes, Optional[bytes]]
+
+
+@runtime_checkable
+class GuardedPut(Protocol):
+    """An optional KVStore capability: compare one key, then write many, in one round trip.
+
+    The host's state manager uses it for a group of changes it could compute from its cache
+    (guarded by the change log's head), and a plain ``update`` otherwise.
+    """
+
+    def put_many_if(self, guard: Guard, items: Sequence[Tuple[str, bytes, bytes]]) -> bool:
+        """If key ``guard[1]`` of collection ``guard[0]`` holds ``guard[2]`` (``None``: no such
+        key), write every ``(collection, key, value)`` of ``items`` atomically (a key given twice
+        keeps its last value) and return True; else write nothing and return False.
+
+        Durable when it returns, like ``update``; raises what ``update`` raises
+        (``TransactionConflict`` and ``StoreUnavailable`` mean nothing was written).
+        """
         ...
 
 

@@ -25,7 +25,7 @@ import attrs
 
 from sectorhooks_spec import Kind
 from sectorhooks_spec.errors import TransactionConflict
-from sectorhooks_spec.kvstore import Collection, KVIterator, KVStore, StoreTxn, Txn
+from sectorhooks_spec.kvstore import Collection, GuardedPut, KVIterator, KVStore, StoreTxn, Txn
 
 from .errors import ConfigError, KVRetryExhausted, PluginCallError
 
@@ -199,6 +199,14 @@ class RetryingKVStore:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def guarded_put(store: Any) -> Optional[GuardedPut]:
+    """The store's own ``put_many_if`` (the ``GuardedPut`` capability), through the retrying
+    wrapper, or ``None``: a caller that gets ``TransactionConflict`` from it falls back to an
+    ``update``, which retries."""
+    inner = store.inner if isinstance(store, RetryingKVStore) else store
+    return inner if isinstance(inner, GuardedPut) else None
 
 
 def default_meta(data_dir: Any) -> Mapping[str, Any]:

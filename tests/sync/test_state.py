@@ -214,6 +214,13 @@ def test_every_caller_of_a_group_is_woken_down_the_chain_not_by_the_poll(
             raise RuntimeError("disk on fire")
 
         monkeypatch.setattr(rt.kv, "update", failing)
+        if rt.state._put_if is not None:  # the guarded put of a group the cache computed, too
+
+            class FailingPut:
+                def put_many_if(self, guard, items):  # type: ignore[no-untyped-def]
+                    raise RuntimeError("disk on fire")
+
+            monkeypatch.setattr(rt.state, "_put_if", FailingPut())
     results: List[object] = [None] * n
 
     def call(k: int) -> None:
@@ -307,6 +314,56 @@ def test_another_writer_is_noticed_through_the_log_head(rt: Runtime) -> None:
     assert other.update(sid(1), abort_reason="by the other").version == 3
     after = rt.state.update(sid(1), need_rebuild=True)
     assert after.version == 4 and after.abort_reason == "by the other" and after.removed
+
+
+class PutSpy:
+    """Records each guarded put of the state manager (and what the store answered)."""
+
+    def __init__(self, inner: object):
+        self.inner, self.answers = inner, []  # type: ignore[var-annotated]
+
+    def put_many_if(self, guard, items):  # type: ignore[no-untyped-def]
+        answer = self.inner.put_many_if(guard, items)  # type: ignore[attr-defined]
+        self.answers.append((guard, len(items), answer))
+        return answer
+
+
+def test_a_group_the_cache_can_compute_commits_with_one_guarded_put(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On sqlkv, a group over sectors the trusted cache holds is one guarded put (no update()
+    transaction); a group that must read (a sector not cached) or delete (a workspace move)
+    takes update(). memdb has no guarded put: every group is an update()."""
+    rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(3)])
+    spy = PutSpy(rt.state._put_if) if rt.state._put_if is not None else None
+    if spy is not None:
+        monkeypatch.setattr(rt.state, "_put_if", spy)
+    updates: List[int] = []
+    real = rt.kv.update
+
+    def counting(fn):  # type: ignore[no-untyped-def]
+        updates.append(1)
+        return real(fn)
+
+    monkeypatch.setattr(rt.kv, "update", counting)
+    for n in range(3):
+        assert rt.state.update(sid(n), removed=True).version == 2
+    assert rt.state.update(sid(0), need_rebuild=True).version == 3
+    head = rt.state.log.head()
+    if spy is None:
+        assert len(updates) == 4
+        return
+    assert updates == [] and [a for _, _, a in spy.answers] == [True] * 4
+    assert spy.answers[-1][0] == ("sync/meta", b"head", b"%d" % (head - 1))
+    assert spy.answers[-1][1] == 3  # the state, the log entry, the log head
+    assert rt.state.finalize(sid(1)).version == 3  # online -> offline: a delete, so update()
+    assert len(updates) == 1 and rt.state.workspace_of(sid(1)) is Workspace.OFFLINE
+    other = SectorStateManager(rt.kv)
+    other.update(sid(2), abort_reason="elsewhere")  # another host on the same KV
+    assert rt.state.update(sid(2), need_rebuild=True).version == 4  # the guard refused: update()
+    assert spy.answers[-1][2] is False and len(updates) == 3  # other's update, then ours
+    assert [e.header["v"] for e in log_events(rt.state) if e.header.get("s") == [1000, 2]] == [2, 3, 4]
+    assert rt.state.get(sid(2)).abort_reason == "elsewhere"
 
 
 def test_a_failed_commit_leaves_no_trace_in_state_or_cache(

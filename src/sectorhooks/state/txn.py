@@ -220,5 +220,56 @@ class GroupTxn:
         return self.head1
 
 
+class NeedsTransaction(Exception):
+    """A group cannot be computed from the trusted cache alone (a read, a delete): use ``update``."""
+
+
+class _Recorded:
+    __slots__ = ("_rec", "name")
+
+    def __init__(self, rec: RecordingTxn, name: str):
+        self._rec, self.name = rec, name
+
+    def peek(self, key: bytes) -> Optional[bytes]:
+        if self.name == changelog.META and key == changelog.HEAD:
+            return self._rec.head
+        raise NeedsTransaction(f"read of {key!r} in {self.name!r}")
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._rec.puts[(self.name, key)] = value
+
+    def get(self, key: bytes) -> bytes:
+        value = self.peek(key)
+        if value is None:  # pragma: no cover - peek answers only the log head, which exists
+            raise NeedsTransaction(f"read of {key!r} in {self.name!r}")
+        return value
+
+    def delete(self, key: bytes) -> None:
+        raise NeedsTransaction(f"delete of {key!r} in {self.name!r}")
+
+    def scan(self, prefix: bytes = b"") -> Any:
+        raise NeedsTransaction(f"scan of {prefix!r} in {self.name!r}")
+
+
+class RecordingTxn:
+    """A stand-in for a store transaction while a group is computed from the trusted cache:
+    the log head is the cache's (the guarded put checks it), other reads and deletes raise
+    :class:`NeedsTransaction`, puts are recorded (a key's last value wins)."""
+
+    def __init__(self, head: int):
+        self.head = b"%d" % head
+        self.puts: Dict[Tuple[str, bytes], bytes] = {}
+        self._views: Dict[str, _Recorded] = {}
+
+    def collection(self, name: str) -> _Recorded:
+        view = self._views.get(name)
+        if view is None:
+            view = self._views[name] = _Recorded(self, name)
+        return view
+
+    def items(self) -> List[Tuple[str, bytes, bytes]]:
+        return [(c, k, v) for (c, k), v in self.puts.items()]
+
+
 def sid_list(sid: SectorID) -> List[int]:
     return [sid.miner, sid.number]

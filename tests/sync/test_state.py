@@ -366,6 +366,38 @@ def test_a_group_the_cache_can_compute_commits_with_one_guarded_put(
     assert rt.state.get(sid(2)).abort_reason == "elsewhere"
 
 
+def test_two_managers_writing_the_same_sectors_at_once_lose_no_change(rt: Runtime) -> None:
+    """Two state managers on one KV (two hosts): each trusts its cache only while the log head is
+    its own, so every guarded put the other got ahead of is refused and redone in update()."""
+    n, per_thread = 4, 40
+    rt.state.init_sectors([AllocatedSector(sid(k), 8) for k in range(n)])
+    other = SectorStateManager(rt.kv)
+    errors: List[BaseException] = []
+
+    def work(manager: SectorStateManager, k: int) -> None:
+        try:
+            for i in range(per_thread):
+                manager.update(sid((k + i) % n), latest_state=LatestState(f"S{i}", worker=f"w{k}"))
+        except BaseException as exc:  # pragma: no cover - surfaced below
+            errors.append(exc)
+
+    ts = [threading.Thread(target=work, args=(m, k)) for k, m in enumerate([rt.state, other] * 3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors and not any(t.is_alive() for t in ts)
+    total = len(ts) * per_thread
+    versions: dict = {}
+    for e in log_events(rt.state)[1:]:
+        versions.setdefault(tuple(e.header["s"]), []).append(e.header["v"])
+    assert sum(len(v) for v in versions.values()) == total
+    for k in range(n):
+        seen = versions[(1000, k)]
+        assert seen == list(range(2, len(seen) + 2))  # one change per version, none lost or repeated
+        assert rt.state.get(sid(k)).version == other.get(sid(k)).version == len(seen) + 1
+
+
 def test_a_failed_commit_leaves_no_trace_in_state_or_cache(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,7 +62,7 @@ from sectorhooks_spec.kvstore import (
     check_value,
     prefix_upper_bound,
 )
-from sectorhooks_spec.sqlbatch import MAX_PARAMS, MultiRow
+from sectorhooks_spec.sqlbatch import EXACT_UP_TO, MAX_PARAMS, MultiRow
 
 PLUGIN = "sqlkv"
 #: Buffered writes are sent to the database once this many (or this many value bytes) are pending.
@@ -230,26 +230,19 @@ class _Statements:
         self.delete_many = _DeleteMany(table, dialect) if kind == "sqlite" else None
         self.upsert = _Stmt(self._upsert(), dialect, multi_row=True)
         self._scans: Dict[Tuple[bool, bool, bool], _Stmt] = {}
-        self._put_if: Dict[int, str] = {}
-
-    def put_if(self, n: int) -> str:
-        """SQLite: one statement that upserts ``n`` rows (3 parameters each) only while the guard
-        row (the 3 parameters after them: collection, key, expected value) holds that value;
-        run in autocommit it is one transaction, and ``rowcount`` is ``n`` or 0."""
-        sql = self._put_if.get(n)
-        if sql is None:
-            q = self._dialect.identifier_preparer.quote
-            t, c, k, v = q(self._table.name), q("collection"), q("key"), q("value")
-            rows = ", ".join(["(?, ?, ?)"] * n)
-            sql = (
-                f"INSERT INTO {t} ({c}, {k}, {v}) SELECT column1, column2, column3 FROM (VALUES {rows}) "
+        # SQLite: rows upserted only while a guard row (the 3 parameters after them: collection,
+        # key, expected value) holds that value; in autocommit one transaction, rowcount 0 if not.
+        self.put_if: Optional[MultiRow] = None
+        if kind == "sqlite":
+            q = dialect.identifier_preparer.quote
+            t, c, k, v = q(table.name), q("collection"), q("key"), q("value")
+            self.put_if = MultiRow(
+                f"INSERT INTO {t} ({c}, {k}, {v}) SELECT column1, column2, column3 FROM (VALUES (?, ?, ?)) "
                 f"WHERE (SELECT {v} FROM {t} WHERE {c} = ? AND {k} = ?) IS ? "
-                f"ON CONFLICT ({c}, {k}) DO UPDATE SET {v} = excluded.{v}"
+                f"ON CONFLICT ({c}, {k}) DO UPDATE SET {v} = excluded.{v}",
+                3,
+                max_params=MAX_PARAMS - 3,
             )
-            if len(self._put_if) >= 64:  # a few group sizes are common; keep the cache small
-                self._put_if.clear()
-            self._put_if[n] = sql
-        return sql
 
     def _upsert(self) -> Any:
         t = self._table
@@ -619,9 +612,16 @@ class SQLStore:
         if expected is not None:
             expected = check_value(expected)
         last: Dict[Tuple[str, bytes], bytes] = {}
-        for c, k, v in items:
-            last[(check_collection_name(c, PLUGIN), check_key(k))] = check_value(v)
-        if not last or self._writer is None or 3 * len(last) + 3 > MAX_PARAMS:
+        names = set()
+        for c, k, v in items:  # the checks of SQLTxn.put; each collection name once
+            if c not in names:
+                names.add(check_collection_name(c, PLUGIN))
+            if type(k) is not bytes or len(k) > MAX_KEY_SIZE:
+                k = check_key(k)
+            last[(c, k)] = v if type(v) is bytes else check_value(v)
+        multi = self.sql.put_if
+        size = len(last) if len(last) <= EXACT_UP_TO else 1 << (len(last) - 1).bit_length()
+        if not last or multi is None or size > multi.full:
 
             def fn(t: SQLStoreTxn) -> bool:
                 if t.collection(name).peek(key) != expected:
@@ -631,9 +631,11 @@ class SQLStore:
                 return True
 
             return self.update(fn) if last else self.view(fn)
-        params: List[Any] = [x for (c, k), v in last.items() for x in (c, k, v)]
+        rows = [(c, k, v) for (c, k), v in last.items()]
+        rows += rows[-1:] * (size - len(rows))  # one of MultiRow's few sizes: the last row again
+        params: List[Any] = [x for row in rows for x in row]
         params += (name, key, expected)
-        sql = self.sql.put_if(len(last))
+        sql = multi.sql(size)
         with self._write_slot():
             conn, self._kept = self._kept, None
             if conn is None:

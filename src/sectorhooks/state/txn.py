@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Un
 import attrs
 
 from sectorhooks_spec import DecodeError, SectorID, SectorState, StoreTxn, Workspace, from_jsonable
+from sectorhooks_spec.kvstore import GetFromPeek
 
 from ..errors import SectorNotFound
 from ..sync import log as changelog
@@ -224,7 +225,7 @@ class NeedsTransaction(Exception):
     """A group cannot be computed from the trusted cache alone (a read, a delete): use ``update``."""
 
 
-class _Recorded:
+class _Recorded(GetFromPeek):
     __slots__ = ("_rec", "name")
 
     def __init__(self, rec: RecordingTxn, name: str):
@@ -237,12 +238,6 @@ class _Recorded:
 
     def put(self, key: bytes, value: bytes) -> None:
         self._rec.puts[(self.name, key)] = value
-
-    def get(self, key: bytes) -> bytes:
-        value = self.peek(key)
-        if value is None:  # pragma: no cover - peek answers only the log head, which exists
-            raise NeedsTransaction(f"read of {key!r} in {self.name!r}")
-        return value
 
     def delete(self, key: bytes) -> None:
         raise NeedsTransaction(f"delete of {key!r} in {self.name!r}")

@@ -17,6 +17,11 @@ Meta keys (all optional):
 - ``batch_size``: rows per ``executemany`` inside a flush's one transaction (default 5000).
 - ``events``: keep the append-only ``sector_events`` history (default true).
 - ``retries``: attempts on a transient database error before ``Flush`` raises (default 3).
+- ``worker``: ``"process"`` writes each flush in a worker process of the instance's own (see
+  ``worker.py``: the sink's CPU work runs beside the host's writers, not under their GIL),
+  ``"thread"`` in the dispatcher's thread. Default: ``"process"`` for a SQLite file, whose work
+  is all done by the writing process; ``"thread"`` for a database server, which does its work in
+  its own processes already.
 """
 
 from __future__ import annotations
@@ -40,11 +45,13 @@ from sectorhooks_spec import (
 
 if TYPE_CHECKING:
     from .sink import Sink
+    from .worker import SinkWorker
 
 log = logging.getLogger(__name__)
 
 PLUGIN = "sqlsync"
-META_KEYS = ("url", "table_prefix", "batch_size", "events", "retries")
+META_KEYS = ("url", "table_prefix", "batch_size", "events", "retries", "worker")
+WORKERS = ("process", "thread")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{0,48}$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -54,15 +61,26 @@ class SinkUnavailable(SectorhooksError):
     """The sink's database stayed unreachable through every retry; nothing of the batch was written."""
 
 
+class SinkFailed(SectorhooksError):
+    """The sink's worker process reports an error that is not transient; nothing was written."""
+
+
 class _Instance:
     """One syncer instance: its settings, its pending changes, its sink (opened lazily)."""
 
     def __init__(self, syncer: SyncerInstance, settings: Dict[str, Any]):
         self.name = syncer.name
-        self.settings = settings
+        self.settings = dict(settings)
+        self.process = self.settings.pop("worker") == "process"
         self.pending: List[Any] = []  # flat: 5 items per change (sink.Change)
         self.lock = threading.Lock()
         self._sink: Optional[Sink] = None
+        self._worker: Optional[SinkWorker] = None
+        if self.process:
+            from .worker import SinkWorker
+
+            self._worker = SinkWorker(self.name, self.settings)
+            self._worker.start()  # it imports SQLAlchemy while the first batch is buffered
 
     @property
     def sink(self) -> Sink:
@@ -72,7 +90,31 @@ class _Instance:
             self._sink = Sink(self.name, **self.settings)
         return self._sink
 
+    def write(self, batch: List[Any]) -> List[Any]:
+        """The sink's ``write``, in the worker process or in this thread."""
+        if self._worker is None:
+            return self.sink.write(batch)
+        from .worker import WorkerFailed
+
+        try:
+            return self._worker.write(batch)
+        except WorkerFailed as exc:
+            if exc.kind == "transient":
+                raise self.unavailable(batch, str(exc)) from None
+            raise SinkFailed(
+                f"{PLUGIN} instance {self.name!r}: database {_masked(self.settings['url'])} failed"
+                f" ({exc.kind}), {len(batch) // 5} change(s) not written: {exc}"
+            ) from None
+
+    def unavailable(self, batch: List[Any], why: str) -> SinkUnavailable:
+        return SinkUnavailable(
+            f"{PLUGIN} instance {self.name!r}: database {_masked(self.settings['url'])} unavailable "
+            f"after {self.settings['retries']} attempt(s), {len(batch) // 5} change(s) not written: {why}"
+        )
+
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
         if self._sink is not None:
             self._sink.close()
             self._sink = None
@@ -110,7 +152,28 @@ def settings_from_meta(name: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
         "batch_size": _positive_int(name, meta, "batch_size", 5000),
         "events": _boolean(name, meta, "events", True),
         "retries": _positive_int(name, meta, "retries", 3),
+        "worker": _worker(name, meta, url),
     }
+
+
+def _worker(name: str, meta: Mapping[str, Any], url: str) -> str:
+    from .worker import available
+
+    sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///" and ":memory:" not in url
+    value = meta.get("worker")
+    if value is None:
+        return "process" if sqlite_file and available() else "thread"
+    if value not in WORKERS:
+        raise _meta_error(name, "worker", f"must be one of {', '.join(map(repr, WORKERS))}, got {value!r}")
+    if value == "process" and not available():
+        raise _meta_error(name, "worker", "'process' needs a POSIX host; use 'thread'")
+    if value == "process" and url.startswith("sqlite") and not sqlite_file:
+        raise _meta_error(
+            name,
+            "worker",
+            "'process' needs a SQLite file (an in-memory database would live in the worker only)",
+        )
+    return str(value)
 
 
 def _positive_int(name: str, meta: Mapping[str, Any], key: str, default: int) -> int:
@@ -229,15 +292,11 @@ def flush(syncer: SyncerInstance) -> None:
         from .sink import classify, describe
 
         try:
-            rejected = inst.sink.write(batch)
+            rejected = inst.write(batch)
         except Exception as exc:
-            if classify(exc) != "transient":
+            if isinstance(exc, SectorhooksError) or classify(exc) != "transient":
                 raise
-            raise SinkUnavailable(
-                f"{PLUGIN} instance {inst.name!r}: database {_masked(inst.settings['url'])} unavailable "
-                f"after {inst.settings['retries']} attempt(s), {len(batch) // 5} change(s) not written: "
-                f"{describe(exc)}"
-            ) from exc
+            raise inst.unavailable(batch, describe(exc)) from exc
     if rejected:
         raise RejectedChanges(rejected)
 

@@ -12,7 +12,7 @@ from sectorhooks.host import PluginHost
     ("meta", "key", "says"),
     [
         ({"uri": "sqlite://"}, "uri", "did you mean 'url'?"),
-        ({"flavour": 1}, "flavour", "known keys: url, table_prefix, batch_size, events, retries"),
+        ({"flavour": 1}, "flavour", "known keys: url, table_prefix, batch_size, events, retries, worker"),
         ({"url": ""}, "url", "must be a SQLAlchemy URL string"),
         ({"url": 5}, "url", "must be a SQLAlchemy URL string"),
         ({"table_prefix": "bad-name"}, "table_prefix", "letters, digits or '_'"),
@@ -21,6 +21,8 @@ from sectorhooks.host import PluginHost
         ({"batch_size": True}, "batch_size", "positive integer, got True"),
         ({"events": "maybe"}, "events", "must be true or false, got 'maybe'"),
         ({"retries": -1}, "retries", "positive integer"),
+        ({"worker": "fork"}, "worker", "must be one of 'process', 'thread', got 'fork'"),
+        ({"url": "sqlite://", "worker": "process"}, "worker", "needs a SQLite file (an in-memory"),
     ],
 )
 def test_bad_meta_is_a_value_error_naming_instance_and_key(host: PluginHost, meta, key, says):
@@ -37,7 +39,24 @@ def test_string_meta_values_are_accepted_as_the_original_gives_them(host: Plugin
     module = host.records["sqlsync"].bound.module
     meta = {"url": "sqlite://", "batch_size": "250", "events": "off", "retries": "2"}
     got = module.settings_from_meta("x", meta)
-    assert got == {"url": "sqlite://", "prefix": "", "batch_size": 250, "events": False, "retries": 2}
+    want = {"url": "sqlite://", "prefix": "", "batch_size": 250, "events": False, "retries": 2}
+    assert got == {**want, "worker": "thread"}  # an in-memory database stays in this process
+
+
+@pytest.mark.parametrize(
+    ("url", "meta", "worker"),
+    [
+        ("sqlite:///{tmp}/a.sqlite", {}, "process"),  # an embedded file: its work off the host's GIL
+        ("sqlite:///{tmp}/a.sqlite", {"worker": "thread"}, "thread"),
+        ("sqlite:///:memory:", {}, "thread"),
+        ("postgresql+psycopg://u@db/x", {}, "thread"),  # a server does the work in its processes
+        ("postgresql+psycopg://u@db/x", {"worker": "process"}, "process"),
+    ],
+)
+def test_the_worker_default_depends_on_where_the_database_does_its_work(host, tmp_path, url, meta, worker):
+    module = host.records["sqlsync"].bound.module
+    got = module.settings_from_meta("x", {"url": url.format(tmp=tmp_path), **meta})
+    assert got["worker"] == worker
 
 
 def test_a_bad_instance_does_not_disturb_a_good_one(host: PluginHost, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any, Tuple
@@ -12,7 +14,7 @@ import pytest
 import servers
 from sectorhooks_spec import AllocatedSector, LatestState, PreCommitInfo
 
-from .helpers import make_config, open_runtime, sealing_run, sid, wait_for
+from .helpers import make_config, open_runtime, plugin_module, sealing_run, sid, wait_for
 from .sinks import event_gaps, field_differences, sector_rows
 
 
@@ -103,3 +105,37 @@ def test_postgres_down_during_5000_changes_others_keep_up_then_it_catches_up_exa
             assert field_differences(url, rt.state) == [], name
             assert event_gaps(url, rt.state) == [], name  # nothing lost, nothing doubled
             assert len(sector_rows(url)) == sectors
+
+
+def test_a_sqlite_sinks_worker_process_killed_mid_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mirror.sqlite'}"
+    config = make_config(
+        tmp_path, syncers=[("lite", "sqlsync", {"url": url})], kv="sqlkv", plugins=("sqlsync",)
+    )
+    sectors, writers = 100, 4
+    with open_runtime(config) as rt:
+        rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(sectors)])
+        assert rt.sync.wait_idle(60)
+        module = plugin_module(rt, "sqlsync")
+        first = module._INSTANCES["lite"]._worker.pid
+        killed = threading.Event()
+
+        def write(k: int) -> None:
+            for r in range(10):
+                for n in range(k, sectors, writers):
+                    rt.state.update(sid(n), latest_state=LatestState(f"R{r}", worker=f"w{k}"))
+                if k == 0 and r == 4:
+                    os.kill(first, signal.SIGKILL)
+                    killed.set()
+
+        threads = [threading.Thread(target=write, args=(k,)) for k in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert killed.is_set()
+        assert rt.sync.wait_idle(60)
+        assert module._INSTANCES["lite"]._worker.pid not in (None, first)
+        assert rt.sync.records.count_dead("lite") == 0
+        assert field_differences(url, rt.state) == []
+        assert event_gaps(url, rt.state) == []  # nothing lost, nothing doubled

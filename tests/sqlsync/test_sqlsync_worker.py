@@ -1,0 +1,85 @@
+"""sqlsync's worker process (``worker = "process"``, the default for a SQLite file): each flush is
+written by a process of the instance's own; a worker that dies fails one flush and loses nothing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from sqlsynckit import Feeder, expected, state
+
+from sectorhooks.host import PluginHost
+from sectorhooks_spec import RejectedChanges
+
+
+def _worker(f: Feeder) -> Any:
+    return f.module._INSTANCES[f.syncer.name]._worker
+
+
+def test_a_sqlite_file_sink_writes_in_a_worker_process_of_its_own(host: PluginHost, tmp_path: Path):
+    with Feeder(host, f"sqlite:///{tmp_path / 'w.sqlite'}") as f:
+        f.write(state(1, 1), state(2, 1))
+        f.write(state(1, 2))
+        worker = _worker(f)
+        pid = worker.pid
+        assert pid is not None and pid != os.getpid()
+        assert psutil.Process(pid).ppid() == os.getpid()
+        assert f.rows() == expected([state(1, 2), state(2, 1)])
+        assert set(f.events()) == {("s-t01000-1", 1), ("s-t01000-1", 2), ("s-t01000-2", 1)}
+    assert worker.pid is None and not psutil.pid_exists(pid)  # closed with its instance, and reaped
+
+
+def test_thread_mode_writes_in_the_host_process(host: PluginHost, tmp_path: Path):
+    before = {p.pid for p in psutil.Process().children()}
+    with Feeder(host, f"sqlite:///{tmp_path / 't.sqlite'}", worker="thread") as f:
+        f.write(state(1, 1), state(2, 1))
+        assert _worker(f) is None
+        assert {p.pid for p in psutil.Process().children()} == before
+        assert f.rows() == expected([state(1, 1), state(2, 1)])
+
+
+def test_a_killed_worker_fails_the_flush_and_the_redelivered_batch_is_written_by_a_new_one(
+    host: PluginHost, tmp_path: Path
+):
+    with Feeder(host, f"sqlite:///{tmp_path / 'k.sqlite'}") as f:
+        f.write(state(1, 1))
+        old = _worker(f).pid
+        os.kill(old, signal.SIGKILL)
+        f.update(state(1, 2))
+        f.update(state(2, 1))
+        with pytest.raises(f.module.SinkUnavailable) as info:
+            f.flush()
+        text = str(info.value)
+        assert f.syncer.name in text and "2 change(s) not written" in text, text
+        assert "killed by signal 9" in text, text
+        assert f.rows() == expected([state(1, 1)])  # nothing of the failed batch
+        f.write(state(1, 2), state(2, 1))  # what the host does: deliver the batch again
+        assert _worker(f).pid not in (None, old)
+        assert f.rows() == expected([state(1, 2), state(2, 1)])
+
+
+def test_refused_rows_and_the_sinks_warnings_come_back_from_the_worker(
+    host: PluginHost, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    with Feeder(host, url) as f:
+        f.write(state(1, 1))
+        f.query(
+            "CREATE TRIGGER no_poison BEFORE UPDATE ON {p}sectors WHEN NEW.abort_reason = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'poisoned sector'); END"
+        )
+        caplog.set_level(logging.WARNING)
+        f.update(state(1, 2, abort_reason="poison"))
+        f.update(state(2, 1))
+        with pytest.raises(RejectedChanges) as info:
+            f.flush()
+        assert [(r.sector, r.version) for r in info.value.rejected] == [("s-t01000-1", 2)]
+        assert "poisoned sector" in info.value.rejected[0].reason
+        assert f.rows() == expected([state(1, 1), state(2, 1)])
+        logged = [r for r in caplog.records if "database refused s-t01000-1" in r.getMessage()]
+        assert logged and logged[0].levelno == logging.WARNING  # logged by the worker, shown here

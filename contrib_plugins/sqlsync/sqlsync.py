@@ -71,12 +71,12 @@ class _Instance:
     def __init__(self, syncer: SyncerInstance, settings: Dict[str, Any]):
         self.name = syncer.name
         self.settings = dict(settings)
-        self.process = self.settings.pop("worker") == "process"
+        process = self.settings.pop("worker") == "process"
         self.pending: List[Any] = []  # flat: 5 items per change (sink.Change)
         self.lock = threading.Lock()
         self._sink: Optional[Sink] = None
         self._worker: Optional[SinkWorker] = None
-        if self.process:
+        if process:
             from .worker import SinkWorker
 
             self._worker = SinkWorker(self.name, self.settings)
@@ -99,6 +99,10 @@ class _Instance:
         try:
             return self._worker.write(batch)
         except WorkerFailed as exc:
+            if exc.kind == "worker":  # not the database: no attempt was made
+                raise SinkUnavailable(
+                    f"{PLUGIN} instance {self.name!r}: {len(batch) // 5} change(s) not written: {exc}"
+                ) from None
             if exc.kind == "transient":
                 raise self.unavailable(batch, str(exc)) from None
             raise SinkFailed(

@@ -45,7 +45,8 @@ _BOOT = (
 
 
 class WorkerFailed(Exception):
-    """The worker's write failed; ``kind`` is how the sink classified the error."""
+    """The worker's write failed; ``kind`` is how the sink classified the error, or ``"worker"``
+    when the worker process itself failed (it could not start, or it died)."""
 
     def __init__(self, kind: str, text: str):
         super().__init__(text)
@@ -74,16 +75,26 @@ class SinkWorker:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def start(self) -> None:
-        """Start the worker now (it imports SQLAlchemy while the host buffers the first batch)."""
+        """Start the worker now (it imports SQLAlchemy while the host buffers the first batch).
+
+        A worker that cannot start is logged, not raised: the event being buffered is fine,
+        and the next flush tries again and fails (to be retried) if it still cannot.
+        """
         with self._lock:
             if self._conn is None:
-                self._spawn()
+                try:
+                    self._spawn()
+                except OSError as exc:
+                    log.warning("sqlsync %s: cannot start the worker process: %s", self.label, exc)
 
     def write(self, flat: Sequence[Any]) -> List[Rejected]:
         """The sink's ``write`` in the worker: what the database refused, or :class:`WorkerFailed`."""
         with self._lock:
             if self._conn is None:
-                self._spawn()
+                try:
+                    self._spawn()
+                except OSError as exc:
+                    raise WorkerFailed("worker", f"cannot start the worker process: {exc}") from None
             assert self._conn is not None
             try:
                 self._conn.send_bytes(pickle.dumps(flat, protocol=pickle.HIGHEST_PROTOCOL))
@@ -91,7 +102,7 @@ class SinkWorker:
             except (EOFError, OSError) as exc:
                 code = self._reap()
                 raise WorkerFailed(
-                    "transient",
+                    "worker",
                     f"the worker process exited ({_exit(code)}) during a write; a new one starts on"
                     f" the next flush ({type(exc).__name__})",
                 ) from None
@@ -128,8 +139,14 @@ class SinkWorker:
             )
         finally:
             child.close()
-        parent.send_bytes(pickle.dumps({"sys_path": list(sys.path), "label": self.label, **self.settings}))
         self._conn = parent
+        try:
+            parent.send_bytes(
+                pickle.dumps({"sys_path": list(sys.path), "label": self.label, **self.settings})
+            )
+        except OSError:
+            self._reap()
+            raise
         log.debug("sqlsync %s: worker process %d started", self.label, self._proc.pid)
 
     def _reap(self) -> Optional[int]:

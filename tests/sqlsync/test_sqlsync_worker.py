@@ -83,3 +83,37 @@ def test_refused_rows_and_the_sinks_warnings_come_back_from_the_worker(
         assert f.rows() == expected([state(1, 1), state(2, 1)])
         logged = [r for r in caplog.records if "database refused s-t01000-1" in r.getMessage()]
         assert logged and logged[0].levelno == logging.WARNING  # logged by the worker, shown here
+
+
+def test_a_worker_that_cannot_start_fails_flushes_until_it_can_and_loses_nothing(
+    host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    import importlib
+    import sys
+
+    python = sys.executable
+    worker_module = importlib.import_module("sectorhooks_plugins.sqlsync.worker")
+    monkeypatch.setattr(worker_module.sys, "executable", str(tmp_path / "no-python"))
+    caplog.set_level(logging.WARNING)
+    with Feeder(host, f"sqlite:///{tmp_path / 's.sqlite'}") as f:
+        f.update(state(1, 1))  # the event is buffered: no error here (it would be dead-lettered)
+        assert any("cannot start the worker process" in r.getMessage() for r in caplog.records)
+        with pytest.raises(f.module.SinkUnavailable) as info:
+            f.flush()
+        assert "cannot start the worker process" in str(info.value) and "1 change(s)" in str(info.value)
+        monkeypatch.setattr(worker_module.sys, "executable", python)
+        f.write(state(1, 1))  # the host delivers the batch again
+        assert f.rows() == expected([state(1, 1)])
+
+
+def test_an_error_that_is_not_transient_names_the_instance_and_the_database(host: PluginHost, tmp_path: Path):
+    path = tmp_path / "garbage.sqlite"
+    path.write_bytes(b"this is not a SQLite database, whatever its name says" * 100)
+    with Feeder(host, f"sqlite:///{path}") as f:
+        f.update(state(1, 1))
+        with pytest.raises(f.module.SinkFailed) as info:
+            f.flush()
+        text = str(info.value)
+        assert f.syncer.name in text and str(path) in text and "(fatal)" in text, text
+        assert "file is not a database" in text and "1 change(s) not written" in text, text
+        assert _worker(f).pid is not None  # the worker itself is fine and stays

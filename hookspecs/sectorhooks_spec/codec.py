@@ -14,7 +14,7 @@ import json
 import sys
 import typing
 from functools import cache
-from typing import Any, Callable, Dict, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, Union
 
 import attrs
 
@@ -25,13 +25,24 @@ _NoneType = type(None)
 Decoder = Callable[[Any, str], Any]
 
 
+_PLAIN = frozenset({str, int, float, bool, _NoneType})
+_MODEL_FIELDS: Dict[type, Optional[Tuple[str, ...]]] = {}  # class -> attrs field names, None if no model
+
+
 def to_jsonable(obj: Any) -> Any:
     """Return ``obj`` as JSON-compatible data (dicts, lists, str, int, float, bool, None)."""
     cls = type(obj)
-    if cls in (str, int, float, bool) or obj is None:
+    if cls in _PLAIN:
         return obj
-    if attrs.has(cls):
-        return {name: to_jsonable(getattr(obj, name)) for name in _field_names(cls)}
+    names = _MODEL_FIELDS.get(cls, ())
+    if names == ():
+        names = _MODEL_FIELDS[cls] = _field_names(cls) if attrs.has(cls) else None
+    if names is not None:  # plain field values (most of them) are taken as they are, not recursed into
+        out = {}
+        for name in names:
+            value = getattr(obj, name)
+            out[name] = value if type(value) in _PLAIN else to_jsonable(value)
+        return out
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, (tuple, list)):

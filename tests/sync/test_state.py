@@ -25,6 +25,7 @@ from sectorhooks_spec import (
     Ticket,
     Workspace,
     dumps,
+    loads,
 )
 
 from .helpers import make_config, open_runtime, sid
@@ -125,6 +126,10 @@ def test_bad_calls_are_refused_with_the_reason_and_write_nothing(rt: Runtime) ->
         rt.state.update(sid(1), ticket="abc")
     with pytest.raises(SectorStateError, match=r"ticket.epoch: expected int, got str"):
         rt.state.update(sid(1), ticket=Ticket("ab", "7"))  # type: ignore[arg-type]
+    with pytest.raises(SectorStateError, match=r"ticket.epoch: expected int, got bool"):
+        rt.state.update(sid(1), ticket=Ticket("ab", True))
+    with pytest.raises(SectorStateError, match=r"latest_state.worker: expected str, got int"):
+        rt.state.update(sid(1), latest_state=LatestState("PC1", worker=7))  # type: ignore[arg-type]
     with pytest.raises(SectorStateError, match="already exists"):
         rt.state.init_sectors([AllocatedSector(sid(2), 8), AllocatedSector(sid(1), 8)])
     with pytest.raises(KeyNotFound):
@@ -303,6 +308,7 @@ def test_stored_json_is_exactly_codec_dumps_of_the_state(tmp_path: Path, changes
             s = rt.state.update(sid(n), **fields)
             raw = rt.kv.open_collection(COLLECTIONS[Workspace.ONLINE]).get(sid(n).key.encode())
             assert raw.decode() == dumps(s)
+            assert loads(SectorState, raw) == s  # the returned state is the stored one, field by field
         for e in log_events(rt.state)[1:]:
             assert e.states_json[0] == dumps(e.states()[0])
 

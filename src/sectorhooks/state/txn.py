@@ -39,6 +39,19 @@ class Current:
         self.ws, self.state, self.data, self.text = ws, state, data, text
 
 
+_KEYS: Dict[SectorID, bytes] = {}  # sector -> its KV key (formatting it costs 4x a lookup)
+
+
+def key_of(sid: SectorID) -> bytes:
+    """``sid.key`` as the KV key (bytes)."""
+    key = _KEYS.get(sid)
+    if key is None:
+        if len(_KEYS) >= 1 << 16:
+            _KEYS.clear()
+        key = _KEYS[sid] = sid.key.encode()
+    return key
+
+
 def _json_dumps(data: Dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -165,7 +178,7 @@ class GroupTxn:
 
     def current(self, sid: SectorID) -> Optional[Current]:
         """The sector as this transaction sees it, or ``None``."""
-        key = sid.key.encode()
+        key = key_of(sid)
         if key in self._seen:
             return self._seen[key]
         found = self._cache.trusted.get(key) if self.trusted else None
@@ -201,7 +214,7 @@ class GroupTxn:
         return self.write(old, Current(ws, state, data))
 
     def write(self, old: Optional[Current], new: Current) -> Current:
-        key = new.state.id.key.encode()
+        key = key_of(new.state.id)
         new.text = to_json(new.data)
         self.txn.collection(COLLECTIONS[new.ws]).put(key, new.text.encode("utf-8"))
         if old is not None and old.ws is not new.ws:

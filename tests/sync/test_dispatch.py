@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -183,6 +184,30 @@ def test_sink_down_retries_without_dead_letters_then_catches_up(tmp_path: Path, 
         assert rt.sync.wait_idle(30)
         assert rec.read_rows("a") == kv_rows(rt.state)
         assert rt.sync.records.count_dead("a") == 0
+
+
+def test_stop_delivers_the_log_to_healthy_sinks_first_and_does_not_wait_for_a_down_one(
+    tmp_path: Path, recorder: Any
+) -> None:
+    rt = runtime(tmp_path, ("slow", "recorder", {"url": "slow"}), ("down", "recorder", {"url": "down"}))
+    try:
+        rec = plugin_module(rt, "recorder")
+        rec.SLOW["slow"] = 0.005  # each hook sleeps: the log is far from delivered when stop comes
+        rec.DOWN["down"] = True
+        sealing_run(rt.state, sectors=20, updates=10)
+        head = rt.state.log.head()
+        assert rt.sync.dispatcher("slow").cursor < head
+        wait_for(lambda: rt.sync.dispatcher("down").state == "retrying", what="the down sink retries")
+        started = time.monotonic()
+        rt.sync.stop(timeout=60)
+        assert time.monotonic() - started < 30  # the down sink was not waited for
+        assert rt.sync.dispatcher("slow").cursor == head
+        assert rec.read_rows("slow") == kv_rows(rt.state)
+        saved = rt.sync.records.cursor("slow")
+        assert saved is not None and saved["seq"] == head  # and its cursor saved on the way out
+        assert rt.sync.dispatcher("down").cursor < head  # its backlog stays in the log
+    finally:
+        rt.close()
 
 
 def test_rejected_changes_become_dead_letters_exactly(tmp_path: Path, recorder: Any) -> None:

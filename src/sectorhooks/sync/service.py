@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import tenacity
 
-from sectorhooks_spec import SectorID, Workspace
+from sectorhooks_spec import KVError, SectorID, Workspace
 
 from ..config import HostConfig
 from ..errors import SyncError
@@ -102,20 +102,54 @@ class SyncService:
         self._trimmer.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Let each dispatcher finish (and flush) its round, then stop every thread."""
+    def stop(self, timeout: float = 10.0, drain: Optional[float] = None) -> None:
+        """Deliver what the log holds, let each dispatcher finish (and flush) its round, then
+        stop every thread.
+
+        The drain waits up to ``drain`` seconds (default: half of ``timeout``) for every syncer
+        this process delivers to reach the log head, so a clean shutdown leaves the sinks
+        current; a syncer that is failing (retrying, stopped) is not waited for, its backlog
+        stays in the log for the next start.
+        """
         if not self._started:
             return
+        deadline = time.monotonic() + timeout
+        self._drain(timeout / 2 if drain is None else min(drain, timeout))
         self._started = False
         changelog.remove_commit_listener(self.store, self._on_commit)
         self._stop.set()
-        deadline = time.monotonic() + timeout
         for d in self._dispatchers.values():
             d.request_stop()  # all at once: a slow one must not delay the others' stop
         for d in self._dispatchers.values():
             d.stop(max(0.1, deadline - time.monotonic()))
         if self._trimmer is not None:
             self._trimmer.join(max(0.1, deadline - time.monotonic()))
+
+    def _drain(self, budget: float) -> bool:
+        """Wait (up to ``budget`` seconds) until every healthy syncer delivered the log as of now."""
+        try:
+            head = self.log.head()
+        except KVError as exc:  # the KV is down: nothing can be delivered now
+            log.warning("sync stop: cannot read the log head to drain it: %s", describe(exc))
+            return False
+        deadline = time.monotonic() + budget
+        with self._progress:
+            while True:
+                behind = [
+                    d
+                    for d in self._dispatchers.values()
+                    if d.holding and d.cursor < head and d.state not in ("retrying", "stopped", "crashed")
+                ]
+                if not behind:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    names = ", ".join(f"{d.name} ({head - d.cursor} behind)" for d in behind)
+                    log.warning(
+                        "sync stop: stopping before %s delivered the log; it will on the next start", names
+                    )
+                    return False
+                self._progress.wait(min(left, 0.1))
 
     def _on_commit(self, head: int, entries: Sequence[Tuple[int, bytes]]) -> None:
         self.log.remember(entries)  # dispatchers that keep up never read them back from the KV

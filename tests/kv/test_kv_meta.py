@@ -77,6 +77,8 @@ def error_of(plugin: str, meta: Dict[str, Any]) -> str:
         ({"url": "sqlite:///kv.db", "pool_size": True}, "pool_size", "integer"),
         ({"url": "sqlite:///kv.db", "lock_timeout": "soon"}, "lock_timeout", "number"),
         ({"url": "sqlite:///kv.db", "synchronous": "OFF"}, "synchronous", "NORMAL, FULL"),
+        ({"url": "sqlite:///kv.db", "mmap_size": -1}, "mmap_size", ">= 0"),
+        ({"url": "sqlite:///kv.db", "mmap_size": "big"}, "mmap_size", "integer >= 0, got 'big'"),
         ({"url": "sqlite:///kv.db", "echo": True}, "echo", "known keys: url, table"),
         ({"url": "sqlite:///kv.db", "pool_sise": 3}, "pool_sise", "did you mean 'pool_size'"),
     ],
@@ -114,6 +116,16 @@ def test_sqlkv_picks_the_bundled_drivers() -> None:
     assert parse({"url": "mysql://u@h/db"})["url"] == "mysql+pymysql://u@h/db"
     assert parse({"url": "mariadb://u@h/db"})["url"] == "mariadb+pymysql://u@h/db"
     assert parse({"url": "sqlite:///kv.db", "pool_size": "7"})["pool_size"] == 7  # TOML strings are fine
+
+
+def test_sqlkv_mmap_size_reaches_every_sqlite_connection(tmp_path) -> None:
+    for meta, want in (({}, 1 << 28), ({"mmap_size": 0}, 0), ({"mmap_size": 4096 * 16}, 4096 * 16)):
+        store = kvplugins.open_store("sqlkv", {"url": f"sqlite:///{tmp_path / f'kv{want}.db'}", **meta})
+        try:
+            with store.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == want
+        finally:
+            store.close()
 
 
 @pytest.mark.parametrize("plugin", ["sqlkv-postgresql", "sqlkv-mariadb", "rediskv"])

@@ -293,6 +293,7 @@ def _make_engine(
     connect_timeout: int,
     lock_timeout: float,
     synchronous: str,
+    mmap_size: int,
 ) -> Tuple[sa.Engine, str]:
     u = sa.engine.make_url(url)
     kind = {"mariadb": "mysql"}.get(u.get_backend_name(), u.get_backend_name())
@@ -326,6 +327,7 @@ def _make_engine(
                         f"plugin {PLUGIN!r}: SQLite refused WAL mode (got {mode!r}) for {u.database}"
                     )
                 cur.execute(f"PRAGMA synchronous={synchronous}")
+                cur.execute(f"PRAGMA mmap_size={int(mmap_size)}")
             elif kind == "mysql":
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur.execute(f"SET SESSION innodb_lock_wait_timeout = {max(1, math.ceil(lock_timeout))}")
@@ -348,9 +350,10 @@ class SQLStore:
         connect_timeout: int = 10,
         lock_timeout: float = 10.0,
         synchronous: str = "NORMAL",
+        mmap_size: int = 1 << 28,
     ):
         self.engine, self.kind = _make_engine(
-            url, pool_size, max_overflow, pool_timeout, connect_timeout, lock_timeout, synchronous
+            url, pool_size, max_overflow, pool_timeout, connect_timeout, lock_timeout, synchronous, mmap_size
         )
         self.where = f"{self.engine.url.render_as_string(hide_password=True)} table {table}"
         self.lock_timeout = lock_timeout

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -60,7 +61,7 @@ def available() -> bool:
 
 class SinkWorker:
     """The parent's handle on one sink's worker process; started on first use, restarted after
-    it died. Not thread-safe: the plugin calls it under the instance's lock."""
+    it died. One write at a time (a lock)."""
 
     def __init__(self, label: str, settings: Dict[str, Any]):
         self.label = label
@@ -103,8 +104,8 @@ class SinkWorker:
                 code = self._reap()
                 raise WorkerFailed(
                     "worker",
-                    f"the worker process exited ({_exit(code)}) during a write; a new one starts on"
-                    f" the next flush ({type(exc).__name__})",
+                    f"the worker process exited ({_exit(code)}); a new one starts on the next flush"
+                    f" ({type(exc).__name__})",
                 ) from None
             for level, message in reply[-1]:
                 log.log(level, "%s", message)
@@ -185,7 +186,14 @@ class _Collect(logging.Handler):
 
 
 def serve(fd: int) -> None:
-    """The worker's loop: open the sink, then write each batch received until the parent closes."""
+    """The worker's loop: open the sink, then write each batch received until the parent closes.
+
+    SIGINT and SIGTERM are ignored: a Ctrl-C or a service manager signals the whole process
+    group, and the host then delivers what is left in its log (see ``SyncService.stop``),
+    which needs its workers. A worker ends when its host closes the connection or dies.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     conn = Connection(fd)
     try:
         settings = pickle.loads(conn.recv_bytes())

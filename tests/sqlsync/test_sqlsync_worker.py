@@ -117,3 +117,16 @@ def test_an_error_that_is_not_transient_names_the_instance_and_the_database(host
         assert f.syncer.name in text and str(path) in text and "(fatal)" in text, text
         assert "file is not a database" in text and "1 change(s) not written" in text, text
         assert _worker(f).pid is not None  # the worker itself is fine and stays
+
+
+def test_a_worker_ignores_sigint_and_sigterm_sent_to_the_process_group(host: PluginHost, tmp_path: Path):
+    # A Ctrl-C or a service manager signals every process of the group; the host then drains its
+    # log through its workers, so they must still be there.
+    with Feeder(host, f"sqlite:///{tmp_path / 'g.sqlite'}") as f:
+        f.write(state(1, 1))
+        pid = _worker(f).pid
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
+        f.write(state(1, 2), state(2, 1))
+        assert _worker(f).pid == pid
+        assert f.rows() == expected([state(1, 2), state(2, 1)])

@@ -91,13 +91,13 @@ class _Instance:
         return self._sink
 
     def write(self, batch: List[Any]) -> List[Any]:
-        """The sink's ``write``, in the worker process or in this thread."""
+        """The sink's ``write``, in the worker process (once it has started) or in this thread."""
         if self._worker is None:
             return self.sink.write(batch)
         from .worker import WorkerFailed
 
         try:
-            return self._worker.write(batch)
+            rejected = self._worker.write(batch)
         except WorkerFailed as exc:
             if exc.kind == "worker":  # not the database: no attempt was made
                 raise SinkUnavailable(
@@ -109,6 +109,9 @@ class _Instance:
                 f"{PLUGIN} instance {self.name!r}: database {_masked(self.settings['url'])} failed"
                 f" ({exc.kind}), {len(batch) // 5} change(s) not written: {exc}"
             ) from None
+        if rejected is None:  # the worker is still starting: this batch is written here
+            return self.sink.write(batch)
+        return rejected
 
     def unavailable(self, batch: List[Any], why: str) -> SinkUnavailable:
         return SinkUnavailable(

@@ -7,9 +7,11 @@ another core, and the host only hands over each flushed batch (one pickled list)
 the outcome with the GIL released.
 
 Protocol, over a socket pair (``multiprocessing.connection`` frames, pickled): the parent sends
-the sink's settings and ``sys.path`` once, then one flat batch per flush (see ``sink.Change``);
-the worker answers ``("ok", rejected, logs)`` or ``("error", kind, text, logs)`` where ``kind``
-is :func:`sink.classify` of the error and ``logs`` are the sink's log records, re-logged by the
+the sink's settings and ``sys.path`` once; the worker answers ``READY`` once it has imported
+SQLAlchemy and opened its sink (until then the host writes its batches itself, in its thread).
+Then the parent sends one flat batch per flush (see ``sink.Change``) and the worker answers
+``("ok", rejected, logs)`` or ``("error", kind, text, logs)``, where ``kind`` is
+:func:`sink.classify` of the error and ``logs`` are the sink's log records, re-logged by the
 parent. Closing the parent's end stops the worker. A worker that dies is seen as the sink being
 unavailable: the flush raises, the host retries the batch (nothing is lost) and the next flush
 starts a new worker.
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # the worker imports nothing of the host's before it has the 
 log = logging.getLogger(__name__)
 
 PACKAGE = "sqlsync_worker"  # the plugin's directory, imported as a package in the worker
+READY = b"ready"  # the worker's first message: imported, sink open, waiting for batches
 STOP_TIMEOUT = 10.0  # seconds a worker gets to finish its write and exit before it is killed
 _BOOT = (
     "import sys, types\n"
@@ -68,6 +71,7 @@ class SinkWorker:
         self.settings = settings
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._conn: Optional[Connection] = None
+        self._ready = False  # the worker said it has imported and opened its sink
         self._lock = threading.Lock()
 
     @property
@@ -88,30 +92,61 @@ class SinkWorker:
                 except OSError as exc:
                     log.warning("sqlsync %s: cannot start the worker process: %s", self.label, exc)
 
-    def write(self, flat: Sequence[Any]) -> List[Rejected]:
-        """The sink's ``write`` in the worker: what the database refused, or :class:`WorkerFailed`."""
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait (up to ``timeout`` seconds) until the worker has started; True once it has."""
+        with self._lock:
+            return self._check_ready(timeout)
+
+    def write(self, flat: Sequence[Any]) -> Optional[List[Rejected]]:
+        """The sink's ``write`` in the worker: what the database refused, or :class:`WorkerFailed`.
+
+        ``None``: the worker is still starting (importing SQLAlchemy takes a second or more on a
+        busy host) and nothing was sent; the caller writes this batch itself. A flush is never
+        held up by a worker's start, so a dispatcher is never late to renew its lease.
+        """
         with self._lock:
             if self._conn is None:
                 try:
                     self._spawn()
                 except OSError as exc:
                     raise WorkerFailed("worker", f"cannot start the worker process: {exc}") from None
+            if not self._check_ready(0):
+                return None
             assert self._conn is not None
             try:
                 self._conn.send_bytes(pickle.dumps(flat, protocol=pickle.HIGHEST_PROTOCOL))
                 reply = pickle.loads(self._conn.recv_bytes())
             except (EOFError, OSError) as exc:
-                code = self._reap()
-                raise WorkerFailed(
-                    "worker",
-                    f"the worker process exited ({_exit(code)}); a new one starts on the next flush"
-                    f" ({type(exc).__name__})",
-                ) from None
+                raise self._died(exc) from None
             for level, message in reply[-1]:
                 log.log(level, "%s", message)
             if reply[0] == "ok":
                 return reply[1]  # type: ignore[no-any-return]
             raise WorkerFailed(reply[1], reply[2])
+
+    def _check_ready(self, timeout: float) -> bool:
+        """Read the worker's start message if it came (within ``timeout``); hold the lock."""
+        if self._ready or self._conn is None:
+            return self._ready
+        try:
+            if not self._conn.poll(timeout):
+                return False
+            message = self._conn.recv_bytes()
+        except (EOFError, OSError) as exc:
+            raise self._died(exc) from None
+        if message != READY:
+            self._reap()
+            raise WorkerFailed("worker", f"the worker process sent {message[:40]!r} instead of {READY!r}")
+        self._ready = True
+        return True
+
+    def _died(self, exc: BaseException) -> WorkerFailed:
+        code = self._reap()
+        return WorkerFailed(
+            "worker",
+            f"the worker process exited ({_exit(code)}); a new one starts on the next flush"
+            f" ({type(exc).__name__})",
+        )
 
     def close(self) -> None:
         """Stop the worker: it finishes a write in progress, disposes of its engine and exits."""
@@ -119,6 +154,7 @@ class SinkWorker:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            self._ready = False
             if self._proc is not None:
                 try:
                     self._proc.wait(STOP_TIMEOUT)
@@ -154,6 +190,7 @@ class SinkWorker:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._ready = False
         code = None
         if self._proc is not None:
             try:
@@ -209,6 +246,8 @@ def serve(fd: int) -> None:
     root.propagate = False
     sink = Sink(**settings)
     try:
+        sink.engine  # noqa: B018 - the engine and its driver are loaded before we say we are ready
+        conn.send_bytes(READY)
         while True:
             try:
                 flat = pickle.loads(conn.recv_bytes())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,21 @@ def _worker(f: Feeder) -> Any:
     return f.module._INSTANCES[f.syncer.name]._worker
 
 
+def _ready(f: Feeder) -> Any:
+    """The instance's worker, once it has started (until then flushes are written in this thread)."""
+    worker = _worker(f)
+    assert worker.wait_ready(60), "the worker did not start"
+    return worker
+
+
 def test_a_sqlite_file_sink_writes_in_a_worker_process_of_its_own(host: PluginHost, tmp_path: Path):
     with Feeder(host, f"sqlite:///{tmp_path / 'w.sqlite'}") as f:
-        f.write(state(1, 1), state(2, 1))
+        f.update(state(1, 1))
+        f.update(state(2, 1))
+        worker = _ready(f)
+        f.flush()
         f.write(state(1, 2))
-        worker = _worker(f)
+        assert f.module._INSTANCES[f.syncer.name]._sink is None  # nothing was written in this process
         pid = worker.pid
         assert pid is not None and pid != os.getpid()
         assert psutil.Process(pid).ppid() == os.getpid()
@@ -48,7 +59,7 @@ def test_a_killed_worker_fails_the_flush_and_the_redelivered_batch_is_written_by
 ):
     with Feeder(host, f"sqlite:///{tmp_path / 'k.sqlite'}") as f:
         f.write(state(1, 1))
-        old = _worker(f).pid
+        old = _ready(f).pid
         os.kill(old, signal.SIGKILL)
         f.update(state(1, 2))
         f.update(state(2, 1))
@@ -69,6 +80,7 @@ def test_refused_rows_and_the_sinks_warnings_come_back_from_the_worker(
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     with Feeder(host, url) as f:
         f.write(state(1, 1))
+        _ready(f)
         f.query(
             "CREATE TRIGGER no_poison BEFORE UPDATE ON {p}sectors WHEN NEW.abort_reason = 'poison' "
             "BEGIN SELECT RAISE(ABORT, 'poisoned sector'); END"
@@ -111,6 +123,7 @@ def test_an_error_that_is_not_transient_names_the_instance_and_the_database(host
     path.write_bytes(b"this is not a SQLite database, whatever its name says" * 100)
     with Feeder(host, f"sqlite:///{path}") as f:
         f.update(state(1, 1))
+        _ready(f)
         with pytest.raises(f.module.SinkFailed) as info:
             f.flush()
         text = str(info.value)
@@ -124,9 +137,30 @@ def test_a_worker_ignores_sigint_and_sigterm_sent_to_the_process_group(host: Plu
     # log through its workers, so they must still be there.
     with Feeder(host, f"sqlite:///{tmp_path / 'g.sqlite'}") as f:
         f.write(state(1, 1))
-        pid = _worker(f).pid
+        pid = _ready(f).pid
         os.kill(pid, signal.SIGINT)
         os.kill(pid, signal.SIGTERM)
         f.write(state(1, 2), state(2, 1))
         assert _worker(f).pid == pid
         assert f.rows() == expected([state(1, 2), state(2, 1)])
+
+
+def test_flushes_while_the_worker_starts_are_written_in_this_thread_then_the_worker_takes_over(
+    host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A worker's start (SQLAlchemy's import) may take seconds on a busy host; a flush must not wait
+    # for it (its dispatcher would be late to renew its lease).
+    import importlib
+
+    worker_module = importlib.import_module("sectorhooks_plugins.sqlsync.worker")
+    monkeypatch.setattr(worker_module, "_BOOT", "import time\ntime.sleep(3)\n" + worker_module._BOOT)
+    with Feeder(host, f"sqlite:///{tmp_path / 'early.sqlite'}") as f:
+        started = time.monotonic()
+        f.write(state(1, 1), state(2, 1))
+        assert time.monotonic() - started < 2.5  # it did not wait for the sleeping worker
+        inst = f.module._INSTANCES[f.syncer.name]
+        assert inst._sink is not None and not inst._worker._ready  # written here, not by the worker
+        assert _ready(f).pid is not None
+        f.write(state(1, 2))  # now through the worker
+        assert f.rows() == expected([state(1, 2), state(2, 1)])
+        assert set(f.events()) == {("s-t01000-1", 1), ("s-t01000-1", 2), ("s-t01000-2", 1)}

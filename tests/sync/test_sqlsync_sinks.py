@@ -117,6 +117,7 @@ def test_a_sqlite_sinks_worker_process_killed_mid_run_loses_and_doubles_nothing(
         rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(sectors)])
         assert rt.sync.wait_idle(60)
         module = plugin_module(rt, "sqlsync")
+        assert module._INSTANCES["lite"]._worker.wait_ready(60)
         first = module._INSTANCES["lite"]._worker.pid
         killed = threading.Event()
 

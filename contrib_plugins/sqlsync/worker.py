@@ -151,18 +151,7 @@ class SinkWorker:
     def close(self) -> None:
         """Stop the worker: it finishes a write in progress, disposes of its engine and exits."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            self._ready = False
-            if self._proc is not None:
-                try:
-                    self._proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    log.warning("sqlsync %s: worker %d did not exit; killing it", self.label, self._proc.pid)
-                    self._proc.kill()
-                    self._proc.wait()
-                self._proc = None
+            self._reap()
 
     def _spawn(self) -> None:
         parent, child = Pipe()
@@ -196,6 +185,7 @@ class SinkWorker:
             try:
                 code = self._proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
+                log.warning("sqlsync %s: worker %d did not exit; killing it", self.label, self._proc.pid)
                 self._proc.kill()
                 code = self._proc.wait()
             self._proc = None

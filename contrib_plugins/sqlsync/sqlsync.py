@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -242,6 +243,19 @@ def close() -> None:
         for inst in _INSTANCES.values():
             inst.close()
         _INSTANCES.clear()
+
+
+def wait_ready(timeout: float = 60.0) -> bool:
+    """Wait until every instance's worker process has started (imported SQLAlchemy and opened
+    its sink); True once all have, False if one had not within ``timeout`` seconds.
+
+    Never needed for correctness: until its worker is ready an instance writes in the host's
+    thread. For a benchmark or a load test that measures the steady state, not the start.
+    """
+    deadline = time.monotonic() + timeout
+    with _REGISTRY_LOCK:
+        workers = [inst._worker for inst in _INSTANCES.values() if inst._worker is not None]
+    return all(w.wait_ready(max(0.0, deadline - time.monotonic())) for w in workers)
 
 
 # --- events: buffer only -----------------------------------------------------------------------

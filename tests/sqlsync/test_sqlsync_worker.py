@@ -50,6 +50,7 @@ def test_thread_mode_writes_in_the_host_process(host: PluginHost, tmp_path: Path
     with Feeder(host, f"sqlite:///{tmp_path / 't.sqlite'}", worker="thread") as f:
         f.write(state(1, 1), state(2, 1))
         assert _worker(f) is None
+        assert f.module.wait_ready(0)  # no worker to wait for
         assert {p.pid for p in psutil.Process().children()} == before
         assert f.rows() == expected([state(1, 1), state(2, 1)])
 
@@ -160,7 +161,8 @@ def test_flushes_while_the_worker_starts_are_written_in_this_thread_then_the_wor
         assert time.monotonic() - started < 2.5  # it did not wait for the sleeping worker
         inst = f.module._INSTANCES[f.syncer.name]
         assert inst._sink is not None and not inst._worker._ready  # written here, not by the worker
-        assert _ready(f).pid is not None
+        assert not f.module.wait_ready(0.2)  # still sleeping
+        assert f.module.wait_ready(60) and inst._worker._ready and inst._worker.pid is not None
         f.write(state(1, 2))  # now through the worker
         assert f.rows() == expected([state(1, 2), state(2, 1)])
         assert set(f.events()) == {("s-t01000-1", 1), ("s-t01000-1", 2), ("s-t01000-2", 1)}

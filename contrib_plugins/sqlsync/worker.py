@@ -66,9 +66,10 @@ class SinkWorker:
     """The parent's handle on one sink's worker process; started on first use, restarted after
     it died. One write at a time (a lock)."""
 
-    def __init__(self, label: str, settings: Dict[str, Any]):
+    def __init__(self, label: str, settings: Dict[str, Any], nice: int = 0):
         self.label = label
         self.settings = settings
+        self.nice = nice  # added to the worker's niceness once it has started
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._conn: Optional[Connection] = None
         self._ready = False  # the worker said it has imported and opened its sink
@@ -168,7 +169,9 @@ class SinkWorker:
         self._conn = parent
         try:
             parent.send_bytes(
-                pickle.dumps({"sys_path": list(sys.path), "label": self.label, **self.settings})
+                pickle.dumps(
+                    {"sys_path": list(sys.path), "nice": self.nice, "label": self.label, **self.settings}
+                )
             )
         except OSError:
             self._reap()
@@ -224,9 +227,10 @@ def serve(fd: int) -> None:
     conn = Connection(fd)
     try:
         settings = pickle.loads(conn.recv_bytes())
-    except EOFError:
+    except (EOFError, OSError):  # the host is gone (closed, or died: connection reset)
         return
     sys.path[:] = settings.pop("sys_path")
+    nice = settings.pop("nice")
     from .sink import Sink, classify, describe
 
     collect = _Collect()
@@ -237,11 +241,16 @@ def serve(fd: int) -> None:
     sink = Sink(**settings)
     try:
         sink.engine  # noqa: B018 - the engine and its driver are loaded before we say we are ready
-        conn.send_bytes(READY)
+        if nice:  # after the start: the host writes our batches itself until we are ready
+            os.nice(nice)
+        try:
+            conn.send_bytes(READY)
+        except OSError:  # the host died while we started: nobody to tell
+            return
         while True:
             try:
                 flat = pickle.loads(conn.recv_bytes())
-            except EOFError:
+            except (EOFError, OSError):  # the host closed the connection, or died (reset)
                 return
             collect.records = []
             reply: Tuple[Any, ...]

@@ -12,7 +12,11 @@ from sectorhooks.host import PluginHost
     ("meta", "key", "says"),
     [
         ({"uri": "sqlite://"}, "uri", "did you mean 'url'?"),
-        ({"flavour": 1}, "flavour", "known keys: url, table_prefix, batch_size, events, retries, worker"),
+        (
+            {"flavour": 1},
+            "flavour",
+            "known keys: url, table_prefix, batch_size, events, retries, worker, nice",
+        ),
         ({"url": ""}, "url", "must be a SQLAlchemy URL string"),
         ({"url": 5}, "url", "must be a SQLAlchemy URL string"),
         ({"table_prefix": "bad-name"}, "table_prefix", "letters, digits or '_'"),
@@ -23,6 +27,10 @@ from sectorhooks.host import PluginHost
         ({"retries": -1}, "retries", "positive integer"),
         ({"worker": "fork"}, "worker", "must be one of 'process', 'thread', got 'fork'"),
         ({"url": "sqlite://", "worker": "process"}, "worker", "needs a SQLite file (an in-memory"),
+        ({"nice": 20}, "nice", "integer from 0 to 19, got 20"),
+        ({"nice": -1}, "nice", "integer from 0 to 19, got -1"),
+        ({"nice": True}, "nice", "integer from 0 to 19, got True"),
+        ({"url": "sqlite://", "nice": 5}, "nice", "applies to a worker process only"),  # in-memory: a thread
     ],
 )
 def test_bad_meta_is_a_value_error_naming_instance_and_key(host: PluginHost, meta, key, says):
@@ -40,7 +48,7 @@ def test_string_meta_values_are_accepted_as_the_original_gives_them(host: Plugin
     meta = {"url": "sqlite://", "batch_size": "250", "events": "off", "retries": "2"}
     got = module.settings_from_meta("x", meta)
     want = {"url": "sqlite://", "prefix": "", "batch_size": 250, "events": False, "retries": 2}
-    assert got == {**want, "worker": "thread"}  # an in-memory database stays in this process
+    assert got == {**want, "worker": "thread", "nice": 0}  # an in-memory database stays in this process
 
 
 @pytest.mark.parametrize(
@@ -57,6 +65,14 @@ def test_the_worker_default_depends_on_where_the_database_does_its_work(host, tm
     module = host.records["sqlsync"].bound.module
     got = module.settings_from_meta("x", {"url": url.format(tmp=tmp_path), **meta})
     assert got["worker"] == worker
+    assert got["nice"] == (module.DEFAULT_NICE if worker == "process" else 0)  # a worker yields the CPU
+
+
+def test_nice_is_taken_for_a_worker_process(host, tmp_path):
+    module = host.records["sqlsync"].bound.module
+    url = f"sqlite:///{tmp_path / 'a.sqlite'}"
+    assert module.settings_from_meta("x", {"url": url, "nice": "0"})["nice"] == 0
+    assert module.settings_from_meta("x", {"url": url, "nice": 19})["nice"] == 19
 
 
 def test_a_bad_instance_does_not_disturb_a_good_one(host: PluginHost, tmp_path):

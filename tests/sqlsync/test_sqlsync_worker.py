@@ -40,9 +40,20 @@ def test_a_sqlite_file_sink_writes_in_a_worker_process_of_its_own(host: PluginHo
         pid = worker.pid
         assert pid is not None and pid != os.getpid()
         assert psutil.Process(pid).ppid() == os.getpid()
+        # Below the host's priority: the state manager's callers get the CPU first.
+        assert psutil.Process(pid).nice() == min(19, os.nice(0) + f.module.DEFAULT_NICE)
         assert f.rows() == expected([state(1, 2), state(2, 1)])
         assert set(f.events()) == {("s-t01000-1", 1), ("s-t01000-1", 2), ("s-t01000-2", 1)}
     assert worker.pid is None and not psutil.pid_exists(pid)  # closed with its instance, and reaped
+
+
+def test_nice_0_keeps_the_worker_at_the_hosts_priority(host: PluginHost, tmp_path: Path):
+    with Feeder(host, f"sqlite:///{tmp_path / 'n.sqlite'}", nice=0) as f:
+        f.update(state(1, 1))
+        worker = _ready(f)
+        f.flush()
+        assert psutil.Process(worker.pid).nice() == os.nice(0)
+        assert f.rows() == expected([state(1, 1)])
 
 
 def test_thread_mode_writes_in_the_host_process(host: PluginHost, tmp_path: Path):

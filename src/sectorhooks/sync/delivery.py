@@ -18,7 +18,7 @@ import tenacity
 from sectorhooks_spec import KVError, RejectedChanges, StoreUnavailable
 
 from ..config import SyncSettings
-from .log import ARG_GETTERS, HOOKS, BrokenEvent, Event
+from .log import HOOKS, BrokenEvent, Event, caller
 from .records import Records
 from .syncers import FLUSH, Syncer, describe
 
@@ -138,14 +138,13 @@ class Delivery:
         plan = plans.get(kind)
         if plan is None:
             impl = syncer.impls.get(HOOKS[kind])  # an unknown event fails like a raising hook
-            plan = plans[kind] = (impl.function, [ARG_GETTERS[a] for a in impl.argnames]) if impl else ()
+            plan = plans[kind] = (impl.function, caller(impl.argnames)) if impl else ()
         if plan:
-            fn, getters = plan
-            inst = syncer.instance
-            fn(*[get(ev, inst) for get in getters])
+            fn, call = plan
+            call(fn, ev, syncer.instance)
 
     def _new_plans(self, syncer: Syncer) -> Dict[str, Any]:
-        """Per event kind: the hook's function and its argument getters (built once per syncer)."""
+        """Per event kind: the hook's function and its caller (built once per syncer)."""
         self._plans_for, self._plans = syncer, {}
         return self._plans
 

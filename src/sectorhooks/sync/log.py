@@ -205,19 +205,44 @@ def _allocated(ev: Event, syncer: SyncerInstance) -> List[AllocatedSector]:
 
 
 _WORKSPACES = {w.value: w for w in Workspace}
-#: Hook argument name -> its value for an event (the dispatcher resolves these once per hook).
-ARG_GETTERS: Dict[str, Callable[[Event, SyncerInstance], Any]] = {
-    "syncer": lambda ev, syncer: syncer,
-    "workspace": lambda ev, syncer: _WORKSPACES[ev.header["w"]],
-    "override": lambda ev, syncer: bool(ev.header.get("o", False)),
-    "fields": lambda ev, syncer: ev.fields(),
-    "state_json": lambda ev, syncer: ev.states_json[0],
-    "states_json": lambda ev, syncer: list(ev.states_json),
-    "state": lambda ev, syncer: ev.states()[0],
-    "states": lambda ev, syncer: list(ev.states()),
-    "sector_id": _sector_id,
-    "sectors": _allocated,
+#: Hook argument name -> the expression of its value for an event ``ev`` and syncer ``syncer``.
+_ARG_EXPRESSIONS: Dict[str, str] = {
+    "syncer": "syncer",
+    "workspace": "_WORKSPACES[ev.header['w']]",
+    "override": "bool(ev.header.get('o', False))",
+    "fields": "ev.fields()",
+    "state_json": "ev.states_json[0]",
+    "states_json": "list(ev.states_json)",
+    "state": "ev.states()[0]",
+    "states": "list(ev.states())",
+    "sector_id": "_sector_id(ev, syncer)",
+    "sectors": "_allocated(ev, syncer)",
 }
+_SCOPE: Dict[str, Any] = {"_WORKSPACES": _WORKSPACES, "_sector_id": _sector_id, "_allocated": _allocated}
+#: Hook argument name -> its value for an event.
+ARG_GETTERS: Dict[str, Callable[[Event, SyncerInstance], Any]] = {
+    name: eval(f"lambda ev, syncer: {expr}", dict(_SCOPE)) for name, expr in _ARG_EXPRESSIONS.items()
+}
+
+Caller = Callable[[Callable[..., Any], Event, SyncerInstance], Any]
+
+
+def caller(argnames: Sequence[str]) -> Caller:
+    """``call(fn, ev, syncer)``: ``fn`` called with the arguments ``argnames`` name, built by one
+    generated line (the dispatcher's per-event path: no list of getters, no lambda per argument).
+    An unknown name is a ``KeyError`` naming it."""
+    key = tuple(argnames)
+    call = _CALLERS.get(key)
+    if call is None:
+        args = ", ".join(_ARG_EXPRESSIONS[name] for name in key)
+        scope: Dict[str, Any] = dict(_SCOPE)
+        source = f"def call(fn, ev, syncer):\n    return fn({args})"
+        exec(compile(source, f"<hook call {args}>", "exec"), scope)
+        call = _CALLERS[key] = scope["call"]
+    return call
+
+
+_CALLERS: Dict[Tuple[str, ...], Caller] = {}  # hook signatures: a handful
 
 
 class LogTrimmed(Exception):

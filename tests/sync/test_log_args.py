@@ -7,7 +7,7 @@ from typing import Any, List
 
 import pytest
 
-from sectorhooks.sync.log import ARG_GETTERS, Event, caller, encode_entry
+from sectorhooks.sync.log import ARG_NAMES, Event, caller, encode_entry
 from sectorhooks_spec import (
     AllocatedSector,
     LatestState,
@@ -20,6 +20,7 @@ from sectorhooks_spec import (
 )
 
 SYNCER = SyncerInstance("mirror", "sqlsync", {"url": "sqlite://"})
+_LATEST_JSON = {"state": "PC1", "prev_state": "AddPiece", "event": "ev", "worker": "w1", "failure": None}
 
 
 def _state(n: int, version: int, **fields: Any) -> SectorState:
@@ -51,15 +52,7 @@ def test_an_update_gives_each_argument_what_the_entry_says() -> None:
         SYNCER,
         SectorID(1000, 7),
         Workspace.OFFLINE,
-        {
-            "latest_state": {
-                "state": "PC1",
-                "prev_state": "AddPiece",
-                "event": "ev",
-                "worker": "w1",
-                "failure": None,
-            }
-        },
+        {"latest_state": _LATEST_JSON},
         text,
         loads(SectorState, text),
     ]
@@ -83,10 +76,28 @@ def test_an_import_says_whether_it_overrode() -> None:
     assert caller(["override"])(_record, plain, SYNCER) == [False]
 
 
-@pytest.mark.parametrize("name", sorted(ARG_GETTERS))
-def test_each_argument_alone_equals_its_getter(name: str) -> None:
+def _expected(name: str, ev: Event) -> Any:
+    """Each argument, written out by hand from what ``_update``/``_init`` put in the entry."""
+    return {
+        "syncer": SYNCER,
+        "workspace": Workspace.OFFLINE,
+        "override": False,
+        "fields": {"latest_state": _LATEST_JSON},
+        "state_json": ev.states_json[0],
+        "states_json": ev.states_json,
+        "state": _state(7, 3, latest_state=LatestState("PC1", "AddPiece", "ev", "w1")),
+        "states": [_state(1, 1), _state(2, 1)],
+        "sector_id": SectorID(1000, 7),
+        "sectors": [AllocatedSector(SectorID(1000, 1), 8), AllocatedSector(SectorID(1000, 2), 9)],
+    }[name]
+
+
+@pytest.mark.parametrize("name", ARG_NAMES)
+def test_each_argument_alone_and_through_event_args(name: str) -> None:
     ev = _init() if name in ("sectors", "states", "states_json") else _update()
-    assert caller([name])(_record, ev, SYNCER) == [ARG_GETTERS[name](ev, SYNCER)]
+    want = _expected(name, ev)
+    assert caller([name])(_record, ev, SYNCER) == [want]
+    assert ev.args([name, "syncer"], SYNCER) == [want, SYNCER]
 
 
 def test_an_unknown_argument_name_is_a_key_error_naming_it() -> None:

@@ -184,7 +184,7 @@ class Event:
 
     def args(self, argnames: Sequence[str], syncer: SyncerInstance) -> List[Any]:
         """Positional arguments for an impl taking ``argnames``."""
-        return [ARG_GETTERS[name](self, syncer) for name in argnames]
+        return caller(argnames)(_as_list, self, syncer)  # type: ignore[no-any-return]
 
 
 def _sector_id(ev: Event, syncer: SyncerInstance) -> SectorID:
@@ -219,10 +219,8 @@ _ARG_EXPRESSIONS: Dict[str, str] = {
     "sectors": "_allocated(ev, syncer)",
 }
 _SCOPE: Dict[str, Any] = {"_WORKSPACES": _WORKSPACES, "_sector_id": _sector_id, "_allocated": _allocated}
-#: Hook argument name -> its value for an event.
-ARG_GETTERS: Dict[str, Callable[[Event, SyncerInstance], Any]] = {
-    name: eval(f"lambda ev, syncer: {expr}", dict(_SCOPE)) for name, expr in _ARG_EXPRESSIONS.items()
-}
+#: The argument names a sync hook may take.
+ARG_NAMES = tuple(_ARG_EXPRESSIONS)
 
 Caller = Callable[[Callable[..., Any], Event, SyncerInstance], Any]
 
@@ -243,6 +241,10 @@ def caller(argnames: Sequence[str]) -> Caller:
 
 
 _CALLERS: Dict[Tuple[str, ...], Caller] = {}  # hook signatures: a handful
+
+
+def _as_list(*args: Any) -> List[Any]:
+    return list(args)
 
 
 class LogTrimmed(Exception):

@@ -64,6 +64,8 @@ from sectorhooks_spec.kvstore import (
 )
 from sectorhooks_spec.sqlbatch import EXACT_UP_TO, MAX_PARAMS, MultiRow
 
+from . import MMAP_SIZE
+
 PLUGIN = "sqlkv"
 #: Buffered writes are sent to the database once this many (or this many value bytes) are pending.
 FLUSH_AT, FLUSH_BYTES = 5000, 16 << 20
@@ -350,7 +352,7 @@ class SQLStore:
         connect_timeout: int = 10,
         lock_timeout: float = 10.0,
         synchronous: str = "NORMAL",
-        mmap_size: int = 1 << 28,
+        mmap_size: int = MMAP_SIZE,
     ):
         self.engine, self.kind = _make_engine(
             url, pool_size, max_overflow, pool_timeout, connect_timeout, lock_timeout, synchronous, mmap_size

@@ -125,30 +125,36 @@ class SyncService:
         if self._trimmer is not None:
             self._trimmer.join(max(0.1, deadline - time.monotonic()))
 
-    def _drain(self, budget: float) -> bool:
+    def _drain(self, budget: float) -> None:
         """Wait (up to ``budget`` seconds) until every healthy syncer delivered the log as of now."""
         try:
             head = self.log.head()
         except KVError as exc:  # the KV is down: nothing can be delivered now
             log.warning("sync stop: cannot read the log head to drain it: %s", describe(exc))
-            return False
-        deadline = time.monotonic() + budget
+            return
+        behind = self._until_delivered(
+            head, budget, lambda d: d.holding and d.state not in ("retrying", "stopped", "crashed")
+        )
+        if behind:
+            names = ", ".join(f"{d.name} ({head - d.cursor} behind)" for d in behind)
+            log.warning("sync stop: stopping before %s delivered the log; it will on the next start", names)
+
+    def _until_delivered(
+        self,
+        head: int,
+        timeout: float,
+        waits_for: Callable[[Dispatcher], bool],
+        gives_up: Callable[[Dispatcher], bool] = lambda d: False,
+    ) -> List[Dispatcher]:
+        """Wait (up to ``timeout`` seconds) until every dispatcher ``waits_for`` has its cursor at
+        ``head``, or one still behind ``gives_up``; returns those still behind."""
+        deadline = time.monotonic() + timeout
         with self._progress:
             while True:
-                behind = [
-                    d
-                    for d in self._dispatchers.values()
-                    if d.holding and d.cursor < head and d.state not in ("retrying", "stopped", "crashed")
-                ]
-                if not behind:
-                    return True
+                behind = [d for d in self._dispatchers.values() if d.cursor < head and waits_for(d)]
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    names = ", ".join(f"{d.name} ({head - d.cursor} behind)" for d in behind)
-                    log.warning(
-                        "sync stop: stopping before %s delivered the log; it will on the next start", names
-                    )
-                    return False
+                if not behind or left <= 0 or any(gives_up(d) for d in behind):
+                    return behind
                 self._progress.wait(min(left, 0.1))
 
     def _on_commit(self, head: int, entries: Sequence[Tuple[int, bytes]]) -> None:
@@ -159,20 +165,13 @@ class SyncService:
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """True once every available syncer's cursor reached the log head as of this call."""
-        head = self.log.head()
-        deadline = time.monotonic() + timeout
-        active = [d for d in self._dispatchers.values() if not d.syncer.unavailable]
-        with self._progress:
-            while True:
-                behind = [d for d in active if d.cursor < head]
-                if not behind:
-                    return True
-                if any(d.state in ("stopped", "crashed") for d in behind):
-                    return False
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._progress.wait(min(left, 0.1))
+        behind = self._until_delivered(
+            self.log.head(),
+            timeout,
+            lambda d: not d.syncer.unavailable,
+            gives_up=lambda d: d.state in ("stopped", "crashed"),
+        )
+        return not behind
 
     # --- trimming ---------------------------------------------------------------------------
 

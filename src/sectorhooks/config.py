@@ -34,6 +34,7 @@ class PluginsConfig:
     disabled: Tuple[str, ...] = ()
     bundled: bool = True
     entry_points: bool = True
+    strict: bool = False  # refuse plugins whose directory or file other users may write
     config: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, hash=False)
 
 
@@ -53,6 +54,10 @@ class SyncerConfig:
     name: str
     plugin_name: str
     meta: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+    isolation: str = "process"  # "process": hooks run in a supervised worker process; or "thread"
+
+
+ISOLATIONS = ("process", "thread")
 
 
 @attrs.frozen
@@ -66,6 +71,8 @@ class SyncSettings:
     linger: float = 0.25  # busy: how long a partial batch waits to grow (fewer, larger flushes)
     backoff_base: float = 0.05
     backoff_max: float = 5.0
+    hook_timeout: float = 60.0  # seconds one hook call (or Flush) may take before its worker is killed
+    max_crashes: int = 3  # an event that kills or hangs its worker this often is dead-lettered
 
 
 @attrs.frozen
@@ -76,6 +83,8 @@ class APIConfig:
     dev_mode: bool = False
     route_gate: bool = False  # serve a plugin namespace only while its registry route is RUNNING
     tenants: bool = False  # with route_gate: the token's tenant must have the plugin enabled
+    call_timeout: float = 30.0  # seconds a plugin's JSON-RPC method may run before the call fails
+    plugin_concurrency: int = 8  # calls in flight per plugin namespace; beyond it the call is "busy"
 
 
 @attrs.frozen
@@ -215,7 +224,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         path,
         common.table_of("Plugins"),
         "Common.Plugins",
-        ["Dir", "Disabled", "Bundled", "EntryPoints", "Config"],
+        ["Dir", "Disabled", "Bundled", "EntryPoints", "Strict", "Config"],
     )
     plugin_tables = pr.table_of("Config")
     for name, table in plugin_tables.items():
@@ -226,6 +235,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         disabled=pr.str_list("Disabled"),
         bundled=pr.get("Bundled", bool, True),
         entry_points=pr.get("EntryPoints", bool, True),
+        strict=pr.get("Strict", bool, False),
         config=dict(plugin_tables),
     )
     db = None
@@ -244,19 +254,42 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
     seen = set()
     raw_syncers = common.get("Syncers", list, [])
     for i, entry in enumerate(raw_syncers):
-        sr = _Reader(path, entry, f"Common.Syncers[{i}]", ["Name", "PluginName", "Meta"])
+        sr = _Reader(path, entry, f"Common.Syncers[{i}]", ["Name", "PluginName", "Meta", "Isolation"])
         name = sr.require("Name", str)
+        isolation = sr.get("Isolation", str, "process")
+        if isolation not in ISOLATIONS:
+            raise ConfigError(
+                path,
+                f"Common.Syncers[{i}].Isolation",
+                f"unknown value {isolation!r}",
+                'use "process" (a supervised worker process) or "thread" (in the host)',
+            )
         if name in seen:
             raise ConfigError(path, f"Common.Syncers[{i}].Name", f"duplicate syncer name {name!r}")
         seen.add(name)
         syncers.append(
-            SyncerConfig(name=name, plugin_name=sr.require("PluginName", str), meta=dict(sr.table_of("Meta")))
+            SyncerConfig(
+                name=name,
+                plugin_name=sr.require("PluginName", str),
+                meta=dict(sr.table_of("Meta")),
+                isolation=isolation,
+            )
         )
     syr = _Reader(
         path,
         common.table_of("Sync"),
         "Common.Sync",
-        ["BatchSize", "MaxAttempts", "OnFailure", "PollInterval", "Linger", "BackoffBase", "BackoffMax"],
+        [
+            "BatchSize",
+            "MaxAttempts",
+            "OnFailure",
+            "PollInterval",
+            "Linger",
+            "BackoffBase",
+            "BackoffMax",
+            "HookTimeout",
+            "MaxCrashes",
+        ],
     )
     on_failure = syr.get("OnFailure", str, "dead-letter")
     if on_failure not in ("dead-letter", "stop"):
@@ -271,14 +304,31 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         linger=syr.get("Linger", float, 0.25),
         backoff_base=syr.get("BackoffBase", float, 0.05),
         backoff_max=syr.get("BackoffMax", float, 5.0),
+        hook_timeout=syr.get("HookTimeout", float, 60.0),
+        max_crashes=syr.get("MaxCrashes", int, 3),
     )
-    ar = _Reader(path, common.table_of("API"), "Common.API", ["Listen", "DevMode", "RouteGate", "Tenants"])
+    if sync.hook_timeout <= 0:
+        raise ConfigError(path, "Common.Sync.HookTimeout", "must be a positive number of seconds")
+    if sync.max_crashes < 1:
+        raise ConfigError(path, "Common.Sync.MaxCrashes", "must be at least 1")
+    ar = _Reader(
+        path,
+        common.table_of("API"),
+        "Common.API",
+        ["Listen", "DevMode", "RouteGate", "Tenants", "CallTimeout", "PluginConcurrency"],
+    )
     api = APIConfig(
         listen=ar.get("Listen", str, "127.0.0.1:1789"),
         dev_mode=ar.get("DevMode", bool, False),
         route_gate=ar.get("RouteGate", bool, False),
         tenants=ar.get("Tenants", bool, False),
+        call_timeout=ar.get("CallTimeout", float, 30.0),
+        plugin_concurrency=ar.get("PluginConcurrency", int, 8),
     )
+    if api.call_timeout <= 0:
+        raise ConfigError(path, "Common.API.CallTimeout", "must be a positive number of seconds")
+    if api.plugin_concurrency < 1:
+        raise ConfigError(path, "Common.API.PluginConcurrency", "must be at least 1")
     if api.tenants and not api.route_gate:
         raise ConfigError(
             path, "Common.API.Tenants", "tenant checks are part of the route gate", "set RouteGate = true too"

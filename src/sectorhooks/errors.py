@@ -6,7 +6,7 @@ and are re-exported here, so ``from sectorhooks.errors import ...`` reaches all 
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Tuple
 
 from sectorhooks_spec.errors import (
     CommitOutcomeUnknown,
@@ -31,6 +31,7 @@ __all__ = [
     "KVRetryExhausted",
     "KeyNotFound",
     "ManifestError",
+    "NormalizedNameClashError",
     "PluginCallError",
     "PluginLoadError",
     "PluginNotActiveError",
@@ -39,6 +40,7 @@ __all__ = [
     "StoreUnavailable",
     "TransactionConflict",
     "UnknownPluginError",
+    "UnsafePluginFilesError",
 ]
 
 
@@ -69,6 +71,33 @@ class DuplicatePluginError(SectorhooksError):
             f"duplicate plugin name {name!r}: {second} clashes with {first} (already loaded); "
             "rename one in its manifest.toml or disable it"
         )
+
+
+class NormalizedNameClashError(DuplicatePluginError):
+    """Two plugin names differ only in case or in ``-``/``_``/``.`` (PEP 503): one plugin, twice."""
+
+    def __init__(self, name: str, first_name: str, first: str, second: str, normalized: str):
+        SectorhooksError.__init__(
+            self,
+            f"plugin name {name!r} from {second} clashes with {first_name!r} from {first} (already "
+            f"loaded): names that differ only in case, '-', '_' or '.' are one name ({normalized!r}); "
+            "rename one in its manifest.toml or disable it",
+        )
+        self.name, self.first, self.second = name, first, second
+        self.first_name, self.normalized = first_name, normalized
+
+
+class UnsafePluginFilesError(SectorhooksError):
+    """Plugin files or directories that other users may write (mode & 0o022), named as ssh does for keys."""
+
+    def __init__(self, plugin: str, paths: Sequence[Tuple[str, int]], strict: bool = False):
+        self.plugin, self.paths, self.strict = plugin, tuple(paths), strict
+        shown = [f"{path} is writable by other users (mode 0o{mode:o})" for path, mode in self.paths[:10]]
+        if len(self.paths) > 10:
+            shown.append(f"and {len(self.paths) - 10} more")
+        fix = "chmod go-w it" if len(self.paths) == 1 else "chmod go-w them"
+        tail = "; refused: [Common.Plugins] Strict = true" if strict else ""
+        super().__init__(f"plugin {plugin!r}: {'; '.join(shown)}; {fix}{tail}")
 
 
 class UnknownPluginError(SectorhooksError):

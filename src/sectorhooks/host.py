@@ -24,11 +24,13 @@ from . import loader
 from .config import HostConfig
 from .errors import (
     DuplicatePluginError,
+    NormalizedNameClashError,
     PluginCallError,
     PluginLoadError,
     PluginNotActiveError,
     SectorhooksError,
     UnknownPluginError,
+    UnsafePluginFilesError,
 )
 
 log = logging.getLogger(__name__)
@@ -160,6 +162,7 @@ class PluginHost:
             if isinstance(caller, pluggy.HookCaller)
         }
         self.records: Dict[str, PluginRecord] = {}
+        self._normalized: Dict[str, str] = {}  # normalised name -> the name it was loaded under
         self.orphans: List[ManifestError] = []  # problems of plugins whose name is unknown
         self._calls: Dict[str, List[PluginImpl]] = {}
 
@@ -216,9 +219,18 @@ class PluginHost:
                 error=str(err),
             )
         name = manifest.name
-        if name in self.records:
-            first = self.records[name]
-            err2 = DuplicatePluginError(name, first.manifest_path, candidate.manifest_path)
+        normalized = loader.normalize_name(name)
+        taken = self._normalized.get(normalized)
+        if taken is not None:
+            # One name, however spelled: dup-x and dup_x would share one import package.
+            first = self.records[taken]
+            err2: DuplicatePluginError
+            if taken == name:
+                err2 = DuplicatePluginError(name, first.manifest_path, candidate.manifest_path)
+            else:
+                err2 = NormalizedNameClashError(
+                    name, taken, first.manifest_path, candidate.manifest_path, normalized
+                )
             log.error("%s", err2)
             self.orphans.append(
                 ManifestError(
@@ -237,10 +249,18 @@ class PluginHost:
             )
         record = PluginRecord(name, candidate.source, candidate.manifest_path, PluginStatus.LOADED, manifest)
         self.records[name] = record
+        self._normalized[normalized] = name
         if name in disabled:
             record.status = PluginStatus.DISABLED
             log.info("plugin %r is disabled; not imported", manifest.qualified_name)
             return record
+        unsafe = loader.writable_by_others(candidate)
+        if unsafe:
+            strict = self.config.plugins.strict
+            unsafe_err = UnsafePluginFilesError(name, unsafe, strict)
+            if strict:
+                return self._fail(record, str(unsafe_err))
+            log.warning("%s", unsafe_err)
         if check_requires and manifest.requires:
             from .deps import unsatisfied
 

@@ -3,8 +3,13 @@
 Sources, in load order: the bundled ``contrib_plugins/``, each ``[Common.Plugins] Dir`` (plugin
 directories and ``*.zip`` bundles, sorted by name), then installed distributions under the
 entry-point group ``sectorhooks.plugins``. A plugin's files are imported as the synthetic package
-``sectorhooks_plugins.<name>``, so two plugins may both have a ``utils.py`` and relative imports
-work, from a directory or from a zip alike.
+``sectorhooks_plugins.<name>`` (see :func:`package_name`), so two plugins may both have a
+``utils.py`` and relative imports work, from a directory or from a zip alike.
+
+Plugins are other people's code, so what the loader reads is checked before it is trusted: a zip
+bundle with any malformed entry is refused as one problem naming the zip and the entry, and
+:func:`writable_by_others` finds plugin files other users could change (the host warns, or
+refuses the plugin under ``[Common.Plugins] Strict``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import importlib.metadata
 import importlib.util
 import inspect
 import logging
+import os
+import re
+import stat
 import sys
 import traceback
 import types
@@ -35,6 +43,12 @@ ENTRY_POINT_GROUP = "sectorhooks.plugins"
 PACKAGE_ROOT = "sectorhooks_plugins"
 _IMPL_ATTR = f"{PROJECT_NAME}_impl"
 _MISSING = object()
+_SEPARATORS_RE = re.compile(r"[-_.]+")
+_PLAIN_NORMALIZED_RE = re.compile(r"[a-z][a-z0-9-]*")
+_DRIVE_RE = re.compile(r"[A-Za-z]:")
+_REBUILD_HINT = "rebuild it with `sectorhooks plugin build`"
+#: Files whose contents Python runs: the permission check looks at these (and every directory).
+_CODE_SUFFIXES = (".py", ".pyc", ".so")
 
 
 def bundled_plugins_dir() -> Path:
@@ -53,6 +67,7 @@ class Candidate:
     origin: str  # bundled | dir | zip | entry-point
     import_path: str  # directory or "zip/inner" path holding the plugin's modules
     package: Optional[str] = None  # installed package (entry points): imported by its real name
+    bundle: Optional[str] = None  # the zip file, for zip bundles
 
     @property
     def source(self) -> str:
@@ -86,33 +101,104 @@ def _dir_candidate(plugin_dir: Path, origin: str) -> Candidate:
     return Candidate(str(mpath), mpath.read_text(encoding="utf-8"), origin, str(plugin_dir))
 
 
+def _bad_member_name(name: str) -> Optional[str]:
+    """Why a zip entry name is unsafe or invalid, or ``None`` when it is a plain relative path."""
+    if not name:
+        return "empty name"
+    if name.startswith("/") or _DRIVE_RE.match(name):
+        return "absolute path"
+    if "\\" in name:
+        return "backslash in the name (zip entries use '/')"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "control character in the name"
+    parts = (name[:-1] if name.endswith("/") else name).split("/")
+    if ".." in parts:
+        return "'..' component"
+    if any(p in ("", ".") for p in parts):
+        return "empty or '.' path component"
+    return None
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """The member's bytes; reading to the end makes zipfile check its CRC."""
+    with zf.open(info) as fh:
+        return fh.read()
+
+
+def _bundle_error(bundle: Path, field: str, message: str, hint: str = _REBUILD_HINT) -> ManifestError:
+    return ManifestError(str(bundle), [Problem(str(bundle), field, message, hint)])
+
+
+def _check_members(bundle: Path, zf: zipfile.ZipFile) -> Dict[str, bytes]:
+    """Every entry's bytes by name, or one :class:`ManifestError` naming the first bad entry."""
+    bad: List[Tuple[str, str]] = []
+    seen: Dict[str, str] = {}
+    data: Dict[str, bytes] = {}
+    for info in zf.infolist():
+        name = info.filename
+        why = _bad_member_name(name)
+        key = name.rstrip("/")
+        if why is None and key in seen:
+            why = f"duplicate entry (also {seen[key]!r})"
+        if why is None and not info.is_dir():
+            try:
+                data[name] = _read_member(zf, info)
+            # An untrusted archive can fail inside zipfile in many ways (bad CRC, zlib.error,
+            # encryption, unknown compression, truncated headers): each means "corrupt entry".
+            except Exception as exc:
+                why = f"unreadable entry: {type(exc).__name__}: {exc}"
+        seen.setdefault(key, name)
+        if why is not None:
+            bad.append((name, why))
+    if bad:
+        name, why = bad[0]
+        more = ""
+        if len(bad) > 1:
+            others = ", ".join(repr(n) for n, _ in bad[1:6]) + (", ..." if len(bad) > 6 else "")
+            more = f" (and {len(bad) - 1} more malformed: {others})"
+        raise _bundle_error(bundle, f"entry {name!r}", f"malformed zip entry: {why}{more}")
+    return data
+
+
 def zip_candidate(bundle: Path) -> Candidate:
-    """A plugin bundle: ``manifest.toml`` at the zip root or in its single top directory."""
-    with zipfile.ZipFile(bundle) as zf:
-        names = zf.namelist()
-        if MANIFEST_FILE in names:
-            inner = ""
-        else:
-            tops = sorted(
-                {n.split("/", 1)[0] for n in names if n.endswith("/" + MANIFEST_FILE) and n.count("/") == 1}
+    """A plugin bundle: ``manifest.toml`` at the zip root or in its single top directory.
+
+    Every entry is checked first (no absolute, ``..``, backslash, empty or duplicate names; every
+    member readable): anything wrong is one :class:`ManifestError` naming the zip and the entry.
+    """
+    try:
+        with zipfile.ZipFile(bundle) as zf:
+            data = _check_members(bundle, zf)
+    except ManifestError:
+        raise
+    except OSError as exc:
+        raise _bundle_error(bundle, "<file>", f"cannot read plugin: {exc.strerror or exc}", "") from None
+    except Exception as exc:  # not a zip, or a broken central directory: zipfile raises many kinds
+        raise _bundle_error(bundle, "<file>", f"cannot read plugin: not a valid zip ({exc})") from None
+    if MANIFEST_FILE in data:
+        inner = ""
+    else:
+        tops = sorted(
+            {n.split("/", 1)[0] for n in data if n.endswith("/" + MANIFEST_FILE) and n.count("/") == 1}
+        )
+        if len(tops) != 1:
+            found = f"found {len(tops)} top directories holding one" if tops else "none found"
+            raise _bundle_error(
+                bundle,
+                "<bundle>",
+                f"no manifest.toml at the root of the zip or in its single top directory ({found})",
+                "build it with `sectorhooks plugin build`",
             )
-            if len(tops) != 1:
-                raise ManifestError(
-                    str(bundle),
-                    [
-                        Problem(
-                            str(bundle),
-                            "<bundle>",
-                            "no manifest.toml at the root of the zip",
-                            "build it with `sectorhooks plugin build`",
-                        )
-                    ],
-                )
-            inner = tops[0]
-        member = f"{inner}/{MANIFEST_FILE}" if inner else MANIFEST_FILE
-        text = zf.read(member).decode("utf-8")
+        inner = tops[0]
+    member = f"{inner}/{MANIFEST_FILE}" if inner else MANIFEST_FILE
+    try:
+        text = data[member].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bundle_error(
+            bundle, f"entry {member!r}", f"manifest is not UTF-8 text ({exc})", "save it as UTF-8"
+        ) from None
     import_path = f"{bundle}/{inner}" if inner else str(bundle)
-    return Candidate(f"{bundle}/{member}", text, "zip", import_path)
+    return Candidate(f"{bundle}/{member}", text, "zip", import_path, bundle=str(bundle))
 
 
 def scan_dir(
@@ -120,7 +206,11 @@ def scan_dir(
 ) -> Iterator[Tuple[Optional[Candidate], Optional[ManifestError]]]:
     """Plugins under ``root``: itself if it holds a manifest, else its sub-directories and zips."""
     if (root / MANIFEST_FILE).is_file():
-        yield _dir_candidate(root, origin), None
+        try:
+            found: Tuple[Optional[Candidate], Optional[ManifestError]] = (_dir_candidate(root, origin), None)
+        except (OSError, UnicodeDecodeError) as exc:
+            found = (None, _unreadable(root / MANIFEST_FILE, exc))
+        yield found
         return
     if not root.is_dir():
         yield (
@@ -141,16 +231,20 @@ def scan_dir(
     for entry in sorted(root.iterdir()):
         try:
             if entry.is_dir() and (entry / MANIFEST_FILE).is_file():
-                yield _dir_candidate(entry, origin), None
+                found = (_dir_candidate(entry, origin), None)
             elif entry.is_file() and entry.suffix == ".zip":
-                yield zip_candidate(entry), None
+                found = (zip_candidate(entry), None)
+            else:
+                continue
         except ManifestError as exc:
-            yield None, exc
-        except (OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-            yield (
-                None,
-                ManifestError(str(entry), [Problem(str(entry), "<file>", f"cannot read plugin: {exc}")]),
-            )
+            found = (None, exc)
+        except (OSError, UnicodeDecodeError) as exc:
+            found = (None, _unreadable(entry, exc))
+        yield found  # outside the try: an error thrown into the generator is not a plugin's
+
+
+def _unreadable(path: Path, exc: Exception) -> ManifestError:
+    return ManifestError(str(path), [Problem(str(path), "<file>", f"cannot read plugin: {exc}")])
 
 
 def _entry_points() -> List[Any]:
@@ -192,12 +286,12 @@ def scan_entry_points() -> Iterator[Tuple[Optional[Candidate], Optional[Manifest
             )
             continue
         mpath = mpaths[0]
-        yield (
-            Candidate(
-                str(mpath), mpath.read_text(encoding="utf-8"), "entry-point", str(mpath.parent), package
-            ),
-            None,
-        )
+        try:
+            text = mpath.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            yield None, _unreadable(mpath, exc)
+            continue
+        yield Candidate(str(mpath), text, "entry-point", str(mpath.parent), package), None
 
 
 # --- binding ---------------------------------------------------------------------------
@@ -211,8 +305,22 @@ def read_manifest(candidate: Candidate) -> Tuple[Optional[Manifest], List[Proble
     return check_manifest(data, candidate.manifest_path)
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+def normalize_name(name: str) -> str:
+    """A plugin name as compared for uniqueness: case and runs of ``-``, ``_``, ``.`` are one (PEP 503)."""
+    return _SEPARATORS_RE.sub("-", name).lower()
+
+
+def package_name(name: str) -> str:
+    """The synthetic package plugin ``name`` is imported as: one per normalised name, never shared.
+
+    A usual name (``dup-x``, ``Dup_X``) gives ``sectorhooks_plugins.dup_x``; any other (the host
+    still imports plugins whose manifest has problems, to report them all) is spelled in hex
+    behind a ``_``, which no usual name starts with, so distinct normalised names never collide.
+    """
+    norm = normalize_name(name)
+    if _PLAIN_NORMALIZED_RE.fullmatch(norm):
+        return f"{PACKAGE_ROOT}.{norm.replace('-', '_')}"
+    return f"{PACKAGE_ROOT}._{norm.encode('utf-8', 'surrogatepass').hex()}"
 
 
 def _plugin_package(candidate: Candidate, manifest: Manifest) -> str:
@@ -221,7 +329,7 @@ def _plugin_package(candidate: Candidate, manifest: Manifest) -> str:
         root = types.ModuleType(PACKAGE_ROOT, "synthetic parent of every loaded plugin")
         root.__path__ = []
         sys.modules[PACKAGE_ROOT] = root
-    pkg_name = f"{PACKAGE_ROOT}.{_safe(manifest.name)}"
+    pkg_name = package_name(manifest.name)
     pkg = types.ModuleType(pkg_name, f"plugin {manifest.name!r} from {candidate.source}")
     pkg.__path__ = [candidate.import_path]
     pkg.__file__ = None
@@ -233,6 +341,34 @@ def _plugin_package(candidate: Candidate, manifest: Manifest) -> str:
             del sys.modules[mod]
     sys.modules[pkg_name] = pkg
     return pkg_name
+
+
+def writable_by_others(candidate: Candidate) -> List[Tuple[str, int]]:
+    """``(path, mode)`` of each plugin file or directory that group or others may write.
+
+    For a zip bundle that is the zip file; otherwise the plugin's directory (an entry point's
+    package directory) and its sub-directories, its manifest and its code files (.py, .pyc, .so).
+    Hidden directories are skipped: nothing is imported from them. Mode bits only, as ssh does:
+    ``access()`` says nothing when the host runs as root.
+    """
+    if candidate.bundle is not None:
+        paths = [candidate.bundle]
+    else:
+        root = candidate.import_path
+        paths = [candidate.manifest_path]
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            paths.append(dirpath)
+            paths.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(_CODE_SUFFIXES))
+    found: List[Tuple[str, int]] = []
+    for path in dict.fromkeys(paths):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue  # a dangling symlink: the import reports it if it matters
+        if mode & 0o022:
+            found.append((path, mode))
+    return found
 
 
 def import_plugin_module(candidate: Candidate, manifest: Manifest) -> types.ModuleType:

@@ -143,10 +143,8 @@ def _workers_started(rt: Runtime) -> None:
     """Wait for the sinks' worker processes to start (untimed, like ``Runtime.open``): each
     imports SQLAlchemy once, about 0.5-1 s of CPU, and until then its flushes run in the host.
     The timed runs measure the steady state of a host that has been up for a while."""
-    record = rt.host.records["sqlsync"]
-    assert record.bound is not None, record.error
-    if not record.bound.module.wait_ready(120):
-        raise RuntimeError("the sinks' worker processes did not start")
+    if not rt.sync.wait_ready(120):
+        raise RuntimeError("the syncers' worker processes did not start")
 
 
 def bench_ours(per_thread: int, sectors: int, sync: str, syncing: bool = True) -> Tuple[float, float, float]:

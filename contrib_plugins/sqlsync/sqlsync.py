@@ -17,11 +17,10 @@ Meta keys (all optional):
 - ``batch_size``: rows per ``executemany`` inside a flush's one transaction (default 5000).
 - ``events``: keep the append-only ``sector_events`` history (default true).
 - ``retries``: attempts on a transient database error before ``Flush`` raises (default 3).
-- ``worker``: ``"process"`` writes each flush in a worker process of the instance's own (see
-  ``worker.py``: the sink's CPU work runs beside the host's writers, not under their GIL),
-  ``"thread"`` in the dispatcher's thread. Default: ``"process"`` for a SQLite file, whose work
-  is all done by the writing process; ``"thread"`` for a database server, which does its work in
-  its own processes already.
+
+Where it runs is the host's business: by default each instance's hooks and ``Flush`` run in a
+worker process the host supervises (``[[Common.Syncers]] Isolation``), so the sink's CPU work is
+beside the host's writers, not under their GIL.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import logging
 import os
 import re
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -46,17 +44,16 @@ from sectorhooks_spec import (
 
 if TYPE_CHECKING:
     from .sink import Sink
-    from .worker import SinkWorker
 
 log = logging.getLogger(__name__)
 
 PLUGIN = "sqlsync"
-META_KEYS = ("url", "table_prefix", "batch_size", "events", "retries", "worker", "nice")
-WORKERS = ("process", "thread")
-# A worker's CPU priority below the host's: the callers of the state manager wait on the KV,
-# never on a sink, so on a host short of cores their threads get the CPU first (measured: +5-12%
-# changes/s with 3 SQLite sinks on 2 cores); a sink that falls behind catches up from the log.
-DEFAULT_NICE = 10
+META_KEYS = ("url", "table_prefix", "batch_size", "events", "retries")
+#: Keys of earlier versions, with what replaced them.
+REMOVED_KEYS = {
+    "worker": "the host runs every syncer in a worker process of its own: [[Common.Syncers]] Isolation",
+    "nice": "the host runs every syncer in a worker process of its own: [[Common.Syncers]] Isolation",
+}
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{0,48}$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -66,27 +63,15 @@ class SinkUnavailable(SectorhooksError):
     """The sink's database stayed unreachable through every retry; nothing of the batch was written."""
 
 
-class SinkFailed(SectorhooksError):
-    """The sink's worker process reports an error that is not transient; nothing was written."""
-
-
 class _Instance:
     """One syncer instance: its settings, its pending changes, its sink (opened lazily)."""
 
     def __init__(self, syncer: SyncerInstance, settings: Dict[str, Any]):
         self.name = syncer.name
         self.settings = dict(settings)
-        process = self.settings.pop("worker") == "process"
-        nice = self.settings.pop("nice")
         self.pending: List[Any] = []  # flat: 5 items per change (sink.Change)
         self.lock = threading.Lock()
         self._sink: Optional[Sink] = None
-        self._worker: Optional[SinkWorker] = None
-        if process:
-            from .worker import SinkWorker
-
-            self._worker = SinkWorker(self.name, self.settings, nice)
-            self._worker.start()  # it imports SQLAlchemy while the first batch is buffered
 
     @property
     def sink(self) -> Sink:
@@ -96,29 +81,6 @@ class _Instance:
             self._sink = Sink(self.name, **self.settings)
         return self._sink
 
-    def write(self, batch: List[Any]) -> List[Any]:
-        """The sink's ``write``, in the worker process (once it has started) or in this thread."""
-        if self._worker is None:
-            return self.sink.write(batch)
-        from .worker import WorkerFailed
-
-        try:
-            rejected = self._worker.write(batch)
-        except WorkerFailed as exc:
-            if exc.kind == "worker":  # not the database: no attempt was made
-                raise SinkUnavailable(
-                    f"{PLUGIN} instance {self.name!r}: {len(batch) // 5} change(s) not written: {exc}"
-                ) from None
-            if exc.kind == "transient":
-                raise self.unavailable(batch, str(exc)) from None
-            raise SinkFailed(
-                f"{PLUGIN} instance {self.name!r}: database {_masked(self.settings['url'])} failed"
-                f" ({exc.kind}), {len(batch) // 5} change(s) not written: {exc}"
-            ) from None
-        if rejected is None:  # the worker is still starting: this batch is written here
-            return self.sink.write(batch)
-        return rejected
-
     def unavailable(self, batch: List[Any], why: str) -> SinkUnavailable:
         return SinkUnavailable(
             f"{PLUGIN} instance {self.name!r}: database {_masked(self.settings['url'])} unavailable "
@@ -126,8 +88,6 @@ class _Instance:
         )
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.close()
         if self._sink is not None:
             self._sink.close()
             self._sink = None
@@ -145,6 +105,8 @@ def _meta_error(name: str, key: str, problem: str) -> ValueError:
 def settings_from_meta(name: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
     """Check an instance's ``Meta`` table; a bad key is a ``ValueError`` naming it and the fix."""
     for key in meta:
+        if key in REMOVED_KEYS:
+            raise _meta_error(name, key, f"was removed: {REMOVED_KEYS[key]}")
         if key not in META_KEYS:
             close = difflib.get_close_matches(str(key), META_KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(META_KEYS)}"
@@ -159,49 +121,13 @@ def settings_from_meta(name: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
         raise _meta_error(
             name, "table_prefix", f"must be letters, digits or '_' (at most 48), got {prefix!r}"
         )
-    worker = _worker(name, meta, url)
     return {
         "url": url,
         "prefix": prefix,
         "batch_size": _positive_int(name, meta, "batch_size", 5000),
         "events": _boolean(name, meta, "events", True),
         "retries": _positive_int(name, meta, "retries", 3),
-        "worker": worker,
-        "nice": _nice(name, meta, worker),
     }
-
-
-def _nice(name: str, meta: Mapping[str, Any], worker: str) -> int:
-    value = meta.get("nice")
-    if value is None:
-        return DEFAULT_NICE if worker == "process" else 0
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19:
-        raise _meta_error(name, "nice", f"must be an integer from 0 to 19, got {value!r}")
-    if worker != "process":
-        raise _meta_error(name, "nice", 'applies to a worker process only (worker = "process")')
-    return value
-
-
-def _worker(name: str, meta: Mapping[str, Any], url: str) -> str:
-    from .worker import available
-
-    sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///" and ":memory:" not in url
-    value = meta.get("worker")
-    if value is None:
-        return "process" if sqlite_file and available() else "thread"
-    if value not in WORKERS:
-        raise _meta_error(name, "worker", f"must be one of {', '.join(map(repr, WORKERS))}, got {value!r}")
-    if value == "process" and not available():
-        raise _meta_error(name, "worker", "'process' needs a POSIX host; use 'thread'")
-    if value == "process" and url.startswith("sqlite") and not sqlite_file:
-        raise _meta_error(
-            name,
-            "worker",
-            "'process' needs a SQLite file (an in-memory database would live in the worker only)",
-        )
-    return str(value)
 
 
 def _positive_int(name: str, meta: Mapping[str, Any], key: str, default: int) -> int:
@@ -265,19 +191,6 @@ def close() -> None:
         _INSTANCES.clear()
 
 
-def wait_ready(timeout: float = 60.0) -> bool:
-    """Wait until every instance's worker process has started (imported SQLAlchemy and opened
-    its sink); True once all have, False if one had not within ``timeout`` seconds.
-
-    Never needed for correctness: until its worker is ready an instance writes in the host's
-    thread. For a benchmark or a load test that measures the steady state, not the start.
-    """
-    deadline = time.monotonic() + timeout
-    with _REGISTRY_LOCK:
-        workers = [inst._worker for inst in _INSTANCES.values() if inst._worker is not None]
-    return all(w.wait_ready(max(0.0, deadline - time.monotonic())) for w in workers)
-
-
 # --- events: buffer only -----------------------------------------------------------------------
 
 _ONLINE = Workspace.ONLINE.value
@@ -333,7 +246,7 @@ def flush(syncer: SyncerInstance) -> None:
         from .sink import classify, describe
 
         try:
-            rejected = inst.write(batch)
+            rejected = inst.sink.write(batch)
         except Exception as exc:
             if isinstance(exc, SectorhooksError) or classify(exc) != "transient":
                 raise

@@ -54,7 +54,7 @@ class SyncerConfig:
     name: str
     plugin_name: str
     meta: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
-    isolation: str = "process"  # "process": hooks run in a supervised worker process; or "thread"
+    isolation: Optional[str] = None  # "process" or "thread"; None: [Common.Sync] Isolation
 
 
 ISOLATIONS = ("process", "thread")
@@ -73,6 +73,7 @@ class SyncSettings:
     backoff_max: float = 5.0
     hook_timeout: float = 60.0  # seconds one hook call (or Flush) may take before its worker is killed
     max_crashes: int = 3  # an event that kills or hangs its worker this often is dead-lettered
+    isolation: str = "process"  # where syncers' hooks run unless their entry says: "process" | "thread"
 
 
 @attrs.frozen
@@ -256,8 +257,8 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
     for i, entry in enumerate(raw_syncers):
         sr = _Reader(path, entry, f"Common.Syncers[{i}]", ["Name", "PluginName", "Meta", "Isolation"])
         name = sr.require("Name", str)
-        isolation = sr.get("Isolation", str, "process")
-        if isolation not in ISOLATIONS:
+        isolation = sr.get("Isolation", str, None)
+        if isolation is not None and isolation not in ISOLATIONS:
             raise ConfigError(
                 path,
                 f"Common.Syncers[{i}].Isolation",
@@ -289,6 +290,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
             "BackoffMax",
             "HookTimeout",
             "MaxCrashes",
+            "Isolation",
         ],
     )
     on_failure = syr.get("OnFailure", str, "dead-letter")
@@ -306,7 +308,15 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         backoff_max=syr.get("BackoffMax", float, 5.0),
         hook_timeout=syr.get("HookTimeout", float, 60.0),
         max_crashes=syr.get("MaxCrashes", int, 3),
+        isolation=syr.get("Isolation", str, "process"),
     )
+    if sync.isolation not in ISOLATIONS:
+        raise ConfigError(
+            path,
+            "Common.Sync.Isolation",
+            f"unknown value {sync.isolation!r}",
+            'use "process" (a supervised worker process) or "thread" (in the host)',
+        )
     if sync.hook_timeout <= 0:
         raise ConfigError(path, "Common.Sync.HookTimeout", "must be a positive number of seconds")
     if sync.max_crashes < 1:

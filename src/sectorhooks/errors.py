@@ -32,7 +32,9 @@ __all__ = [
     "KeyNotFound",
     "ManifestError",
     "NormalizedNameClashError",
+    "PluginCallBusy",
     "PluginCallError",
+    "PluginCallTimeout",
     "PluginLoadError",
     "PluginNotActiveError",
     "Problem",
@@ -177,3 +179,49 @@ class SectorStateError(SectorhooksError, ValueError):
 
 class SyncError(SectorhooksError):
     """A sync command failed: unknown syncer, unsupported verify, a sink that cannot be read."""
+
+
+class PluginCallBusy(SectorhooksError):
+    """A plugin's JSON-RPC namespace is at its limit of calls in flight; this call never started."""
+
+    def __init__(self, method: str, namespace: str, limit: int, in_flight: int, hung: int, reason: str = ""):
+        self.method, self.namespace, self.limit = method, namespace, limit
+        self.in_flight, self.hung = in_flight, hung
+        if reason:
+            text = f"{method} refused: {reason}"
+        else:
+            stuck = f", {hung} of them timed out and still running" if hung else ""
+            text = (
+                f"{method} refused: plugin namespace {namespace!r} is busy with {in_flight} call(s) in flight"
+                f"{stuck}; the limit is {limit} ([Common.API] PluginConcurrency); retry later"
+            )
+        super().__init__(text)
+
+
+class PluginCallTimeout(SectorhooksError):
+    """A plugin's JSON-RPC method did not return in time; it started and may still be running."""
+
+    def __init__(self, method: str, plugin: str, seconds: float, shutdown: bool = False):
+        self.method, self.plugin, self.seconds, self.shutdown = method, plugin, seconds, shutdown
+        if shutdown:
+            text = f"{method} abandoned after {seconds:.1f}s: the server is shutting down"
+        else:
+            text = f"{method} timed out after {seconds:g}s ([Common.API] CallTimeout)"
+        super().__init__(f"{text}; plugin {plugin!r} may still be running it, its outcome is unknown")
+
+
+class FlushFailed(SyncError):
+    """A syncer's ``Flush`` failed during an operator's delivery (``sync retry``, ``sync backfill``)."""
+
+
+class SectorValueError(SectorStateError):
+    """A value given for a sector is refused before anything is queued: of the wrong type, or
+    outside what every sink can store (``sectorhooks_spec.sector``: signed 64-bit integers,
+    non-negative ids/epochs/sizes/versions, valid UTF-8). ``sector`` and ``field`` name it.
+    A JSON-RPC call gets -32602 (invalid params)."""
+
+    rpc_code = -32602
+
+    def __init__(self, message: str, sector: object = None, field: Optional[str] = None):
+        self.sector, self.field = sector, field
+        super().__init__(message)

@@ -15,7 +15,7 @@ from sectorhooks.host import PluginHost
         (
             {"flavour": 1},
             "flavour",
-            "known keys: url, table_prefix, batch_size, events, retries, worker, nice",
+            "known keys: url, table_prefix, batch_size, events, retries",
         ),
         ({"url": ""}, "url", "must be a SQLAlchemy URL string"),
         ({"url": 5}, "url", "must be a SQLAlchemy URL string"),
@@ -25,12 +25,9 @@ from sectorhooks.host import PluginHost
         ({"batch_size": True}, "batch_size", "positive integer, got True"),
         ({"events": "maybe"}, "events", "must be true or false, got 'maybe'"),
         ({"retries": -1}, "retries", "positive integer"),
-        ({"worker": "fork"}, "worker", "must be one of 'process', 'thread', got 'fork'"),
-        ({"url": "sqlite://", "worker": "process"}, "worker", "needs a SQLite file (an in-memory"),
-        ({"nice": 20}, "nice", "integer from 0 to 19, got 20"),
-        ({"nice": -1}, "nice", "integer from 0 to 19, got -1"),
-        ({"nice": True}, "nice", "integer from 0 to 19, got True"),
-        ({"url": "sqlite://", "nice": 5}, "nice", "applies to a worker process only"),  # in-memory: a thread
+        # sqlsync's own worker process gave way to the host's (Isolation): say so, not "unknown"
+        ({"worker": "process"}, "worker", "was removed: the host runs every syncer in a worker process"),
+        ({"nice": 10}, "nice", "was removed: the host runs every syncer in a worker process"),
     ],
 )
 def test_bad_meta_is_a_value_error_naming_instance_and_key(host: PluginHost, meta, key, says):
@@ -48,31 +45,7 @@ def test_string_meta_values_are_accepted_as_the_original_gives_them(host: Plugin
     meta = {"url": "sqlite://", "batch_size": "250", "events": "off", "retries": "2"}
     got = module.settings_from_meta("x", meta)
     want = {"url": "sqlite://", "prefix": "", "batch_size": 250, "events": False, "retries": 2}
-    assert got == {**want, "worker": "thread", "nice": 0}  # an in-memory database stays in this process
-
-
-@pytest.mark.parametrize(
-    ("url", "meta", "worker"),
-    [
-        ("sqlite:///{tmp}/a.sqlite", {}, "process"),  # an embedded file: its work off the host's GIL
-        ("sqlite:///{tmp}/a.sqlite", {"worker": "thread"}, "thread"),
-        ("sqlite:///:memory:", {}, "thread"),
-        ("postgresql+psycopg://u@db/x", {}, "thread"),  # a server does the work in its processes
-        ("postgresql+psycopg://u@db/x", {"worker": "process"}, "process"),
-    ],
-)
-def test_the_worker_default_depends_on_where_the_database_does_its_work(host, tmp_path, url, meta, worker):
-    module = host.records["sqlsync"].bound.module
-    got = module.settings_from_meta("x", {"url": url.format(tmp=tmp_path), **meta})
-    assert got["worker"] == worker
-    assert got["nice"] == (module.DEFAULT_NICE if worker == "process" else 0)  # a worker yields the CPU
-
-
-def test_nice_is_taken_for_a_worker_process(host, tmp_path):
-    module = host.records["sqlsync"].bound.module
-    url = f"sqlite:///{tmp_path / 'a.sqlite'}"
-    assert module.settings_from_meta("x", {"url": url, "nice": "0"})["nice"] == 0
-    assert module.settings_from_meta("x", {"url": url, "nice": 19})["nice"] == 19
+    assert got == want
 
 
 def test_a_bad_instance_does_not_disturb_a_good_one(host: PluginHost, tmp_path):

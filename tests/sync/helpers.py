@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import attrs
+
 from sectorhooks.config import DBConfig, HostConfig, PluginsConfig, SyncerConfig, SyncSettings
 from sectorhooks.runtime import Runtime
 from sectorhooks.state import SectorStateManager
@@ -18,7 +20,12 @@ TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 
 #: Fast settings for tests: small backoff, few attempts.
 FAST = SyncSettings(
-    batch_size=200, max_attempts=3, poll_interval=0.02, linger=0.02, backoff_base=0.01, backoff_max=0.1
+    batch_size=200,
+    max_attempts=3,
+    poll_interval=0.02,
+    linger=0.02,
+    backoff_base=0.01,
+    backoff_max=0.1,
 )
 
 
@@ -30,10 +37,17 @@ def make_config(
     settings: SyncSettings = FAST,
     plugins: Iterable[str] = ("recorder",),
 ) -> HostConfig:
-    """A config loading only the named plugins (bundled ones by directory), KV ``kv``."""
+    """A config loading only the named plugins (bundled ones by directory), KV ``kv``.
+
+    The test plugins ``recorder`` and ``inline`` keep what they saw in their module, which a test
+    reads: with either loaded, hooks run in this process (Isolation "thread"); otherwise each
+    syncer runs in its worker process, the default.
+    """
     dirs: List[Path] = [CONTRIB / kv]
+    in_process = bool({"recorder", "inline"} & set(plugins))
     for name in plugins:
         dirs.append(TEST_PLUGINS / name if (TEST_PLUGINS / name).is_dir() else CONTRIB / name)
+    settings = attrs.evolve(settings, isolation="thread" if in_process else "process")
     if kv == "sqlkv" and kv_meta is None:
         kv_meta = {"url": f"sqlite:///{data_dir / 'kv.sqlite3'}"}
     return HostConfig(

@@ -14,7 +14,7 @@ import pytest
 import servers
 from sectorhooks_spec import AllocatedSector, LatestState, PreCommitInfo
 
-from .helpers import make_config, open_runtime, plugin_module, sealing_run, sid, wait_for
+from .helpers import make_config, open_runtime, sealing_run, sid, wait_for
 from .sinks import event_gaps, field_differences, sector_rows
 
 
@@ -116,9 +116,9 @@ def test_a_sqlite_sinks_worker_process_killed_mid_run_loses_and_doubles_nothing(
     with open_runtime(config) as rt:
         rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(sectors)])
         assert rt.sync.wait_idle(60)
-        module = plugin_module(rt, "sqlsync")
-        assert module._INSTANCES["lite"]._worker.wait_ready(60)
-        first = module._INSTANCES["lite"]._worker.pid
+        runner = rt.sync.dispatcher("lite").runner
+        assert rt.sync.wait_ready(60)
+        first = runner.pid
         killed = threading.Event()
 
         def write(k: int) -> None:
@@ -136,7 +136,7 @@ def test_a_sqlite_sinks_worker_process_killed_mid_run_loses_and_doubles_nothing(
             t.join(120)
         assert killed.is_set()
         assert rt.sync.wait_idle(60)
-        assert module._INSTANCES["lite"]._worker.pid not in (None, first)
+        assert runner.pid not in (None, first)
         assert rt.sync.records.count_dead("lite") == 0
         assert field_differences(url, rt.state) == []
         assert event_gaps(url, rt.state) == []  # nothing lost, nothing doubled

@@ -11,16 +11,18 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import tenacity
 
-from sectorhooks_spec import KVError, RejectedChanges, StoreUnavailable
+from sectorhooks_spec import KVError
 
 from ..config import SyncSettings
-from .log import HOOKS, BrokenEvent, Event, caller
+from ..errors import FlushFailed
+from .log import Event
 from .records import Records
-from .syncers import FLUSH, Syncer, describe
+from .runners import CLOSED, HUNG, LOST, UNAVAILABLE, HookFailure, HookRunner
+from .syncers import Syncer, describe
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +42,21 @@ class Delivery:
     """Hooks, ``Flush`` and failure handling for a :class:`Dispatcher` (which sets the state)."""
 
     syncer: Syncer
+    runner: HookRunner
     records: Records
     settings: SyncSettings
     state: str
     last_error: str
     _stopping: threading.Event
-    _failures: Dict[int, int]
+    _failures: Dict[int, int]  # seq -> raises so far
+    _crashes: Dict[int, int]  # seq -> worker crashes and hangs so far
+    _crash_errors: Dict[int, str]
+    _suspects: Set[int]  # seqs to deliver alone (a worker died near them)
+    hang: Optional[Dict[str, Any]]  # the last hang, until its event is delivered or dead-lettered
     _fence: Optional[int]
     _pos: int
     _saved: int
     _saved_at: float
-    _plans: Dict[str, Any]
-    _plans_for: Optional[Syncer]
 
     @property
     def name(self) -> str:
@@ -64,7 +69,7 @@ class Delivery:
     def _advanced(self, seq: int) -> None:
         raise NotImplementedError
 
-    def _failed(self, error: str) -> None:
+    def _failed(self, error: str, state: str = "retrying") -> None:
         raise NotImplementedError
 
     def _persist_error(self, state: str) -> None:
@@ -105,52 +110,90 @@ class Delivery:
         self._stopping.wait(seconds)  # a backoff that stop() cuts short
 
     def _attempt(self, events: List[Any]) -> None:
+        """Deliver ``events[self._pos:]`` once; raise :class:`_Retry` to back off and go on.
+
+        An event the worker crashed or hung on is a *suspect*: what comes before it is flushed
+        first, then it is delivered (and flushed) alone, so a second crash is known to be its own;
+        once it has crashed ``max_crashes`` times it goes to dead letters without another call.
+        """
         start = i = self._pos
+        n = len(events)
         try:
-            while i < len(events):
-                ev = events[i]
-                try:
-                    self._call(ev)
-                except Exception as exc:
-                    if isinstance(exc, StoreUnavailable):
-                        self._failed(f"sink unavailable: {describe(exc)}")
-                        raise _Retry() from exc
+            while i < n:
+                j = self._next_suspect(events, i, n)
+                if j > i:
+                    failure = self.runner.call(events, i, j)
+                    if failure is None:
+                        i = j
+                        continue
+                else:  # events[i] is a suspect: deliver it alone
                     if i > start:
                         self._flush_and_advance(events[start:i])
-                    start = self._pos = i
-                    if not self._event_failed(ev, exc):
-                        raise _Retry() from exc
-                    start = self._pos = i + 1
-                i += 1
-            if start < len(events):
+                        start = self._pos = i
+                    ev = events[i]
+                    if self._crashes.get(ev.seq, 0) >= self.settings.max_crashes:
+                        self._dead_letter_crasher(ev)
+                        start = self._pos = i = i + 1
+                        continue
+                    failure = self.runner.call(events, i, i + 1)
+                    if failure is None:
+                        self._flush_and_advance(events[i : i + 1])
+                        self._suspects.discard(ev.seq)
+                        start = self._pos = i = i + 1
+                        continue
+                k = failure.index
+                if failure.kind == UNAVAILABLE:
+                    self._failed(f"sink unavailable: {failure.error}")
+                    raise _Retry()
+                if failure.kind in LOST:
+                    self._worker_lost(events[k], failure)
+                    raise _Retry()  # the worker lost what it had buffered since `start`: again
+                if k > start:
+                    self._flush_and_advance(events[start:k])
+                start = self._pos = k
+                if not self._event_failed(events[k], failure.error):
+                    raise _Retry()
+                start = self._pos = i = k + 1
+            if start < n:
                 self._flush_and_advance(events[start:])
-            self._pos = len(events)
+            self._pos = n
         except KVError as exc:  # the KV (cursor writes) is down: retry, never drop
             self._failed(f"KV store: {describe(exc)}")
             raise _Retry() from exc
 
-    def _call(self, ev: Any) -> None:
-        if isinstance(ev, BrokenEvent):
-            raise ev.error
-        kind = ev.header["e"]
-        syncer = self.syncer
-        plans = self._plans if self._plans_for is syncer else self._new_plans(syncer)
-        plan = plans.get(kind)
-        if plan is None:
-            impl = syncer.impls.get(HOOKS[kind])  # an unknown event fails like a raising hook
-            plan = plans[kind] = (impl.function, caller(impl.argnames)) if impl else ()
-        if plan:
-            fn, call = plan
-            call(fn, ev, syncer.instance)
+    def _next_suspect(self, events: List[Any], i: int, n: int) -> int:
+        if self._suspects:
+            for j in range(i, n):
+                if events[j].seq in self._suspects:
+                    return j
+        return n
 
-    def _new_plans(self, syncer: Syncer) -> Dict[str, Any]:
-        """Per event kind: the hook's function and its caller (built once per syncer)."""
-        self._plans_for, self._plans = syncer, {}
-        return self._plans
+    def _worker_lost(self, ev: Any, failure: HookFailure) -> None:
+        """The worker crashed or hung on ``ev`` (or was stopped): count it against the event."""
+        if failure.kind == CLOSED:
+            return
+        self._suspects.add(ev.seq)
+        n = self._crashes[ev.seq] = self._crashes.get(ev.seq, 0) + 1
+        self._crash_errors[ev.seq] = failure.error
+        what = "hung" if failure.kind == HUNG else "crashed"
+        of = f"{n} of MaxCrashes {self.settings.max_crashes}"
+        error = f"event {ev.seq}: worker {what} ({of}): {failure.error}"
+        if failure.kind == HUNG:
+            self.hang = {"since": failure.since, "event": ev.seq}
+        self._failed(error, "hung" if failure.kind == HUNG else "retrying")
 
-    def _event_failed(self, ev: Any, exc: BaseException) -> bool:
+    def _dead_letter_crasher(self, ev: Any) -> None:
+        n = self._crashes.pop(ev.seq, 0)
+        error = (
+            f"plugin {self.syncer.plugin!r}, syncer {self.name!r}: its worker crashed or hung {n} times"
+            f" on event {ev.seq}; last: {self._crash_errors.pop(ev.seq, '')}"
+        )
+        log.error("syncer %r: event %d goes to dead letters: %s", self.name, ev.seq, error)
+        self._suspects.discard(ev.seq)
+        self._dead_letter(ev, error, n)
+
+    def _event_failed(self, ev: Any, error: str) -> bool:
         """Count a failure of ``ev``; True once it went to dead letters (delivery goes on)."""
-        error = describe(exc)
         n = self._failures[ev.seq] = self._failures.get(ev.seq, 0) + 1
         log.warning(
             "syncer %r: event %d failed (attempt %d/%d): %s",
@@ -167,30 +210,36 @@ class Delivery:
             self.state, self.last_error = "stopped", f"event {ev.seq} failed {n} times: {error}"
             self._persist_error("stopped")
             raise Stopped(self.last_error)
+        self._dead_letter(ev, error, n)
+        return True
+
+    def _dead_letter(self, ev: Any, error: str, attempts: int) -> None:
         changes = ev.changes() if isinstance(ev, Event) else None
-        self.last_error = f"event {ev.seq} dead-lettered after {n} attempts: {error}"
+        self.last_error = f"event {ev.seq} dead-lettered after {attempts} attempts: {error}"
         self.records.add_dead(
             self.name,
-            [(ev.seq, ev.raw, error, n, changes)],
+            [(ev.seq, ev.raw, error, attempts, changes)],
             cursor={"seq": ev.seq, "state": "running", "error": self.last_error, "error_at": time.time()},
             fence=self._fence,
         )
         self._saved, self._saved_at = ev.seq, time.monotonic()
         self._failures.pop(ev.seq, None)
         self._advanced(ev.seq)
-        return True
 
     def _flush_and_advance(self, events: Sequence[Any]) -> None:
-        flush = self.syncer.impls.get(FLUSH)
-        rejected: Sequence[Any] = ()
-        if flush is not None:
-            try:
-                flush.function(*[self.syncer.instance for _ in flush.argnames])
-            except RejectedChanges as exc:
-                rejected = exc.rejected
-            except Exception as exc:
-                self._failed(f"flush: {describe(exc)}")
-                raise _Retry() from exc
+        result = self.runner.flush()
+        failure = result.failure
+        if failure is not None:
+            if failure.kind in LOST:
+                if len(events) == 1:
+                    self._worker_lost(events[0], failure)
+                elif failure.kind != CLOSED:  # whose change crashed it? deliver each alone to find out
+                    self._suspects.update(ev.seq for ev in events)
+                    self._failed(f"Flush: worker {failure.kind}: {failure.error}")
+            else:
+                self._failed(f"flush: {failure.error}")
+            raise _Retry()
+        rejected = result.rejected
         last = events[-1].seq
         if rejected:
             letters = self._match_rejected(events, rejected)
@@ -231,22 +280,33 @@ class Delivery:
     def deliver_now(self, events: Sequence[Any]) -> Tuple[List[Any], Dict[int, str]]:
         """Call hooks for ``events`` and flush, once, no retries: returns (delivered, failed seq->error).
 
-        Hold :attr:`lock`. A ``Flush`` that fails (other than rejecting changes) raises.
+        Hold :attr:`lock`. A ``Flush`` that fails (other than rejecting changes) raises
+        :class:`FlushFailed`. An event the worker crashed or hung on fails alone; the others
+        are delivered again to the new worker.
         """
-        ok: List[Any] = []
-        failed: Dict[int, str] = {}
-        for ev in events:
-            try:
-                self._call(ev)
-                ok.append(ev)
-            except Exception as exc:
-                failed[ev.seq] = describe(exc)
-        flush = self.syncer.impls.get(FLUSH)
-        if flush is not None and ok:
-            try:
-                flush.function(*[self.syncer.instance for _ in flush.argnames])
-            except RejectedChanges as exc:
-                for seq, _, error, _, _ in self._match_rejected(ok, exc.rejected):
-                    failed[seq] = error
-                ok = [ev for ev in ok if ev.seq not in failed]
-        return ok, failed
+        failed: Dict[int, str] = {}  # index in events -> error
+        while True:
+            todo = [k for k in range(len(events)) if k not in failed]
+            batch = [events[k] for k in todo]
+            i, lost = 0, False
+            while i < len(batch):
+                failure = self.runner.call(batch, i, len(batch))
+                if failure is None:
+                    break
+                failed[todo[failure.index]] = failure.error
+                i, lost = failure.index + 1, failure.kind in LOST
+                if lost:
+                    break
+            if not lost:
+                break
+        ok = [events[k] for k in range(len(events)) if k not in failed]
+        by_seq = {events[k].seq: error for k, error in failed.items()}
+        if ok:
+            result = self.runner.flush()
+            if result.failure is not None:
+                raise FlushFailed(f"syncer {self.name!r}: Flush failed: {result.failure.error}")
+            if result.rejected:
+                for seq, _, error, _, _ in self._match_rejected(ok, result.rejected):
+                    by_seq[seq] = error
+                ok = [ev for ev in ok if ev.seq not in by_seq]
+        return ok, by_seq

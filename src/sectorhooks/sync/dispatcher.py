@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Set
 
 from sectorhooks_spec import KVError
 
@@ -26,6 +26,7 @@ from ..config import SyncSettings
 from .delivery import RETRY_BATCH, Delivery, Stopped, _Retry
 from .log import ChangeLog, LogTrimmed
 from .records import LeaseLost, Records
+from .runners import HookRunner, InProcessRunner
 from .syncers import Lease, Syncer, describe
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,12 @@ class Dispatcher(Delivery):
         lease: Optional[Lease] = None,
         backfill: Optional[Callable[[Dispatcher], int]] = None,
         serve: Optional[Callable[[Dispatcher], None]] = None,
+        runner: Optional[HookRunner] = None,
     ):
         self.syncer = syncer
+        self.runner: HookRunner = runner if runner is not None else InProcessRunner(syncer)
+        if hasattr(self.runner, "tick"):
+            self.runner.tick = self.keep_lease  # a long call in a worker must not lose the lease
         self.log = changelog
         self.records = records
         self.settings = settings
@@ -66,6 +71,11 @@ class Dispatcher(Delivery):
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._failures: Dict[int, int] = {}
+        self._crashes: Dict[int, int] = {}
+        self._crash_errors: Dict[int, str] = {}
+        self._suspects: Set[int] = set()
+        self.hang: Optional[Dict[str, Any]] = None
+        self._renewed = 0.0
         self._fence: Optional[int] = None
         self._holding = False
         self._pos = 0
@@ -73,8 +83,6 @@ class Dispatcher(Delivery):
         self._resume = False
         self._saved = -1  # cursor value last written to the KV
         self._saved_at = 0.0
-        self._plans: Dict[str, Any] = {}  # event kind -> (hook function, argument getters) or ()
-        self._plans_for: Optional[Syncer] = None
         self._limit = min(settings.batch_size, RETRY_BATCH)  # entries per read (slow start)
         self._read = self._limit  # the limit of the last read
 
@@ -87,6 +95,8 @@ class Dispatcher(Delivery):
             self.last_error = self.syncer.unavailable
             return
         self._stopping.clear()
+        if hasattr(self.runner, "start"):
+            self.runner.start()  # a worker loads the plugin while the thread reads the first batch
         self._thread = threading.Thread(target=self._run, name=f"sync-{self.name}", daemon=True)
         self._thread.start()
 
@@ -96,15 +106,31 @@ class Dispatcher(Delivery):
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Finish the round in progress (flushing it), stop the thread; False if it is still busy."""
+        """Finish the round in progress (flushing it), stop the thread and the syncer's worker;
+        False if it is still busy (a hook hung in this thread)."""
         self._stopping.set()
         self._wake.set()
+        stopped = True
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("syncer %r did not stop within %.1fs", self.name, timeout)
-                return False
-        return True
+                busy = self.runner.busy()
+                where = f" (in a hook on event {busy.seq} since {time.ctime(busy.since)})" if busy else ""
+                log.warning("syncer %r did not stop within %.1fs%s", self.name, timeout, where)
+                stopped = False
+        self.runner.close()  # a worker still in a hook is killed; the thread then ends
+        if not stopped and self._thread is not None:
+            self._thread.join(1.0)
+            stopped = not self._thread.is_alive()
+        return stopped
+
+    def keep_lease(self) -> None:
+        """Renew the lease if due (also called while a long hook call runs in a worker)."""
+        if self.lease is not None and self._holding and time.monotonic() - self._renewed >= RENEW_EVERY:
+            if self.lease.renew():
+                self._renewed = time.monotonic()
+            else:
+                self._holding = False  # our late cursor writes are refused by the fence
 
     @property
     def alive(self) -> bool:
@@ -116,7 +142,6 @@ class Dispatcher(Delivery):
 
     def _run(self) -> None:
         s = self.settings
-        renewed = 0.0
         try:
             while not self._stopping.is_set():
                 if self.lease is not None:
@@ -126,13 +151,13 @@ class Dispatcher(Delivery):
                             self._stopping.wait(s.poll_interval)
                             continue
                         # Another replica may have moved the cursor while we waited.
-                        self._holding, self._fence, renewed = True, self.lease.fence, time.monotonic()
+                        self._holding, self._fence = True, self.lease.fence
+                        self._renewed = time.monotonic()
                         self._loaded = False
-                    elif time.monotonic() - renewed >= RENEW_EVERY:
-                        if not self.lease.renew():
-                            self._holding = False
+                    else:
+                        self.keep_lease()
+                        if not self._holding:
                             continue
-                        renewed = time.monotonic()
                 if not self._loaded:
                     try:
                         self.load_cursor()
@@ -257,18 +282,33 @@ class Dispatcher(Delivery):
     def _advanced(self, seq: int) -> None:
         self.cursor = seq
         self._failures = {k: v for k, v in self._failures.items() if k > seq}
+        if self._crashes or self._suspects:
+            self._crashes = {k: v for k, v in self._crashes.items() if k > seq}
+            self._suspects = {k for k in self._suspects if k > seq}
+        if self.hang is not None and self.hang["event"] <= seq:
+            self.hang = None
+            if self.state == "hung":
+                self.state = "running"
         with self._progress:
             self._progress.notify_all()
 
-    def _failed(self, error: str) -> None:
-        self.state, self.last_error = "retrying", error
+    def _failed(self, error: str, state: str = "retrying") -> None:
+        self.state, self.last_error = state, error
         log.warning("syncer %r: %s", self.name, error)
-        self._persist_error("retrying")
+        self._persist_error(state)
 
     def _persist_error(self, state: str) -> None:
+        worker = self.runner.info()
         try:
             self.records.write_cursor(
-                self.name, self._fence, state=state, error=self.last_error, error_at=time.time()
+                self.name,
+                self._fence,
+                state=state,
+                error=self.last_error,
+                error_at=time.time(),
+                hung=self.hang,
+                crashes=worker.get("crashes", 0),
+                last_exit=worker.get("last_exit", ""),
             )
         except KVError as exc:  # the store itself is down; status shows the in-memory error
             log.debug("cannot record the error of %r: %s", self.name, exc)
@@ -283,6 +323,14 @@ class Dispatcher(Delivery):
         self.state = "resuming"  # not "stopped": wait_idle() must wait for it
         self._wake.set()
         return True
+
+    def hung(self) -> Optional[Dict[str, Any]]:
+        """``{"since", "event"}`` of a hook call running past ``HookTimeout`` now (in this thread),
+        or of the last one whose worker was killed, until that event is delivered or dead-lettered."""
+        busy = self.runner.busy()
+        if busy is not None and time.monotonic() - busy.since_mono > self.settings.hook_timeout:
+            return {"since": busy.since, "event": busy.seq}
+        return self.hang
 
     @property
     def holding(self) -> bool:

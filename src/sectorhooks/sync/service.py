@@ -27,7 +27,9 @@ from . import operator
 from .dispatcher import Dispatcher
 from .log import ChangeLog, Event, parse
 from .records import Records
-from .syncers import Lease, describe, resolve_syncers
+from .runners import HookRunner, InProcessRunner
+from .syncers import Lease, Syncer, describe, resolve_syncers
+from .worker import WorkerRunner, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,33 @@ class SyncService:
                 lease,
                 backfill=self._auto_backfill,
                 serve=functools.partial(operator.serve, self),
+                runner=self._runner(syncer),
             )
         self._stop = threading.Event()
         self._trimmer: Optional[threading.Thread] = None
         self._started = False
+
+    def _runner(self, syncer: Syncer) -> HookRunner:
+        """Where ``syncer``'s hooks run: a supervised worker process, or the dispatcher's thread."""
+        record = self.host.records.get(syncer.plugin)
+        if syncer.unavailable or syncer.isolation == "thread" or record is None or record.bound is None:
+            return InProcessRunner(syncer)
+        config = self.config.plugin_config(syncer.plugin)
+        init = worker_init(syncer, record.bound.candidate, config, str(self.config.data_dir))
+        return WorkerRunner(syncer, self.settings, init)
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait until every syncer's worker process has loaded its plugin (True once all have).
+
+        Never needed for correctness (a call waits for its worker); for a benchmark or a load
+        test that measures the steady state, not the start.
+        """
+        deadline = time.monotonic() + timeout
+        return all(
+            d.runner.wait_ready(max(0.0, deadline - time.monotonic()))
+            for d in self._dispatchers.values()
+            if isinstance(d.runner, WorkerRunner)
+        )
 
     @property
     def syncers(self) -> List[str]:
@@ -112,6 +137,8 @@ class SyncService:
         stays in the log for the next start.
         """
         if not self._started:
+            for d in self._dispatchers.values():
+                d.runner.close()  # a worker started here by `sync retry` or `sync backfill`
             return
         deadline = time.monotonic() + timeout
         self._drain(timeout / 2 if drain is None else min(drain, timeout))
@@ -217,6 +244,13 @@ class SyncService:
                     lag_seconds = round(max(0.0, now - json.loads(raw.split(b"\n", 1)[0]).get("t", now)), 3)
             else:
                 lag_seconds = 0.0
+            state = d.state if running else (rec.get("state") or "never run")
+            hung = d.hung() if d.alive else rec.get("hung")
+            if hung is not None and state in ("running", "retrying", "idle", "hung"):
+                state = "hung"
+            worker = d.runner.info()
+            if not d.alive:  # another process delivers it (or did last): what it recorded
+                worker.update(crashes=rec.get("crashes", 0), last_exit=rec.get("last_exit", ""))
             out.append(
                 {
                     "name": name,
@@ -227,8 +261,10 @@ class SyncService:
                     "lag_seconds": lag_seconds,
                     "dead_letters": self.records.count_dead(name),
                     "last_error": d.last_error or rec.get("error", ""),
-                    "state": d.state if running else (rec.get("state") or "never run"),
+                    "state": state,
                     "request": requests.get(name),
+                    "hung": hung,
+                    **worker,
                 }
             )
         return out
@@ -277,6 +313,8 @@ class SyncService:
                 events = [parse(int(rec["seq"]), rec["entry"].encode("utf-8")) for rec in page]
                 try:
                     ok, failed = d.deliver_now(events)
+                except SyncError:
+                    raise
                 except Exception as exc:
                     raise SyncError(
                         f"syncer {d.name!r}: flush failed while retrying dead letters: {describe(exc)}"

@@ -42,6 +42,7 @@ class Syncer:
     instance: SyncerInstance
     impls: Dict[str, PluginImpl] = attrs.field(factory=dict)
     unavailable: str = ""  # reason, when the plugin is missing, failed or of another kind
+    isolation: str = "process"  # where its hooks run: a worker process, or the dispatcher's thread
 
     @property
     def name(self) -> str:
@@ -63,7 +64,9 @@ def resolve_syncers(host: PluginHost, config: HostConfig) -> List[Syncer]:
     configured = {sc.plugin_name for sc in config.syncers}
     for i, sc in enumerate(config.syncers):
         inst = SyncerInstance(sc.name, sc.plugin_name, dict(sc.meta))
-        out.append(_bind(host, inst, f"{config.path}: [Common.Syncers[{i}]] (Name = {sc.name!r})"))
+        syncer = bind_syncer(host, inst, f"{config.path}: [Common.Syncers[{i}]] (Name = {sc.name!r})")
+        syncer.isolation = sc.isolation or config.sync.isolation
+        out.append(syncer)
     names = {s.name for s in out}
     for rec in host.plugins(Kind.SYNC_SECTOR_STATE):
         if rec.name in configured or rec.status not in CALLABLE_STATUSES:
@@ -75,13 +78,15 @@ def resolve_syncers(host: PluginHost, config: HostConfig) -> List[Syncer]:
                 rec.name,
             )
             continue
-        out.append(
-            _bind(host, SyncerInstance(rec.name, rec.name, {}), f"default syncer of plugin {rec.name!r}")
-        )
+        inst = SyncerInstance(rec.name, rec.name, {})
+        syncer = bind_syncer(host, inst, f"default syncer of plugin {rec.name!r}")
+        syncer.isolation = config.sync.isolation
+        out.append(syncer)
     return out
 
 
-def _bind(host: PluginHost, inst: SyncerInstance, where: str) -> Syncer:
+def bind_syncer(host: PluginHost, inst: SyncerInstance, where: str) -> Syncer:
+    """``inst`` bound to its plugin's impls in ``host``, or unavailable with the reason."""
     rec = host.records.get(inst.plugin_name)
     if rec is None or rec.kind is not Kind.SYNC_SECTOR_STATE:
         loaded = sorted(r.name for r in host.plugins(Kind.SYNC_SECTOR_STATE))

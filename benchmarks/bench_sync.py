@@ -6,16 +6,14 @@
     damocles-manager, one KV transaction per change, then each syncer called inline, one sink
     transaction (hook + Flush) per change per sink, in the writer's thread (damocles-manager runs
     its plugins' code in the caller). Both run with the shipped ``[Common.Sync]`` defaults, in
-    alternating pairs; the table shows the medians (and the range of the runs). Ours uses
-    sqlsync's defaults, which write each SQLite sink in a worker process; a second baseline gives
-    the naive design those worker processes too (each writer still waits for every sink's
-    transaction), so the table also shows the ratio without that plugin-level gain.
+    alternating pairs; the table shows the medians (and the range of the runs). Ours runs each
+    syncer in its worker process (the host's default ``Isolation = "process"``).
     A third run per pair, the same writers with no syncer running, shows the ceiling the group
     commit alone sets (what the three sinks cost is the gap between the two).
     Timing starts once the sinks' worker processes have started (each imports SQLAlchemy once
     per host start, untimed like ``Runtime.open``): the runs measure a host that has been up.
     Each run also records the CPU time (user + system) per change of the host process and of the
-    sinks' worker processes (sqlsync's default for SQLite files): the design that needs less CPU
+    syncers' worker processes: the design that needs less CPU
     per change is the one that scales on a machine whose cores are shared.
 (c) host RSS growth while one sink (a PostgreSQL URL on a closed port: connection refused) is
     down for 200,000 changes, against the issue's 50 MB budget; and against an in-memory queue
@@ -37,7 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import attrs
 
@@ -79,10 +77,9 @@ def _config(data: Path, syncers: Sequence[Tuple[str, Dict[str, Any]]], sync: str
     )
 
 
-def _sinks(data: Path, worker: Optional[str] = None) -> List[Tuple[str, Dict[str, Any]]]:
-    """The sinks' instances; ``worker`` None keeps sqlsync's default (a worker process per SQLite file)."""
-    extra = {} if worker is None else {"worker": worker}
-    return [(f"sink{i}", {"url": f"sqlite:///{data / f'sink{i}.sqlite'}", **extra}) for i in range(SINKS)]
+def _sinks(data: Path) -> List[Tuple[str, Dict[str, Any]]]:
+    """The sinks' instances (each runs in its worker process, the host's default isolation)."""
+    return [(f"sink{i}", {"url": f"sqlite:///{data / f'sink{i}.sqlite'}"}) for i in range(SINKS)]
 
 
 def _fields(k: int, i: int) -> Dict[str, Any]:
@@ -174,14 +171,13 @@ def bench_ours(per_thread: int, sectors: int, sync: str, syncing: bool = True) -
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_naive(per_thread: int, sectors: int, sync: str, worker: str = "thread") -> Tuple[float, float]:
+def bench_naive(per_thread: int, sectors: int, sync: str) -> Tuple[float, float]:
     """(changes/s, CPU µs per change) of the inline design: KV transaction, then hook + Flush on
-    every sink, per change. ``worker="thread"``: each sink's transaction in the writer's thread,
-    as damocles-manager calls its plugins; ``"process"``: in sqlsync's worker processes (the
-    writer still waits for each)."""
+    every sink, per change, each sink's transaction in the writer's thread, as damocles-manager
+    calls its plugins."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-naive-"))
     try:
-        sinks = _sinks(tmp, worker)
+        sinks = _sinks(tmp)
         with Runtime.open(
             _config(tmp, sinks, sync), start_sync=False, filestores=False, freeze_gc=True
         ) as rt:
@@ -220,7 +216,6 @@ def bench_naive(per_thread: int, sectors: int, sync: str, worker: str = "thread"
                         ]
                     )
                     flush.function(inst)
-            _workers_started(rt)
 
             def change(sid: SectorID, fields: Dict[str, Any]) -> None:
                 key = sid.key.encode()
@@ -343,12 +338,11 @@ def run(quick: bool) -> List[Dict[str, Any]]:
     for sync, what in (("FULL", "fsync per commit"), ("NORMAL", "WAL, no fsync")):
         # Alternating runs of both designs, medians of each: one run of either moves by 15-30%
         # on a shared 2-core machine (thread scheduling, the disk), a median of pairs much less.
-        ours, naive_runs, naive_workers, alone = [], [], [], []
+        ours, naive_runs, alone = [], [], []
         per_thread, naive_per_thread = (250, 25) if quick else (2500, 150)
         for _ in range(pairs):
             ours.append(bench_ours(per_thread=per_thread, sectors=sectors, sync=sync))
             naive_runs.append(bench_naive(per_thread=naive_per_thread, sectors=sectors, sync=sync))
-            naive_workers.append(bench_naive(naive_per_thread, sectors, sync, worker="process")[0])
             alone.append(bench_ours(per_thread=per_thread, sectors=sectors, sync=sync, syncing=False))
         total = statistics.median(o[0] for o in ours)
         write = statistics.median(o[1] for o in ours)
@@ -367,20 +361,6 @@ def run(quick: bool) -> List[Dict[str, Any]]:
                 "ratio": total / naive,
                 "unit": "changes/s",
                 "goal": 10,
-            }
-        )
-        naive_worker = statistics.median(naive_workers)
-        rows.append(
-            {
-                "group": "sync",
-                "name": f"changes/s, {WRITERS} writers, {SINKS} SQLite sinks, KV {sync}, delivered; vs the"
-                " naive design given sqlsync's worker processes too",
-                "ours": total,
-                "baseline": naive_worker,
-                "baseline_name": "inline, each sink's txn in its worker process",
-                "ratio": total / naive_worker,
-                "unit": "changes/s",
-                "goal": None,
             }
         )
         rows.append(

@@ -96,7 +96,7 @@ class SyncService:
         return all(
             d.runner.wait_ready(max(0.0, deadline - time.monotonic()))
             for d in self._dispatchers.values()
-            if isinstance(d.runner, WorkerRunner)
+            if isinstance(d.runner, WorkerRunner) and d.alive
         )
 
     @property

@@ -27,6 +27,7 @@ _STATE_STYLE = {
     "standby": "dim",
     "stopped": "red",
     "crashed": "red",
+    "hung": "red",
     "unavailable": "red",
 }
 
@@ -52,29 +53,41 @@ def sync_group() -> None:
 @config_option
 @json_option
 def sync_status(config_path: Optional[str], as_json: bool) -> None:
-    """Per syncer: cursor, lag (events and seconds), dead letters, last error."""
+    """Per syncer: state, cursor, lag (events and seconds), dead letters, worker crashes, last error.
+
+    ``hung`` names the event and since when; ``crashes`` counts the worker process's deaths and
+    kills (hangs) with its last exit status.
+    """
     with _runtime(config_path) as rt:
         rows = rt.sync.status()
     if as_json:
         print_json({"syncers": rows})
         return
     table = Table(title="syncers")
-    for col in ("name", "plugin", "state", "cursor", "head", "lag", "lag s", "dead", "last error"):
+    for col in ("name", "plugin", "state", "cursor", "head", "lag", "lag s", "dead", "crashes", "last error"):
         table.add_column(
-            col, justify="right" if col in ("cursor", "head", "lag", "lag s", "dead") else "left"
+            col, justify="right" if col in ("cursor", "head", "lag", "lag s", "dead", "crashes") else "left"
         )
     for r in rows:
         style = _STATE_STYLE.get(r["state"], "")
+        state = r["state"]
+        if r.get("hung"):
+            since = time.strftime("%H:%M:%S", time.localtime(r["hung"]["since"]))
+            state = f"hung on event {r['hung']['event']} since {since}"
+        crashes = str(r.get("crashes", 0))
+        if r.get("crashes"):
+            crashes = f"[red]{crashes}[/] ({escape(r.get('last_exit', ''))})"
         lag_s = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.1f}"
         table.add_row(
             escape(r["name"]),
             escape(r["plugin"]),
-            f"[{style}]{escape(r['state'])}[/]" if style else escape(r["state"]),
+            f"[{style}]{escape(state)}[/]" if style else escape(state),
             str(r["cursor"]),
             str(r["head"]),
             str(r["lag_events"]),
             lag_s,
             f"[red]{r['dead_letters']}[/]" if r["dead_letters"] else "0",
+            crashes,
             escape(r["last_error"][:120]),
         )
     if not rows:

@@ -3,7 +3,8 @@
 ``build_app(runtime, tokens=TokenStore(rt.kv))`` gives a Starlette app (run it with uvicorn;
 ``sectorhooks serve`` does). Modules: ``protocol`` (the pure JSON-RPC engine), ``methods`` (the
 namespace table and dispatch), ``auth`` (tokens, permissions), ``host_api`` (``Sector.*``,
-``Plugins.*``, ``Sync.*``, ``Auth.*``), ``app`` (HTTP).
+``Plugins.*``, ``Sync.*``, ``Auth.*``), ``isolation`` (plugin methods on bounded threads of their
+own, with a call timeout), ``app`` (HTTP).
 
 Error codes (``error.code``):
 
@@ -24,16 +25,26 @@ code    name                when
 -32002  Forbidden           the token's permission is below the method's (read < write < admin)
 -32004  Not found           ``KeyNotFound``: sector, counter, token ... does not exist
 -32005  Store unavailable   the KV store cannot be reached; nothing was written, retry
+-32008  Timed out           a plugin method ran past ``[Common.API] CallTimeout`` (or the server
+                            shut down first): it started and may still be running, its outcome is
+                            unknown; the message names the method (``Hello.Sleep timed out
+                            after 30s ...``)
 -32009  Conflict            an optimistic update kept conflicting past its retry budget
 -32010  Namespace refused   route gating refused the plugin namespace (the gate may pick a code)
+-32029  Busy                the plugin namespace already has ``[Common.API] PluginConcurrency``
+                            calls in flight (timed-out ones count until they return), or the
+                            server is shutting down: the call never started, retry later;
+                            ``data``: ``namespace``, ``limit``, ``in_flight``, ``hung``
 ======  ==================  =================================================================
 
+Plugin methods never run on the threads that serve the host's namespaces: see ``isolation``.
 A plugin picks its own code by raising an exception with an integer ``rpc_code`` attribute (and
 optionally ``rpc_data``); its ``str()`` is the message.
 """
 
 from .app import RPC_PATH, build_app, is_loopback, parse_listen
 from .auth import PERMISSIONS, CallContext, TokenInfo, TokenStore
+from .isolation import PluginCalls
 from .methods import MethodRegistry
 from .protocol import ERROR_CODES, Engine, Limits, RpcError
 
@@ -45,6 +56,7 @@ __all__ = [
     "Engine",
     "Limits",
     "MethodRegistry",
+    "PluginCalls",
     "RpcError",
     "TokenInfo",
     "TokenStore",

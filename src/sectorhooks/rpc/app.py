@@ -17,9 +17,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..config import APIConfig
 from . import protocol as p
 from .auth import MISS, CallContext, TokenStore
 from .host_api import register_host_namespaces
+from .isolation import PluginCalls
 from .methods import Gate, MethodRegistry
 
 log = logging.getLogger(__name__)
@@ -141,19 +143,29 @@ def build_app(
     gate: Optional[Gate] = None,
     limits: Optional[p.Limits] = None,
     dev_mode: Optional[bool] = None,
+    call_timeout: Optional[float] = None,
+    plugin_concurrency: Optional[int] = None,
 ) -> Starlette:
     """The gateway app for ``runtime`` (``.host``, ``.state``, ``.sync``; a :class:`Runtime`).
 
     ``tokens`` verifies bearer tokens; ``gate(namespace, token_info)`` may refuse plugin
     namespaces by raising ``RouteRefused``; ``dev_mode`` (default ``[Common.API] DevMode``) lets
-    loopback clients call without a token, with admin rights. ``app.state.registry`` holds the
-    method table (and ``.problems``: namespaces refused at start).
+    loopback clients call without a token, with admin rights. Plugin methods run through
+    ``app.state.plugin_calls`` (:class:`~.isolation.PluginCalls`): ``call_timeout`` and
+    ``plugin_concurrency`` default to ``[Common.API] CallTimeout`` and ``PluginConcurrency``.
+    ``app.state.registry`` holds the method table (and ``.problems``: namespaces refused at start).
     """
+    api = getattr(getattr(runtime, "config", None), "api", None) or APIConfig()
     if dev_mode is None:
-        dev_mode = bool(getattr(getattr(getattr(runtime, "config", None), "api", None), "dev_mode", False))
+        dev_mode = bool(api.dev_mode)
+    calls = PluginCalls(
+        call_timeout if call_timeout is not None else api.call_timeout,
+        plugin_concurrency if plugin_concurrency is not None else api.plugin_concurrency,
+    )
     registry = MethodRegistry(gate)
-    register_host_namespaces(registry, runtime, tokens)
+    register_host_namespaces(registry, runtime, tokens, calls)
     registry.load_plugins(runtime.host)
+    calls.install(registry)
     engine = p.Engine(registry.dispatch, limits)
     gateway = Gateway(engine, tokens, dev_mode)
     app = Starlette(
@@ -163,5 +175,6 @@ def build_app(
         ]
     )
     app.state.registry = registry
+    app.state.plugin_calls = calls
     app.state.gateway = gateway
     return app

@@ -25,6 +25,7 @@ from . import protocol as p
 from .auth import TokenStore
 
 if TYPE_CHECKING:
+    from .isolation import PluginCalls
     from .methods import MethodRegistry
 
 _SECTOR_STR = re.compile(r"^s-t0(\d{1,19})-(\d{1,19})$")
@@ -124,12 +125,12 @@ class SectorAPI:
 
 
 class PluginsAPI:
-    """``Plugins.*``: what is loaded and which methods are served."""
+    """``Plugins.*``: what is loaded, which methods are served, how plugin calls fare."""
 
-    __sectorhooks_perms__ = {"List": "read", "Methods": "read", "Problems": "read"}
+    __sectorhooks_perms__ = {"List": "read", "Methods": "read", "Problems": "read", "Calls": "read"}
 
-    def __init__(self, host: Any, registry: MethodRegistry):
-        self._host, self._registry = host, registry
+    def __init__(self, host: Any, registry: MethodRegistry, calls: Optional[PluginCalls] = None):
+        self._host, self._registry, self._calls = host, registry, calls
 
     def List(self) -> list[Dict[str, Any]]:
         """Every plugin the host knows, with status and errors (as ``plugins list --json``)."""
@@ -151,6 +152,10 @@ class PluginsAPI:
     def Problems(self) -> list[str]:
         """Namespaces refused at start (conflicts, bad handlers)."""
         return list(self._registry.problems)
+
+    def Calls(self) -> list[Dict[str, Any]]:
+        """Per plugin namespace: limit, timeout, calls in flight, hung (timed out, still running), busy."""
+        return self._calls.stats() if self._calls is not None else []
 
 
 class SyncAPI:
@@ -185,10 +190,15 @@ class AuthAPI:
         return self._tokens.revoke(id).as_dict()
 
 
-def register_host_namespaces(registry: MethodRegistry, runtime: Any, tokens: Optional[TokenStore]) -> None:
+def register_host_namespaces(
+    registry: MethodRegistry,
+    runtime: Any,
+    tokens: Optional[TokenStore],
+    calls: Optional[PluginCalls] = None,
+) -> None:
     """Add the host's namespaces before any plugin's, so a plugin cannot take them."""
     registry.add("Sector", SectorAPI(runtime.state))
-    registry.add("Plugins", PluginsAPI(runtime.host, registry))
+    registry.add("Plugins", PluginsAPI(runtime.host, registry, calls))
     registry.add("Sync", SyncAPI(getattr(runtime, "sync", None)))
     if isinstance(tokens, TokenStore):
         registry.add("Auth", AuthAPI(tokens))

@@ -32,8 +32,10 @@ UNAUTHORIZED = -32001  # no token, unknown or revoked token (HTTP 401)
 FORBIDDEN = -32002  # the token lacks the permission the method needs
 NOT_FOUND = -32004  # KeyNotFound: sector, counter, token ... does not exist
 STORE_UNAVAILABLE = -32005  # the KV store cannot be reached; nothing was written, retry
+TIMED_OUT = -32008  # a plugin method ran past CallTimeout (or shutdown came first); outcome unknown
 CONFLICT = -32009  # optimistic update kept conflicting; retry later
 NAMESPACE_REFUSED = -32010  # route gating refused this plugin namespace (or tenant)
+BUSY = -32029  # the plugin namespace has PluginConcurrency calls in flight; this one never started
 
 #: Code -> short description, as documented in the rpc package docstring.
 ERROR_CODES: Dict[int, str] = {
@@ -47,8 +49,10 @@ ERROR_CODES: Dict[int, str] = {
     FORBIDDEN: "Forbidden",
     NOT_FOUND: "Not found",
     STORE_UNAVAILABLE: "Store unavailable",
+    TIMED_OUT: "Timed out",
     CONFLICT: "Conflict",
     NAMESPACE_REFUSED: "Namespace refused",
+    BUSY: "Busy",
 }
 
 Id = Union[str, int, float, None]

@@ -1,9 +1,11 @@
 """Run the gateway: open the runtime, build the app, serve it with uvicorn until SIGINT/SIGTERM.
 
 The listening socket is bound before the address is printed (port 0 picks a free one), so a
-client may connect as soon as it reads the line. On SIGINT or SIGTERM uvicorn finishes the
-requests in flight, then the runtime closes in reverse order: sync dispatchers stop (flushing
-cursors), plugins' ``onShutdown`` run, the KV closes.
+client may connect as soon as it reads the line. On SIGINT or SIGTERM plugin calls still waiting
+are answered at once (-32008, see :mod:`.isolation`), uvicorn finishes the other requests in flight
+(up to ``SHUTDOWN_TIMEOUT`` seconds), then the runtime closes in reverse order: sync dispatchers
+stop (flushing cursors), plugins' ``onShutdown`` run, the KV closes. A plugin call that never
+returned keeps its daemon thread, which does not hold the process at exit.
 """
 
 from __future__ import annotations
@@ -87,14 +89,40 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app: Any, log_level: str = "warning") -> Any:
-    """The uvicorn server every gateway (and the benchmark's baseline) runs: one process, h11."""
+#: Seconds uvicorn waits for requests in flight after SIGTERM/SIGINT before cancelling them.
+SHUTDOWN_TIMEOUT = 10
+
+
+def make_server(
+    app: Any, log_level: str = "warning", before_shutdown: Optional[Callable[[], None]] = None
+) -> Any:
+    """The uvicorn server every gateway (and the benchmark's baseline) runs: one process, h11.
+
+    ``before_shutdown()`` runs on the event loop when shutdown begins, before uvicorn waits for
+    the requests in flight (the gateway answers its waiting plugin calls there).
+    """
     import uvicorn
 
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+        app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_TIMEOUT
     )
-    return uvicorn.Server(config)
+    if before_shutdown is None:
+        return uvicorn.Server(config)
+    hook = before_shutdown
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Optional[list] = None) -> None:
+            hook()
+            await super().shutdown(sockets=sockets)
+
+    return Server(config)
+
+
+def _report_hung(calls: Any) -> None:
+    hung = calls.hung()
+    if hung:
+        where = ", ".join(f"{s['namespace']} ({s['hung']})" for s in calls.stats() if s["hung"])
+        log.warning("%d plugin call(s) still running at exit, their threads abandoned: %s", hung, where)
 
 
 class _Stop(BaseException):
@@ -140,7 +168,8 @@ def serve(
             sock = bind(host, port)
             bound = sock.getsockname()
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-            server = make_server(app, log_level)
+            calls = app.state.plugin_calls
+            server = make_server(app, log_level, before_shutdown=calls.close)
             mode = " (dev mode: loopback callers need no token)" if dev_mode else ""
             print(
                 f"sectorhooks: serving JSON-RPC on http://{shown}:{bound[1]}{RPC_PATH}{mode}",
@@ -153,6 +182,7 @@ def serve(
                 server.run(sockets=[sock])
             finally:
                 sock.close()
+                _report_hung(calls)
             log.info("gateway stopped; shutting down plugins and sync")
     except (_Stop, KeyboardInterrupt):
         pass

@@ -12,6 +12,7 @@ and their ratio (this checkout / the commit): the way to show a change did not s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -20,10 +21,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+GIT = ["git", "-C", str(ROOT)]
 
 
 def _rows(tree: Path, only: List[str], quick: bool, pythonpath: Optional[str]) -> Dict[str, Dict[str, Any]]:
@@ -44,33 +46,46 @@ def _rows(tree: Path, only: List[str], quick: bool, pythonpath: Optional[str]) -
     return {k: r for k, r in keyed.items() if isinstance(r.get("ours"), (int, float))}
 
 
+def _tree(sha: str, stack: contextlib.ExitStack) -> Tuple[Path, str]:
+    """A temporary worktree of ``sha`` (removed when ``stack`` closes) and its PYTHONPATH."""
+    tree = Path(tempfile.mkdtemp(prefix=f"bench-{sha}-")) / "tree"
+    subprocess.run([*GIT, "worktree", "add", "--detach", str(tree), sha], check=True, capture_output=True)
+    stack.callback(shutil.rmtree, tree.parent, True)
+    stack.callback(subprocess.run, [*GIT, "worktree", "remove", "--force", str(tree)], check=False)
+    return tree, f"{tree / 'src'}{os.pathsep}{tree / 'hookspecs'}"
+
+
+def _short(commit: str) -> str:
+    found = subprocess.run([*GIT, "rev-parse", "--short", commit], capture_output=True, text=True, check=True)
+    return found.stdout.strip()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("commit")
     ap.add_argument("--only", action="append", default=[], help="bench module(s), e.g. sync")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--new", help="measure this commit instead of the working tree (e.g. HEAD)")
     args = ap.parse_args(argv)
-    git = ["git", "-C", str(ROOT)]
-    found = subprocess.run([*git, "rev-parse", "--short", args.commit], capture_output=True, text=True, check=True)
-    sha = found.stdout.strip()
-    old = Path(tempfile.mkdtemp(prefix=f"bench-{sha}-")) / "tree"
-    subprocess.run([*git, "worktree", "add", "--detach", str(old), sha], check=True, capture_output=True)
+    sha = _short(args.commit)
     here: List[Dict[str, Dict[str, Any]]] = []
     then: List[Dict[str, Dict[str, Any]]] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        old, old_path = _tree(sha, stack)
+        new, new_path, label = ROOT, None, "this checkout"
+        if args.new:
+            label = _short(args.new)
+            new, new_path = _tree(label, stack)
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds}", file=sys.stderr, flush=True)
-            here.append(_rows(ROOT, args.only, args.quick, None))
-            then.append(_rows(old, args.only, args.quick, f"{old / 'src'}{os.pathsep}{old / 'hookspecs'}"))
-    finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(old)], check=False)
-        shutil.rmtree(old.parent, ignore_errors=True)
+            here.append(_rows(new, args.only, args.quick, new_path))
+            then.append(_rows(old, args.only, args.quick, old_path))
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"this checkout vs {sha}, median of {args.rounds} alternating rounds")
-    for col in ("row", "this checkout", sha, "ratio"):
+    table = Table(title=f"{label} vs {sha}, median of {args.rounds} alternating rounds")
+    for col in ("row", label, sha, "ratio"):
         table.add_column(col, justify="left" if col == "row" else "right")
     for key in here[0]:
         if not all(key in r for r in here + then):

@@ -74,6 +74,10 @@ class SyncSettings:
     hook_timeout: float = 60.0  # seconds one hook call (or Flush) may take before its worker is killed
     max_crashes: int = 3  # an event that kills or hangs its worker this often is dead-lettered
     isolation: str = "process"  # where syncers' hooks run unless their entry says: "process" | "thread"
+    # Niceness a syncer's worker process adds to its own once started: the state manager's callers
+    # wait on the KV, never on a sink, so on a host short of cores the writers get the CPU first;
+    # a sink that falls behind catches up from the log (0 keeps the host's priority).
+    worker_nice: int = 10
 
 
 @attrs.frozen
@@ -291,6 +295,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
             "HookTimeout",
             "MaxCrashes",
             "Isolation",
+            "WorkerNice",
         ],
     )
     on_failure = syr.get("OnFailure", str, "dead-letter")
@@ -309,7 +314,10 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         hook_timeout=syr.get("HookTimeout", float, 60.0),
         max_crashes=syr.get("MaxCrashes", int, 3),
         isolation=syr.get("Isolation", str, "process"),
+        worker_nice=syr.get("WorkerNice", int, 10),
     )
+    if not 0 <= sync.worker_nice <= 19:
+        raise ConfigError(path, "Common.Sync.WorkerNice", f"must be 0 to 19, got {sync.worker_nice}")
     if sync.isolation not in ISOLATIONS:
         raise ConfigError(
             path,

@@ -167,3 +167,14 @@ def test_status_of_a_stopped_host_keeps_the_crash_count(tmp_path: Path) -> None:
     with open_runtime(config, start_sync=False) as rt:  # what `sync status` sees with no host
         st = status(rt)
         assert st["crashes"] == 3 and st["last_exit"] == "exit status 3"
+
+
+@pytest.mark.parametrize("nice", [10, 0])
+def test_a_worker_runs_below_the_hosts_cpu_priority_by_worker_nice(tmp_path: Path, nice: int) -> None:
+    config = chaos_config(tmp_path)
+    config = attrs.evolve(config, sync=attrs.evolve(config.sync, worker_nice=nice))
+    with open_runtime(config) as rt:
+        assert rt.sync.wait_ready(60)
+        pid = rt.sync.dispatcher("bad").runner.pid
+        assert pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)

@@ -83,7 +83,9 @@ class SyncService:
         if syncer.unavailable or syncer.isolation == "thread" or record is None or record.bound is None:
             return InProcessRunner(syncer)
         config = self.config.plugin_config(syncer.plugin)
-        init = worker_init(syncer, record.bound.candidate, config, str(self.config.data_dir))
+        init = worker_init(
+            syncer, record.bound.candidate, config, str(self.config.data_dir), self.settings.worker_nice
+        )
         return WorkerRunner(syncer, self.settings, init)
 
     def wait_ready(self, timeout: float = 60.0) -> bool:

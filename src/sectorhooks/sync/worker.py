@@ -377,7 +377,7 @@ def _relog(records: Sequence[Sequence[Any]]) -> None:
 
 
 def worker_init(
-    syncer: Syncer, candidate: Any, plugin_config: Mapping[str, Any], data_dir: str
+    syncer: Syncer, candidate: Any, plugin_config: Mapping[str, Any], data_dir: str, nice: int = 0
 ) -> Dict[str, Any]:
     """The first message a worker gets: what to load and how to start it."""
     return {
@@ -393,6 +393,7 @@ def worker_init(
         "meta": dict(syncer.instance.meta),
         "config": dict(plugin_config),
         "data_dir": data_dir,
+        "nice": nice,
         "log_level": logging.getLogger().getEffectiveLevel(),
     }
 

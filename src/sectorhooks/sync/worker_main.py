@@ -109,6 +109,8 @@ def main(conn_fd: int, page_fd: int) -> None:
     except BaseException as exc:
         _send(conn, {"error": f"{type(exc).__name__}: {exc}", "logs": collect.take()})
         return
+    if init.get("nice"):  # after the start: loading the plugin is not held back
+        os.nice(int(init["nice"]))
     if not _send(conn, {"ready": True, "pid": os.getpid(), "logs": collect.take()}):
         return
     try:

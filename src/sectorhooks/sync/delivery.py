@@ -19,7 +19,7 @@ from sectorhooks_spec import KVError
 
 from ..config import SyncSettings
 from ..errors import FlushFailed
-from .log import Event
+from .log import Event, decoded
 from .records import Records
 from .runners import CLOSED, HUNG, LOST, UNAVAILABLE, HookFailure, HookRunner
 from .syncers import Syncer, describe
@@ -214,6 +214,7 @@ class Delivery:
         return True
 
     def _dead_letter(self, ev: Any, error: str, attempts: int) -> None:
+        ev = decoded(ev)
         changes = ev.changes() if isinstance(ev, Event) else None
         self.last_error = f"event {ev.seq} dead-lettered after {attempts} attempts: {error}"
         self.records.add_dead(
@@ -260,7 +261,7 @@ class Delivery:
     ) -> List[Tuple[int, bytes, str, int, Any]]:
         wanted = {(r.sector, r.version): r.reason for r in rejected}
         letters = []
-        for ev in events:
+        for ev in map(decoded, events):
             if not isinstance(ev, Event):
                 continue
             hits = [(c, wanted.pop(c)) for c in ev.changes() if c in wanted]

@@ -247,6 +247,20 @@ def _as_list(*args: Any) -> List[Any]:
     return list(args)
 
 
+class RawEntry:
+    """A log entry not decoded: what a dispatcher hands to a worker process as it is."""
+
+    __slots__ = ("raw", "seq")
+
+    def __init__(self, seq: int, raw: bytes):
+        self.seq, self.raw = seq, raw
+
+
+def decoded(entry: Any) -> Any:
+    """``entry`` as an :class:`Event` (or :class:`BrokenEvent`), decoding a :class:`RawEntry`."""
+    return parse(entry.seq, entry.raw) if isinstance(entry, RawEntry) else entry
+
+
 class LogTrimmed(Exception):
     """A reader asked for entries that were already trimmed (its cursor is below the floor)."""
 
@@ -306,6 +320,22 @@ class ChangeLog:
         if events and events[-1].seq + self._shared > self._newest:
             self.remember(events)  # near the head: others will want them; old ones would evict those
         return events
+
+    def entries(self, after: int, limit: int) -> List[RawEntry]:
+        """Like :meth:`events`, but not decoded (for syncers whose hooks run in a worker)."""
+        if self._shared:
+            with self._recent_lock:
+                found: List[RawEntry] = []
+                while len(found) < limit:
+                    item = self._recent.get(after + 1 + len(found))
+                    if item is None:
+                        break
+                    found.append(
+                        RawEntry(after + 1 + len(found), item if isinstance(item, bytes) else item.raw)
+                    )
+            if found:
+                return found
+        return [RawEntry(seq, raw) for seq, raw in self.read(after, limit)]
 
     @property
     def newest(self) -> int:

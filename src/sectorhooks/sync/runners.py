@@ -13,7 +13,7 @@ of raising, so the dispatcher decides what to retry, dead-letter or wait for:
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import attrs
 
@@ -59,6 +59,8 @@ class Busy:
 class HookRunner(Protocol):
     """What a dispatcher needs from a runner (see the module docstring)."""
 
+    isolation: str  # "thread" or "process"
+
     def call(self, events: Sequence[Any], start: int, end: int) -> Optional[HookFailure]: ...
 
     def flush(self) -> FlushResult: ...
@@ -78,13 +80,17 @@ class InProcessRunner:
     def __init__(self, syncer: Syncer):
         self.syncer = syncer
         self._calls: Dict[str, Any] = {}  # event kind -> (function, caller), or () for no impl
-        self._busy: Optional[Busy] = None
+        self.mark: Optional[Callable[[int], None]] = None  # told each event's seq before its hook
+        self._busy_seq: Optional[int] = None  # the event whose hook runs (-1: Flush), since when
+        self._busy_since = 0.0
 
     def call(self, events: Sequence[Any], start: int, end: int) -> Optional[HookFailure]:
         instance = self.syncer.instance
         for i in range(start, end):
             ev = events[i]
-            self._busy = Busy(ev.seq, "", time.time(), time.monotonic())
+            self._busy_seq, self._busy_since = ev.seq, time.monotonic()
+            if self.mark is not None:
+                self.mark(ev.seq)
             try:
                 if isinstance(ev, BrokenEvent):
                     raise ev.error
@@ -97,7 +103,7 @@ class InProcessRunner:
             except Exception as exc:
                 return HookFailure(i, RAISED, describe(exc))
             finally:
-                self._busy = None
+                self._busy_seq = None
         return None
 
     def _plan(self, kind: str) -> Any:
@@ -111,7 +117,7 @@ class InProcessRunner:
         impl = self.syncer.impls.get(FLUSH)
         if impl is None:
             return FlushResult()
-        self._busy = Busy(-1, FLUSH, time.time(), time.monotonic())
+        self._busy_seq, self._busy_since = -1, time.monotonic()
         try:
             impl.function(*[self.syncer.instance for _ in impl.argnames])
         except RejectedChanges as exc:
@@ -119,11 +125,14 @@ class InProcessRunner:
         except Exception as exc:
             return FlushResult(failure=HookFailure(-1, RAISED, describe(exc)))
         finally:
-            self._busy = None
+            self._busy_seq = None
         return FlushResult()
 
     def busy(self) -> Optional[Busy]:
-        return self._busy
+        seq, since = self._busy_seq, self._busy_since
+        if seq is None:
+            return None
+        return Busy(seq, FLUSH if seq == -1 else "", time.time() - (time.monotonic() - since), since)
 
     def info(self) -> Dict[str, Any]:
         return {"isolation": self.isolation}

@@ -123,6 +123,12 @@ def _serve(conn: Connection, page: mmap.mmap, runner: Any, collect: _Collect) ->
     from .log import parse
     from .runners import rejected_to_json
 
+    def mark(seq: int) -> None:  # the host reads which event's hook runs, and since when
+        now = time.monotonic()
+        PAGE.pack_into(page, 0, IN_HOOK, seq, now, now)
+
+    runner.mark = mark
+
     while True:
         try:
             message = conn.recv_bytes()
@@ -132,13 +138,10 @@ def _serve(conn: Connection, page: mmap.mmap, runner: Any, collect: _Collect) ->
         reply: Dict[str, Any]
         if op == CALL:
             events = [parse(seq, raw) for seq, raw in unpack_events(memoryview(message)[1:])]
+            failure = runner.call(events, 0, len(events))
             reply = {"ok": True}
-            for i, ev in enumerate(events):
-                PAGE.pack_into(page, 0, IN_HOOK, ev.seq, time.monotonic(), time.monotonic())
-                failure = runner.call(events, i, i + 1)
-                if failure is not None:
-                    reply = {"failed": i, "kind": failure.kind, "error": failure.error}
-                    break
+            if failure is not None:
+                reply = {"failed": failure.index, "kind": failure.kind, "error": failure.error}
         elif op == FLUSH_OP:
             PAGE.pack_into(page, 0, IN_FLUSH, -1, time.monotonic(), time.monotonic())
             result = runner.flush()

@@ -143,6 +143,9 @@ def test_a_worker_killed_from_outside_is_restarted_and_nothing_is_lost(tmp_path:
         assert int(pid_file.read_text()) != first
         assert delivered(tmp_path) == {(n, v) for n in range(SECTORS) for v in (1, 2)}
         assert dead(rt) == []
+        st = status(rt)
+        assert st["crashes"] == 1 and st["last_exit"] == "killed by signal 9 (SIGKILL)"
+        assert "could not start" not in st["last_error"]
 
 
 def test_a_hang_in_thread_isolation_shows_as_hung_with_its_event(tmp_path: Path) -> None:

@@ -218,15 +218,20 @@ class WorkerRunner:
         with self._lock:
             if self._closing:
                 return HookFailure(start if end else -1, CLOSED, "the host is stopping")
+            self._reap_if_died()
             try:
                 if self._conn is None:
                     self._spawn()
                 self._await_ready(time.monotonic() + self.hook_timeout)
                 assert self._conn is not None
-                self._conn.send_bytes(message)
             except (WorkerStartError, OSError) as exc:
                 self._reap(0)
                 self.last_failure = f"worker process could not start: {exc}"
+                return HookFailure(start if end else -1, "unavailable", self.last_failure)
+            try:
+                self._conn.send_bytes(message)
+            except OSError:  # it died after the look above: nothing reached it
+                self._reap_if_died(wait=STOP_TIMEOUT)
                 return HookFailure(start if end else -1, "unavailable", self.last_failure)
             got = self._wait_reply(events, start, end)
             if isinstance(got, HookFailure):
@@ -234,6 +239,24 @@ class WorkerRunner:
             reply: Dict[str, Any] = json.loads(got)
             _relog(reply.pop("logs", ()))
             return reply
+
+    def _reap_if_died(self, wait: float = 0.0) -> None:
+        """A worker that died between requests (killed from outside, OOM): count it, start anew."""
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            code = proc.wait(wait) if wait else proc.poll()
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            return
+        self._reap(0)
+        self.crashes += 1
+        self.last_exit = exit_text(code)
+        self.last_failure = f"worker process {proc.pid} exited between calls ({self.last_exit})"
+        name, plugin = self.syncer.name, self.syncer.plugin
+        log.warning("syncer %r (plugin %r): %s; a new one starts", name, plugin, self.last_failure)
 
     def _wait_reply(self, events: Sequence[Any], start: int, end: int) -> Union[bytes, HookFailure]:
         conn, proc, page = self._conn, self._proc, self._page

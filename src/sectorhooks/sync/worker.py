@@ -154,7 +154,7 @@ class WorkerRunner:
     def close(self) -> None:
         """Stop the worker: it runs the plugin's onShutdown and exits (killed if it does not)."""
         self._closing = True
-        if self._lock.acquire(timeout=1.0):
+        if self._lock.acquire(timeout=0.2):
             try:
                 if self._conn is not None and self._ready:
                     try:

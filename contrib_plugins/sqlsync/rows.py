@@ -12,6 +12,7 @@ Both give the same values (tested).
 from __future__ import annotations
 
 import json
+import math
 import re
 import typing
 from operator import itemgetter
@@ -19,7 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from sectorhooks_spec import SectorState
+from sectorhooks_spec import INT64_MAX, INT64_MIN, SectorState
+from sectorhooks_spec.sector import text_problem
 
 #: Nested main fields worth a column: (column, parent field, child key, value when parent is null).
 NESTED: Tuple[Tuple[str, str, str, Any], ...] = (
@@ -173,3 +175,48 @@ def versions_and_times(texts: Sequence[str]) -> Tuple[List[int], List[Optional[f
         versions.append(vt[0])
         times.append(vt[1])
     return versions, times
+
+
+# --- what every driver can send: checked only for a batch that failed -----------------------
+
+
+def value_problem(value: Any) -> Optional[str]:
+    """Why no dialect can store ``value`` in a column, or ``None``: the SPI's bounds (a signed
+    64-bit integer, a finite number, valid UTF-8 text) and a scalar at all (``None`` included).
+
+    Only values that fail everywhere: a scalar of another type than its column's (text in an
+    integer column) is for the database to accept (SQLite, MariaDB cast) or refuse (a row error).
+    """
+    t = type(value)
+    if t is str:
+        return text_problem(value)
+    if t is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            return f"is outside the signed 64-bit range: {_digits(value)}"
+    elif t is float:
+        if not math.isfinite(value):
+            return f"is not a finite number: {value!r}"
+    elif value is not None and t is not bool:
+        return f"is not a scalar: {_what(value)}"
+    return None
+
+
+def row_problem(columns: Sequence[str], row: Row) -> Optional[str]:
+    """The first value of ``row`` no dialect can store, as ``"<column> <problem>"``."""
+    for name, value in zip(columns, row):
+        problem = value_problem(value)
+        if problem is not None:
+            return f"{name} {problem}"
+    return None
+
+
+def _what(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _digits(value: int) -> str:
+    return str(value) if value.bit_length() <= 256 else f"an integer of {value.bit_length()} bits"

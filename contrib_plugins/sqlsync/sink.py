@@ -3,9 +3,18 @@
 A flush is one transaction: one ``executemany`` upsert of the last state per sector, guarded by
 ``version``, plus one ``executemany`` append to ``sector_events``. Transient errors (lost
 connection, deadlock, serialization failure, busy database) are retried with backoff, then
-raised: nothing was committed, the host keeps the batch and retries later. When the database
-rejects a row (a constraint, a value too long), the batch is bisected by sector until the bad
-sectors are isolated; the rest is written and the bad ones come back as :class:`Rejected`.
+raised: nothing was committed, the host keeps the batch and retries later.
+
+Anything else that fails a batch is looked for in its changes, so that one bad change never
+holds up the others (a sink never stalls on one event). First each change is screened: a
+``state_json`` that is not a state document, or a value no column can hold on every dialect
+(the SPI's bounds: an integer beyond signed 64-bit, which SQLite's driver refuses with
+``OverflowError`` at bind time, a non-finite number, text with a lone surrogate; or not a
+scalar) is refused with its reason. Then, when the database still refuses a row (a
+constraint, a value too long), the batch is bisected by sector until the bad sectors are
+isolated. The rest is written; the refused changes come back as :class:`Rejected`, which the
+plugin raises from ``Flush`` as ``RejectedChanges`` for the host to dead-letter. An error no
+change explains (say, a permission the sink's user lacks) is raised: the host retries the batch.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import contextlib
 import gc
 import json
 import logging
+import re
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -23,13 +33,15 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from sectorhooks_spec import Rejected
 from sectorhooks_spec.sqlbatch import MultiRow
 
-from .rows import Row, versions_and_times
+from .rows import Row, row_problem, version_and_time, versions_and_times
 from .schema import Schema
 
 log = logging.getLogger(__name__)
 
-# SQLSTATE classes: 22 data exception, 23 integrity violation -> the row is at fault.
+# SQLSTATE classes: 22 data exception, 23 integrity violation -> the row is at fault; so is
+# 42804 datatype mismatch (a value of another type than its column's, e.g. a boolean for a bigint).
 ROW_SQLSTATE_CLASSES = ("22", "23")
+ROW_SQLSTATES = ("42804",)
 # 08 connection, 40 rollback (40001 serialization, 40P01 deadlock), 53 resources, 57P0x shutdown,
 # 42P01/42703 undefined table/column (dropped or recreated database: the schema is re-checked).
 TRANSIENT_SQLSTATES = ("08", "40", "53", "57P0", "55P03", "HYT00", "42P01", "42703")
@@ -49,9 +61,17 @@ class RowRejected(Exception):
     """Internal: the database refused the data of this batch (not a transient failure)."""
 
 
+#: Raised by drivers while binding a value they cannot send (before the database sees it):
+#: sqlite3 and pymysql raise OverflowError / UnicodeEncodeError, psycopg UnicodeEncodeError.
+BIND_ERRORS = (OverflowError, UnicodeError)
+
+
 def classify(exc: BaseException) -> str:
     """``"row"`` (the data is refused), ``"transient"`` (retry) or ``"fatal"``."""
     if not isinstance(exc, sa.exc.DBAPIError):
+        cause = exc.orig if isinstance(exc, sa.exc.StatementError) else exc
+        if isinstance(cause, BIND_ERRORS):
+            return "row"
         return "transient" if isinstance(exc, (ConnectionError, TimeoutError)) else "fatal"
     if exc.connection_invalidated:
         return "transient"
@@ -64,7 +84,7 @@ def classify(exc: BaseException) -> str:
             return "transient"
     state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(state, str) and state:
-        if state[:2] in ROW_SQLSTATE_CLASSES:
+        if state[:2] in ROW_SQLSTATE_CLASSES or state in ROW_SQLSTATES:
             return "row"
         if state.startswith(TRANSIENT_SQLSTATES):
             return "transient"
@@ -178,20 +198,84 @@ class Sink:
     # --- writing -------------------------------------------------------------------------------
 
     def write(self, flat: Sequence[Any]) -> List[Rejected]:
-        """Write a batch (flat, 5 items per change); returns what the database refused."""
+        """Write a batch (flat, 5 items per change); returns the changes refused, with why.
+
+        Raises only what no change explains: a transient error after the retries, or a fatal
+        one (nothing of the batch is lost: the host delivers it again).
+        """
         if not flat:
             return []
         with self._lock:
-            with _gc_paused():  # flat rows of scalars, no cycles: a full GC pass here is waste
-                rows, events = self.prepare(flat)
-                if self.engine.dialect.name == "postgresql":
-                    rows = [_without_nul(r) for r in rows]
-            rejected: List[Rejected] = []
-            self._write_part(rows, events, rejected)
+            refused: Optional[RowRejected] = None  # the database refused a row of the whole batch
+            built: Optional[Tuple[List[Row], List[Row]]] = None
+            try:
+                built = rows, events = self._rows(flat)
+            except Exception as exc:  # a change the host would never send: found below
+                log.warning("sqlsync %s: cannot build the rows of a batch: %s", self.label, describe(exc))
+            else:
+                try:
+                    self._with_retries(rows, events)
+                    return []
+                except RowRejected as exc:
+                    refused = exc
+                except Exception as exc:
+                    if classify(exc) == "transient":
+                        raise
+                    log.warning("sqlsync %s: a batch failed: %s", self.label, describe(exc))
+            # Refuse the changes no column can hold, then write the rest (bisected if refused).
+            kept, rejected = self.screen(flat)
+            if kept:
+                rows, events = built if built is not None and not rejected else self._rows(kept)
+                self._write_part(rows, events, rejected, None if rejected else refused)
             return rejected
 
-    def _write_part(self, rows: List[Row], events: List[Row], rejected: List[Rejected]) -> None:
+    def _rows(self, flat: Sequence[Any]) -> Tuple[List[Row], List[Row]]:
+        with _gc_paused():  # flat rows of scalars, no cycles: a full GC pass here is waste
+            rows, events = self.prepare(flat)
+            if self.engine.dialect.name == "postgresql":
+                rows = [_without_nul(r) for r in rows]
+        return rows, events
+
+    def screen(self, flat: Sequence[Any]) -> Tuple[List[Any], List[Rejected]]:
+        """Split a batch into the changes every dialect can store and the refused ones (why).
+
+        A change is refused when its ``state_json`` is not a state document (no row can be
+        built from it) or a value of its ``sectors`` or ``sector_events`` row is one no dialect
+        can store (see :func:`.rows.value_problem`).
+        """
+        keep: List[Any] = []
+        rejected: List[Rejected] = []
+        columns, events = self.schema.sector_columns, self.schema.event_columns
+        for i in range(0, len(flat), 5):
+            miner, number, workspace, kind, text = flat[i : i + 5]
+            sid = f"s-t0{miner}-{number}"
+            try:
+                version, updated_at = version_and_time(text)
+                problem = row_problem(
+                    events, (miner, number, version, kind, workspace, updated_at, text)
+                ) or row_problem(columns, self.schema.row(miner, number, workspace, text))
+            except Exception as exc:
+                version = _version_in(text)
+                problem = f"state_json is not a state document: {type(exc).__name__}: {exc}"[:300]
+            if problem is None:
+                keep.extend(flat[i : i + 5])
+                continue
+            log.warning("sqlsync %s: refused %s v%s: %s", self.label, sid, version, problem)
+            rejected.append(Rejected(sid, version if type(version) is int else 0, problem))
+        return keep, rejected
+
+    def _write_part(
+        self,
+        rows: List[Row],
+        events: List[Row],
+        rejected: List[Rejected],
+        refused: Optional[RowRejected] = None,
+    ) -> None:
+        """Write ``rows`` and ``events`` in one transaction or, when the database refuses a row,
+        bisect them by sector; ``refused``: how it already refused these very rows (bisect now)."""
         try:
+            if refused is not None:
+                raise refused
             self._with_retries(rows, events)
             return
         except RowRejected as exc:
@@ -251,6 +335,8 @@ class Sink:
                 raise RowRejected(str(exc.orig)) from exc
             self._schema_ok = False
             raise
+        except BIND_ERRORS as exc:  # the driver could not send a value: nothing reached the database
+            raise RowRejected(str(exc)) from exc
 
     def _statements(self, dialect: sa.Dialect) -> Tuple[str, str]:
         if self._sql is None:
@@ -310,6 +396,16 @@ def describe(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:500]
+
+
+_VERSION = re.compile(r'"version"\s*:\s*(-?\d{1,19})[,}\s]')
+
+
+def _version_in(text: Any) -> int:
+    """The version a text that is not a state document seems to hold (0 if none): for the
+    host to match the refused change to its event."""
+    m = _VERSION.search(text) if isinstance(text, str) else None
+    return int(m.group(1)) if m else 0
 
 
 def sector_key(state_json: str) -> Tuple[int, int]:

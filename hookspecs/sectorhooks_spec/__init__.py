@@ -22,6 +22,8 @@ from .manifest import MANIFEST_FILE, Export, Manifest, check_manifest, parse_man
 from .markers import PROJECT_NAME, hookimpl, hookspec
 from .meta import MetaReader
 from .sector import (
+    INT64_MAX,
+    INT64_MIN,
     AllocatedSector,
     LatestState,
     MessageInfo,
@@ -34,7 +36,9 @@ from .sector import (
     TerminateInfo,
     Ticket,
     UpgradedInfo,
+    ValueOutOfBounds,
     Workspace,
+    check_storable,
 )
 from .specs import ALL_SPECS, SyncerInstance
 
@@ -42,6 +46,8 @@ __all__ = [
     "ALL_SPECS",
     "DRIVER_KINDS",
     "EXT_POINTS",
+    "INT64_MAX",
+    "INT64_MIN",
     "LIFECYCLE_HOOKS",
     "MANIFEST_FILE",
     "PROJECT_NAME",
@@ -86,8 +92,10 @@ __all__ = [
     "TransactionConflict",
     "Txn",
     "UpgradedInfo",
+    "ValueOutOfBounds",
     "Workspace",
     "check_manifest",
+    "check_storable",
     "dumps",
     "from_jsonable",
     "hookimpl",

@@ -2,7 +2,8 @@
 
 ``to_jsonable`` turns a model into plain JSON types (field names as keys, enums as values, tuples
 as lists, bytes as hex); ``from_jsonable`` turns such data back into the typed model, strictly:
-an unknown key or a value of the wrong type is a :class:`DecodeError` naming the field path.
+an unknown key, a value of the wrong type or out of its field's bounds (see
+:mod:`.sector`: what every sink can store) is a :class:`DecodeError` naming the field path.
 Decoders are compiled once per class from its type hints, so the hot path does no reflection.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, Union
 import attrs
 
 from .errors import DecodeError
+from .sector import ValueOutOfBounds
 
 T = TypeVar("T")
 _NoneType = type(None)
@@ -195,6 +197,8 @@ def _attrs_decoder(cls: type) -> Decoder:
             kwargs[key] = fdec(raw, f"{where}.{key}")
         try:
             return cls(**kwargs)
+        except ValueOutOfBounds as exc:  # a field's bounds (see ``sector``): name its path
+            raise DecodeError(f"{where}.{exc}") from None
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"{where}: {exc}") from None
 

@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sectorhooks_spec import (
+    INT64_MAX,
+    INT64_MIN,
     AllocatedSector,
     DecodeError,
     Export,
@@ -38,8 +40,20 @@ from sectorhooks_spec import (
     loads,
     to_jsonable,
 )
+from sectorhooks_spec.sector import int64, non_negative
 
-NON_NEGATIVE = {(SectorID, "miner"), (SectorID, "number"), (SectorState, "version")}
+
+def int_bounds(owner: type, field: str) -> Dict[str, int]:
+    """The range the SPI declares for an int field (its validator), none if it declares none."""
+    if not attrs.has(owner):
+        return {}
+    validator = attrs.fields_dict(owner)[field].validator
+    if validator is non_negative:
+        return {"min_value": 0, "max_value": INT64_MAX}
+    if validator is int64:
+        return {"min_value": INT64_MIN, "max_value": INT64_MAX}
+    return {}
+
 
 JSON_SCALARS = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
@@ -70,7 +84,7 @@ def strategy_for(tp: Any, owner: type = object, field: str = "") -> st.SearchStr
     if tp is bool:
         return st.booleans()
     if tp is int:
-        return st.integers(min_value=0) if (owner, field) in NON_NEGATIVE else st.integers()
+        return st.integers(**int_bounds(owner, field))
     if tp is float:
         return st.floats(allow_nan=False, allow_infinity=False)
     if tp is str:

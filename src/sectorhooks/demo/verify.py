@@ -107,7 +107,8 @@ def verify_sinks(rt: Any, kv: Optional[Rows] = None) -> List[Dict[str, Any]]:
 
 
 def verify_counters(rt: Any, kv: Rows, miners: List[int]) -> Dict[str, Dict[str, Any]]:
-    """Per miner: the atomic counter of sealed sectors vs the KV's finalized, non-imported count."""
+    """Per miner: the atomic counter of sealed sectors vs the KV's count of sealed, non-imported
+    sectors: finalized, or restored for a rebuild (``need_rebuild``: restore clears ``finalized``)."""
     impl = rt.host.impl("atomic_counter", "jsonrpc_handler")
     if impl is None:
         return {}
@@ -117,7 +118,7 @@ def verify_counters(rt: Any, kv: Rows, miners: List[int]) -> Dict[str, Dict[str,
         miner = int(sid.split("-")[1][2:])
         if miner in sealed:
             data = json.loads(raw)
-            if data.get("finalized") and not data.get("imported"):
+            if (data.get("finalized") or data.get("need_rebuild")) and not data.get("imported"):
                 sealed[miner] += 1
     out = {}
     for miner in sorted(sealed):

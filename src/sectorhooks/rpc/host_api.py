@@ -3,6 +3,10 @@
 Params and results are the codec's JSON of the SPI models (``sectorhooks_spec.codec``). A sector
 id is either ``{"miner": 1000, "number": 42}`` or its string form ``"s-t01000-42"``. Reads need
 ``read``, state changes ``write``, token management ``admin``.
+
+Every value is held to the SPI models' bounds (``sectorhooks_spec.sector``: what every sink can
+store) when it is decoded, and again by the state manager; a value out of them, like any param
+that does not fit, is -32602 (invalid params) naming the param and field.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import re
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from sectorhooks_spec import (
+    INT64_MAX,
     AllocatedSector,
+    DecodeError,
     KeyNotFound,
     SectorID,
     SectorState,
@@ -28,7 +34,7 @@ if TYPE_CHECKING:
     from .isolation import PluginCalls
     from .methods import MethodRegistry
 
-_SECTOR_STR = re.compile(r"^s-t0(\d{1,19})-(\d{1,19})$")
+_SECTOR_STR = re.compile(r"^s-t0(\d{1,19})-(\d{1,19})$", re.ASCII)
 
 
 def sector_id(value: Any) -> SectorID:
@@ -39,8 +45,21 @@ def sector_id(value: Any) -> SectorID:
             raise p.RpcError(
                 p.INVALID_PARAMS, f"Invalid params: sector id {value[:60]!r} is not like 's-t01000-42'"
             )
-        return SectorID(int(m.group(1)), int(m.group(2)))
+        try:
+            return SectorID(int(m.group(1)), int(m.group(2)))
+        except ValueError as exc:  # a number beyond the signed 64-bit range
+            raise p.RpcError(p.INVALID_PARAMS, f"Invalid params: sector id {value!r}: {exc}") from None
     return from_jsonable(SectorID, value)
+
+
+def _count(method: str, name: str, value: Any) -> None:
+    """-32602 unless ``value`` (an int or None, as the signature already checked) is a count:
+    0 .. the largest signed 64-bit integer."""
+    if value is not None and not 0 <= value <= INT64_MAX:
+        raise p.RpcError(
+            p.INVALID_PARAMS,
+            f"Invalid params for {method}: {name!r} must be an integer from 0 to {INT64_MAX}, got {value}",
+        )
 
 
 def _not_found(sid: SectorID) -> p.RpcError:
@@ -83,6 +102,8 @@ class SectorAPI:
         self, workspace: Optional[str] = None, miner: Optional[int] = None, limit: Optional[int] = None
     ) -> Any:
         """States of every sector (optionally of one workspace and/or miner), at most ``limit``."""
+        _count("Sector.List", "miner", miner)
+        _count("Sector.List", "limit", limit)
         ws = from_jsonable(Workspace, workspace) if workspace is not None else None
         states = self._state.list(workspace=ws, miner=miner)
         return states[:limit] if limit is not None else states
@@ -97,7 +118,19 @@ class SectorAPI:
 
     def Init(self, sectors: list[Any]) -> Any:
         """Allocate new sectors: ``[{"id": {...}, "proof_type": 8}, ...]`` -> their initial states."""
-        return self._state.init_sectors([from_jsonable(AllocatedSector, s) for s in sectors])
+        if not sectors:
+            raise p.RpcError(
+                p.INVALID_PARAMS, "Invalid params for Sector.Init: 'sectors' must hold at least one sector"
+            )
+        allocated = []
+        for i, s in enumerate(sectors):
+            try:
+                allocated.append(from_jsonable(AllocatedSector, s))
+            except DecodeError as exc:
+                raise p.RpcError(
+                    p.INVALID_PARAMS, f"Invalid params for Sector.Init: sectors[{i}]: {exc}"
+                ) from None
+        return self._state.init_sectors(allocated)
 
     def Update(self, id: Any, fields: Dict[str, Any]) -> Any:
         """Change ``fields`` (name -> JSON value, as in SectorState) of a sector; returns the new state."""

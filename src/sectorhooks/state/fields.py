@@ -1,7 +1,8 @@
-"""Validation of ``SectorStateManager.update`` fields, and the copy that applies them.
+"""Validation of the values the state manager is given, and the copy that applies updates.
 
-Fields are checked the way the codec will decode them (so the KV never holds a state that
-cannot be read back), before the change is queued: the group's leader only copies.
+Values are checked the way the codec will decode them (so the KV never holds a state that
+cannot be read back) and against the SPI's bounds (``sectorhooks_spec.check_storable``: what
+every sink can store), before the change is queued: the group's leader only copies.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ from typing import Any, Callable, Dict, FrozenSet, List, Tuple, Union
 
 import attrs
 
-from sectorhooks_spec import DecodeError, SectorID, SectorState, to_jsonable
-from sectorhooks_spec.sector import UPDATABLE_FIELDS
+from sectorhooks_spec import (
+    INT64_MAX,
+    AllocatedSector,
+    DecodeError,
+    SectorID,
+    SectorState,
+    ValueOutOfBounds,
+    check_storable,
+    to_jsonable,
+)
+from sectorhooks_spec.sector import UPDATABLE_FIELDS, non_negative
 
-from ..errors import SectorStateError
+from ..errors import SectorValueError
 
 _STATE_FIELDS = tuple(f.name for f in attrs.fields(SectorState))
 Copier = Callable[[SectorState, Dict[str, Any], int, float], SectorState]
@@ -64,26 +74,80 @@ def _copier(changed: Tuple[str, ...]) -> Copier:
 
 def check_fields(sid: SectorID, fields: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Validate ``update`` fields before queueing: known names, right types (checked the way the
-    codec will decode them, so the KV never holds a state that cannot be read back)."""
+    codec will decode them, so the KV never holds a state that cannot be read back), values in
+    the SPI's bounds; a :class:`SectorValueError` names the sector and the field."""
     if not isinstance(sid, SectorID):
-        raise SectorStateError(f"update needs a SectorID, got {type(sid).__name__} {sid!r:.60}")
+        raise SectorValueError(f"update needs a SectorID, got {type(sid).__name__} {sid!r:.60}")
+    check_sector_id(sid, "update")
     if not fields:
-        raise SectorStateError(f"update of {sid} names no fields")
+        raise SectorValueError(f"update of {sid} names no fields", sid)
     values: Dict[str, Any] = {}
     jsonable: Dict[str, Any] = {}
     for name, value in fields.items():
         check = _CHECKERS.get(name)
         if check is None:
-            raise SectorStateError(
+            raise SectorValueError(
                 f"update of {sid}: unknown or read-only field {name!r}; "
-                f"updatable: {', '.join(sorted(UPDATABLE_FIELDS))}"
+                f"updatable: {', '.join(sorted(UPDATABLE_FIELDS))}",
+                sid,
+                name,
             )
         try:
-            values[name] = check(value, name)
-            jsonable[name] = to_jsonable(values[name])
+            values[name] = value = check(value, name)
+            if name in _NON_NEGATIVE:
+                non_negative(None, _FIELDS[name], value)
+            check_storable(value, name)
+            jsonable[name] = to_jsonable(value)
+        except ValueOutOfBounds as exc:
+            raise SectorValueError(f"update of {sid}: {exc}", sid, exc.field) from None
         except (TypeError, DecodeError) as exc:
-            raise SectorStateError(f"update of {sid}: {exc}") from None
+            raise SectorValueError(f"update of {sid}: {exc}", sid, name) from None
     return values, jsonable
+
+
+def check_sector_id(sid: SectorID, what: str) -> None:
+    """Bounds of a sector id (an instance built with validators off could hold anything)."""
+    m, n = sid.miner, sid.number
+    if type(m) is int and type(n) is int and 0 <= m <= INT64_MAX and 0 <= n <= INT64_MAX:
+        return
+    try:
+        check_storable(sid, "id")
+    except ValueOutOfBounds as exc:
+        raise SectorValueError(f"{what}: sector {exc}", None, exc.field) from None
+    raise SectorValueError(f"{what}: sector id of the wrong types: {sid!r:.80}")
+
+
+def check_state(state: Any, what: str = "import_sector") -> SectorState:
+    """A whole state, as ``import_sector`` is given it: of the right types through and through
+    (nested models, tuples) and within the SPI's bounds; returns it normalized (lists to tuples)."""
+    if type(state) is not SectorState:
+        raise SectorValueError(f"{what} needs a SectorState, got {type(state).__name__}")
+    sid = state.id if type(state.id) is SectorID else None
+    try:
+        checked = _STATE(state, "state")
+        check_storable(checked, "state")
+    except ValueOutOfBounds as exc:
+        raise SectorValueError(f"{what} of {sid}: {exc}", sid, exc.field) from None
+    except (TypeError, DecodeError) as exc:
+        raise SectorValueError(f"{what} of {sid}: {exc}", sid) from None
+    return checked  # type: ignore[no-any-return]
+
+
+def check_allocated(allocated: Any) -> AllocatedSector:
+    """One ``init_sectors`` item: an ``AllocatedSector`` of the right types, within bounds."""
+    if type(allocated) is not AllocatedSector:
+        raise SectorValueError(
+            f"init_sectors needs AllocatedSector items, got {type(allocated).__name__} {allocated!r:.60}"
+        )
+    sid = allocated.id if type(allocated.id) is SectorID else None
+    try:
+        checked = _ALLOCATED(allocated, "sector")
+        check_storable(checked, "sector")
+    except ValueOutOfBounds as exc:
+        raise SectorValueError(f"init_sectors of {sid}: {exc}", sid, exc.field) from None
+    except (TypeError, DecodeError) as exc:
+        raise SectorValueError(f"init_sectors of {sid}: {exc}", sid) from None
+    return checked  # type: ignore[no-any-return]
 
 
 Checker = Callable[[Any, str], Any]
@@ -152,3 +216,7 @@ def _checker(tp: Any) -> Checker:
 
 _HINTS = typing.get_type_hints(SectorState, vars(sys.modules[SectorState.__module__]))
 _CHECKERS: Dict[str, Checker] = {name: _checker(_HINTS[name]) for name in UPDATABLE_FIELDS}
+_FIELDS = {f.name: f for f in attrs.fields(SectorState)}
+_NON_NEGATIVE = frozenset(name for name, f in _FIELDS.items() if f.validator is non_negative)
+_STATE = _checker(SectorState)
+_ALLOCATED = _checker(AllocatedSector)

@@ -12,7 +12,10 @@ transaction committed. Each caller waits on its own lock: the leader wakes the f
 committed, each woken caller wakes the next one of its group (a chain: waking them all at once
 makes a herd that fights for the GIL, and the context switches cost more than the chain's
 latency), and the leader hands the leadership to the next queued caller. A call that cannot
-apply (sector missing, wrong workspace) fails alone; the rest of its group commits. See
+apply (sector missing, wrong workspace) fails alone; the rest of its group commits. So does a
+call that raises anything else (a bug, a corrupt stored state): the group's transaction is
+dropped and run again without it, so none of its writes remain. Every value is checked before
+it is queued (:mod:`.fields`: types, and the SPI's bounds of what every sink can store). See
 :mod:`.txn` for the state cache that spares re-reading.
 
 When the store has the ``GuardedPut`` capability (sqlkv) and the cache is trusted, a group that
@@ -33,7 +36,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import attrs
 
 from sectorhooks_spec import (
+    INT64_MAX,
     AllocatedSector,
+    KVError,
     KVStore,
     SectorID,
     SectorState,
@@ -44,10 +49,10 @@ from sectorhooks_spec import (
     to_jsonable,
 )
 
-from ..errors import SectorNotFound, SectorStateError
+from ..errors import SectorNotFound, SectorStateError, SectorValueError
 from ..kv import guarded_put
 from ..sync import log as changelog
-from .fields import check_fields
+from .fields import check_allocated, check_fields, check_sector_id, check_state
 from .txn import COLLECTIONS, Current, GroupTxn, NeedsTransaction, RecordingTxn, StateCache, sid_list
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,15 @@ class _Request:
         self.wake.acquire()
 
 
+class _OpFailed(Exception):
+    """One op of a group raised something other than a refusal: the group's transaction is
+    abandoned (nothing written) and the group runs again without that op."""
+
+    def __init__(self, req: _Request, error: Exception):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.req, self.error = req, error
+
+
 class SectorStateManager:
     """The only writer of sector state; thread-safe, each call durable when it returns."""
 
@@ -101,8 +115,14 @@ class SectorStateManager:
         self, state: SectorState, override: bool = False, workspace: Optional[Workspace] = None
     ) -> SectorState:
         """Import a whole state (offline if finalized, unless ``workspace`` says); returns it as stored."""
-        if not isinstance(state, SectorState):
-            raise SectorStateError(f"import_sector needs a SectorState, got {type(state).__name__}")
+        state = check_state(state)
+        if state.version >= INT64_MAX:
+            raise SectorValueError(
+                f"import_sector of {state.id}: state.version {state.version} leaves no room for the "
+                f"next version (at most {INT64_MAX}, a signed 64-bit integer)",
+                state.id,
+                "state.version",
+            )
         ws = (
             workspace
             if workspace is not None
@@ -117,6 +137,8 @@ class SectorStateManager:
                     "pass override=True to replace it"
                 )
             version = max(old.state.version if old else 0, state.version) + 1
+            if version > INT64_MAX:
+                raise SectorStateError(f"sector {state.id} is at the last version a sink can store")
             new = attrs.evolve(state, version=version, updated_at=t.now)
             cur = t.write(old, Current(ws, new, to_jsonable(new)))
             header = {"e": "import", "s": sid_list(new.id), "v": version, "w": ws.value, "o": old is not None}
@@ -127,12 +149,13 @@ class SectorStateManager:
 
     def init_sectors(self, allocated: Sequence[AllocatedSector]) -> List[SectorState]:
         """Create fresh online states for newly allocated sectors (all or none); one log entry."""
-        allocated = list(allocated)
-        if not allocated or not all(isinstance(a, AllocatedSector) for a in allocated):
-            raise SectorStateError("init_sectors needs a non-empty sequence of AllocatedSector")
+        allocated = [check_allocated(a) for a in allocated]
+        if not allocated:
+            raise SectorValueError("init_sectors needs a non-empty sequence of AllocatedSector")
         ids = [a.id for a in allocated]
         if len(set(ids)) != len(ids):
-            raise SectorStateError("init_sectors got the same sector twice")
+            twice = sorted({str(i) for i in ids if ids.count(i) > 1})
+            raise SectorValueError(f"init_sectors got the same sector twice: {', '.join(twice)}", twice[0])
 
         def op(t: GroupTxn) -> List[SectorState]:
             for a in allocated:
@@ -185,12 +208,17 @@ class SectorStateManager:
         return self._move(sector_id, "finalize", Workspace.ONLINE, Workspace.OFFLINE, {"finalized": True})
 
     def restore(self, sector_id: SectorID) -> SectorState:
-        """Move a finalized sector back to the online workspace (e.g. to rebuild it)."""
-        return self._move(sector_id, "restore", Workspace.OFFLINE, Workspace.ONLINE, {})
+        """Move a finalized sector back to the online workspace (e.g. to rebuild it); as
+        damocles-manager's Restore, it is no longer finalized."""
+        return self._move(sector_id, "restore", Workspace.OFFLINE, Workspace.ONLINE, {"finalized": False})
 
     def _move(
         self, sid: SectorID, event: str, src: Workspace, dst: Workspace, changes: Dict[str, Any]
     ) -> SectorState:
+        if not isinstance(sid, SectorID):
+            raise SectorValueError(f"{event} needs a SectorID, got {type(sid).__name__} {sid!r:.60}")
+        check_sector_id(sid, event)
+
         def op(t: GroupTxn) -> SectorState:
             old = t.require(sid)
             if old.ws is not src:
@@ -362,7 +390,29 @@ class SectorStateManager:
 
     def _commit(self, group: List[_Request]) -> Optional[Callable[[], None]]:
         """Run ``group`` in one KV transaction and set each caller's outcome; returns the
-        bookkeeping that must follow (cache, log listeners), run once the callers are woken."""
+        bookkeeping that must follow (cache, log listeners), run once the callers are woken.
+
+        A call whose op raised something unexpected fails alone: the transaction it was part
+        of is dropped (so nothing it wrote remains) and the rest of the group runs again."""
+        while True:
+            try:
+                return self._commit_once(group)
+            except _OpFailed as failed:
+                req = failed.req
+                log.warning(
+                    "a state change raised %s: %s; it fails alone, the other %d change(s) of its "
+                    "group are committed without it",
+                    type(failed.error).__name__,
+                    failed.error,
+                    len(group) - 1,
+                    exc_info=failed.error,
+                )
+                req.error, req.done = failed.error, True
+                group = [r for r in group if r is not req]
+                if not group:
+                    return None
+
+    def _commit_once(self, group: List[_Request]) -> Optional[Callable[[], None]]:
         if self._put_if is not None and self._cache.head is not None:
             done, after = self._commit_guarded(group)
             if done:
@@ -378,6 +428,8 @@ class SectorStateManager:
 
         try:
             outcomes = self.store.update(fn)
+        except _OpFailed:
+            raise
         except BaseException as exc:
             self._fail(group, exc)
             return None
@@ -396,6 +448,8 @@ class SectorStateManager:
             t.finish()
         except NeedsTransaction:  # a sector the cache does not hold, or a workspace move
             return False, None
+        except _OpFailed:  # nothing was written: _commit runs the group again without that call
+            raise
         except BaseException as exc:  # as update() would have raised it
             self._fail(group, exc)
             return True, None
@@ -415,12 +469,19 @@ class SectorStateManager:
 
     @staticmethod
     def _run_ops(group: List[_Request], t: GroupTxn) -> List[Tuple[Any, Optional[BaseException]]]:
+        """Each op's outcome. A refusal (raised before the op writes anything) is its outcome; the
+        store's own errors are the transaction's; anything else aborts the transaction as
+        :class:`_OpFailed`, for :meth:`_commit` to run the group again without that op."""
         outcomes: List[Tuple[Any, Optional[BaseException]]] = []
         for req in group:
             try:
                 outcomes.append((req.op(t), None))
             except (SectorStateError, SectorNotFound) as exc:
                 outcomes.append((None, exc))
+            except (KVError, NeedsTransaction):  # the transaction's (retried, or the group fails)
+                raise
+            except Exception as exc:
+                raise _OpFailed(req, exc) from exc
         return outcomes
 
     def _fail(self, group: List[_Request], exc: BaseException) -> None:

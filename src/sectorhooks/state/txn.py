@@ -19,10 +19,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Un
 
 import attrs
 
-from sectorhooks_spec import DecodeError, SectorID, SectorState, StoreTxn, Workspace, from_jsonable
+from sectorhooks_spec import INT64_MAX, DecodeError, SectorID, SectorState, StoreTxn, Workspace, from_jsonable
 from sectorhooks_spec.kvstore import GetFromPeek
 
-from ..errors import SectorNotFound
+from ..errors import SectorNotFound, SectorStateError
 from ..sync import log as changelog
 from .fields import evolve_checked
 
@@ -207,6 +207,8 @@ class GroupTxn:
         change costs one small ``json.dumps``, not a walk of the whole model.
         """
         version = old.state.version + 1
+        if version > INT64_MAX:  # refused before anything is written: the change fails alone
+            raise SectorStateError(f"sector {old.state.id} is at the last version a sink can store")
         state = evolve_checked(old.state, values, version, self.now)
         data = dict(old.data)
         data.update(jsonable)

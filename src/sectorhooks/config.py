@@ -78,6 +78,7 @@ class SyncSettings:
     # wait on the KV, never on a sink, so on a host short of cores the writers get the CPU first;
     # a sink that falls behind catches up from the log (0 keeps the host's priority).
     worker_nice: int = 10
+    max_lag: float = 300.0  # seconds a syncer may lag behind the log and still count as ready (/readyz)
 
 
 @attrs.frozen
@@ -90,6 +91,21 @@ class APIConfig:
     tenants: bool = False  # with route_gate: the token's tenant must have the plugin enabled
     call_timeout: float = 30.0  # seconds a plugin's JSON-RPC method may run before the call fails
     plugin_concurrency: int = 8  # calls in flight per plugin namespace; beyond it the call is "busy"
+    header_timeout: float = 10.0  # seconds a client has to send a request's headers
+    body_timeout: float = 30.0  # seconds a client has to send a request's body
+    keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    max_connections: int = 0  # open connections at most (0: from the open-file limit); beyond: 503
+    metrics_open: bool = False  # /metrics without a token (else read permission)
+
+
+@attrs.frozen
+class LogConfig:
+    """``[Common.Log]``: where and how the host logs (the CLI's --log-* options override it)."""
+
+    format: str = "text"  # "text" (timestamp, level, logger, message) or "json" (one object a line)
+    file: Optional[Path] = None  # None: stderr
+    level: str = "INFO"
+    access_log: bool = False  # one line per JSON-RPC call
 
 
 @attrs.frozen
@@ -105,6 +121,7 @@ class HostConfig:
     syncers: Tuple[SyncerConfig, ...] = ()
     sync: SyncSettings = SyncSettings()
     api: APIConfig = APIConfig()
+    log: LogConfig = LogConfig()
     raw: Mapping[str, Any] = attrs.field(factory=dict, hash=False, repr=False)
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
@@ -222,7 +239,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         path,
         top.table_of("Common"),
         "Common",
-        ["DataDir", "Plugins", "DB", "PieceStores", "PersistStores", "Syncers", "Sync", "API"],
+        ["DataDir", "Plugins", "DB", "PieceStores", "PersistStores", "Syncers", "Sync", "API", "Log"],
     )
     data_dir = common.get("DataDir", str)
     pr = _Reader(
@@ -296,6 +313,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
             "MaxCrashes",
             "Isolation",
             "WorkerNice",
+            "MaxLag",
         ],
     )
     on_failure = syr.get("OnFailure", str, "dead-letter")
@@ -315,6 +333,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         max_crashes=syr.get("MaxCrashes", int, 3),
         isolation=syr.get("Isolation", str, "process"),
         worker_nice=syr.get("WorkerNice", int, 10),
+        max_lag=syr.get("MaxLag", float, 300.0),
     )
     if not 0 <= sync.worker_nice <= 19:
         raise ConfigError(path, "Common.Sync.WorkerNice", f"must be 0 to 19, got {sync.worker_nice}")
@@ -333,7 +352,19 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         path,
         common.table_of("API"),
         "Common.API",
-        ["Listen", "DevMode", "RouteGate", "Tenants", "CallTimeout", "PluginConcurrency"],
+        [
+            "Listen",
+            "DevMode",
+            "RouteGate",
+            "Tenants",
+            "CallTimeout",
+            "PluginConcurrency",
+            "HeaderTimeout",
+            "BodyTimeout",
+            "KeepAliveTimeout",
+            "MaxConnections",
+            "MetricsOpen",
+        ],
     )
     api = APIConfig(
         listen=ar.get("Listen", str, "127.0.0.1:1789"),
@@ -342,7 +373,40 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         tenants=ar.get("Tenants", bool, False),
         call_timeout=ar.get("CallTimeout", float, 30.0),
         plugin_concurrency=ar.get("PluginConcurrency", int, 8),
+        header_timeout=ar.get("HeaderTimeout", float, 10.0),
+        body_timeout=ar.get("BodyTimeout", float, 30.0),
+        keep_alive_timeout=ar.get("KeepAliveTimeout", float, 5.0),
+        max_connections=ar.get("MaxConnections", int, 0),
+        metrics_open=ar.get("MetricsOpen", bool, False),
     )
+    for key, value in (
+        ("HeaderTimeout", api.header_timeout),
+        ("BodyTimeout", api.body_timeout),
+        ("KeepAliveTimeout", api.keep_alive_timeout),
+    ):
+        if value <= 0:
+            raise ConfigError(path, f"Common.API.{key}", "must be a positive number of seconds")
+    if api.max_connections < 0:
+        raise ConfigError(path, "Common.API.MaxConnections", "must be 0 (from the open-file limit) or more")
+    lr = _Reader(path, common.table_of("Log"), "Common.Log", ["Format", "File", "Level", "AccessLog"])
+    log_file = lr.get("File", str, None)
+    log_config = LogConfig(
+        format=lr.get("Format", str, "text"),
+        file=_resolve(base, log_file) if log_file else None,
+        level=lr.get("Level", str, "INFO").upper(),
+        access_log=lr.get("AccessLog", bool, False),
+    )
+    if log_config.format not in ("text", "json"):
+        raise ConfigError(
+            path, "Common.Log.Format", f"unknown value {log_config.format!r}", 'use "text" or "json"'
+        )
+    if log_config.level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(
+            path,
+            "Common.Log.Level",
+            f"unknown level {log_config.level!r}",
+            "use DEBUG, INFO, WARNING or ERROR",
+        )
     if api.call_timeout <= 0:
         raise ConfigError(path, "Common.API.CallTimeout", "must be a positive number of seconds")
     if api.plugin_concurrency < 1:
@@ -361,6 +425,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
         syncers=tuple(syncers),
         sync=sync,
         api=api,
+        log=log_config,
         raw=dict(data),
     )
 

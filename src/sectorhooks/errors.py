@@ -32,6 +32,7 @@ __all__ = [
     "KeyNotFound",
     "ManifestError",
     "NormalizedNameClashError",
+    "OpenFileLimitError",
     "PluginCallBusy",
     "PluginCallError",
     "PluginCallTimeout",
@@ -225,3 +226,15 @@ class SectorValueError(SectorStateError):
     def __init__(self, message: str, sector: object = None, field: Optional[str] = None):
         self.sector, self.field = sector, field
         super().__init__(message)
+
+
+class OpenFileLimitError(SectorhooksError):
+    """The open-file limit (``RLIMIT_NOFILE``) leaves the gateway too few connections to serve."""
+
+    def __init__(self, nofile: int, in_use: int, fits: int, least: int):
+        self.nofile, self.in_use, self.fits, self.least = nofile, in_use, fits, least
+        super().__init__(
+            f"the open-file limit (RLIMIT_NOFILE) is {nofile} with {in_use} files already open: room for "
+            f"{fits} connection(s), fewer than {least}; raise it (LimitNOFILE=65536 in the systemd unit, "
+            "or `ulimit -n 65536` in the shell that starts `sectorhooks serve`)"
+        )

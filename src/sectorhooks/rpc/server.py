@@ -1,11 +1,15 @@
 """Run the gateway: open the runtime, build the app, serve it with uvicorn until SIGINT/SIGTERM.
 
 The listening socket is bound before the address is printed (port 0 picks a free one), so a
-client may connect as soon as it reads the line. On SIGINT or SIGTERM plugin calls still waiting
-are answered at once (-32008, see :mod:`.isolation`), uvicorn finishes the other requests in flight
-(up to ``SHUTDOWN_TIMEOUT`` seconds), then the runtime closes in reverse order: sync dispatchers
-stop (flushing cursors), plugins' ``onShutdown`` run, the KV closes. A plugin call that never
-returned keeps its daemon thread, which does not hold the process at exit.
+client may connect as soon as it reads the line. Connections are served by
+:class:`~.transport.GatewayProtocol` (TCP_NODELAY, header/body/keep-alive deadlines, a connection
+cap under the open-file limit, whose soft value is first raised to the hard one).
+
+On SIGINT or SIGTERM plugin calls still waiting are answered at once (-32008, see
+:mod:`.isolation`), uvicorn finishes the other requests in flight (up to ``SHUTDOWN_TIMEOUT``
+seconds), then the runtime closes in reverse order: sync dispatchers stop (flushing cursors),
+plugins' ``onShutdown`` run, the KV closes. A plugin call that never returned keeps its daemon
+thread, which does not hold the process at exit.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Callable, Iterator, Optional, TextIO
 
 from ..config import HostConfig
 from ..errors import ConfigError
+from . import transport
 from .app import RPC_PATH, build_app, is_loopback, parse_listen
 from .auth import TokenStore
 from .methods import Gate
@@ -79,12 +84,16 @@ def check_listen(listen: str, dev_mode: bool, where: str = "[Common.API] Listen"
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: a free one), ready before uvicorn starts."""
+    """A listening TCP socket on ``host:port`` (port 0: a free one), ready before uvicorn starts.
+
+    Made with ``IPPROTO_TCP`` spelled out: asyncio turns TCP_NODELAY on for accepted sockets only
+    when the listening socket says it is TCP (the gateway's protocol sets it as well).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(transport.LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -94,28 +103,65 @@ SHUTDOWN_TIMEOUT = 10
 
 
 def make_server(
-    app: Any, log_level: str = "warning", before_shutdown: Optional[Callable[[], None]] = None
+    app: Any,
+    log_level: str = "warning",
+    before_shutdown: Optional[Callable[[], None]] = None,
+    settings: Optional[transport.TransportSettings] = None,
 ) -> Any:
-    """The uvicorn server every gateway (and the benchmark's baseline) runs: one process, h11.
+    """The uvicorn server every gateway runs: one process, h11 through :class:`.transport.GatewayProtocol`.
 
-    ``before_shutdown()`` runs on the event loop when shutdown begins, before uvicorn waits for
-    the requests in flight (the gateway answers its waiting plugin calls there).
+    ``settings`` (timeouts, connection cap; the defaults without it) come from
+    :func:`.transport.plan`. ``before_shutdown()`` runs on the event loop when shutdown begins,
+    before uvicorn waits for the requests in flight (the gateway answers its waiting plugin calls
+    there). The server's :class:`.transport.ConnectionGuard` is its ``guard``.
     """
     import uvicorn
 
+    settings = settings or transport.TransportSettings()
+    protocol = transport.protocol_class(settings)
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_TIMEOUT
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
+        http=protocol,
+        backlog=settings.accept_batch,  # asyncio accepts this many per loop turn: see transport.plan
     )
-    if before_shutdown is None:
-        return uvicorn.Server(config)
     hook = before_shutdown
 
     class Server(uvicorn.Server):
+        guard = protocol.guard
+
+        async def startup(self, sockets: Optional[list] = None) -> None:
+            await super().startup(sockets=sockets)
+            # asyncio re-listened with the accept batch as backlog; the kernel queue may be longer.
+            for sock in sockets or []:
+                sock.listen(transport.LISTEN_BACKLOG)
+
         async def shutdown(self, sockets: Optional[list] = None) -> None:
-            hook()
+            if hook is not None:
+                hook()
             await super().shutdown(sockets=sockets)
 
     return Server(config)
+
+
+def _transport_settings(
+    config: HostConfig, nofile: Optional[transport.OpenFiles]
+) -> transport.TransportSettings:
+    """Timeouts and the connection cap under the open-file limit, counting the files open now."""
+    settings = transport.plan(config.api, nofile.soft if nofile else None, transport.open_fds())
+    if nofile is not None and nofile.soft < transport.NOFILE_LOW:
+        log.warning(
+            "the open-file limit (RLIMIT_NOFILE) is %d (hard limit %d): the gateway takes at most %d "
+            "connections at once and answers 503 beyond them; %s",
+            nofile.soft,
+            nofile.hard,
+            settings.max_connections,
+            nofile.advice(),
+        )
+    return settings
 
 
 def _report_hung(calls: Any) -> None:
@@ -161,15 +207,17 @@ def serve(
     for sig in previous:
         signal.signal(sig, _on_signal)
     try:
+        nofile = transport.raise_open_file_limit()  # before plugins and pools open theirs
         opened = runtime_factory(config) if runtime_factory else open_runtime(config, freeze_gc=True)
         with opened as rt:
             gate = gate_factory(rt) if gate_factory is not None else None
             app = build_app(rt, tokens=TokenStore(rt.kv), gate=gate, limits=limits, dev_mode=dev_mode)
+            settings = _transport_settings(config, nofile)
             sock = bind(host, port)
             bound = sock.getsockname()
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
             calls = app.state.plugin_calls
-            server = make_server(app, log_level, before_shutdown=calls.close)
+            server = make_server(app, log_level, before_shutdown=calls.close, settings=settings)
             mode = " (dev mode: loopback callers need no token)" if dev_mode else ""
             print(
                 f"sectorhooks: serving JSON-RPC on http://{shown}:{bound[1]}{RPC_PATH}{mode}",

@@ -95,13 +95,32 @@ def classify(exc: BaseException) -> str:
     return "fatal"
 
 
+#: Database driver modules of SQLAlchemy URLs, and the extra of ``sectorhooks`` that installs each.
+DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql", "MySQLdb": "mysql"}
+
+
+def _engine(url: Any, **kwargs: Any) -> sa.Engine:
+    """``sa.create_engine``; a driver that is not installed is named with the command to install it."""
+    try:
+        return sa.create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = DRIVER_EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        raise ModuleNotFoundError(
+            f"{exc} (the database driver of {sa.engine.make_url(url).drivername} URLs is not installed: "
+            f"pip install 'sectorhooks[{extra}]')",
+            name=exc.name,
+        ) from None
+
+
 def create_engine(url: str) -> sa.Engine:
     """An engine for one sink: pre-ping (a dead pooled connection is replaced), small pool."""
     u = sa.engine.make_url(url)
     kwargs: Dict[str, Any] = {"pool_pre_ping": True}
     if u.get_backend_name() != "sqlite":
         kwargs.update(pool_size=1, max_overflow=2, pool_recycle=3600)  # one flush at a time
-    engine = sa.create_engine(u, **kwargs)
+    engine = _engine(u, **kwargs)
     backend = engine.dialect.name
     if backend == "sqlite":
 

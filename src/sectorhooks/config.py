@@ -1,22 +1,25 @@
 """Host config (TOML), damocles-manager style: ``[Common.Plugins]``, ``[Common.DB]``, stores, syncers.
 
 Every key is checked: an unknown key gets a close-match suggestion, a wrong type names the key
-path and the file. Paths are resolved relative to the config file's directory.
+path and the file, and every problem of a file is reported at once (one :class:`ConfigError`).
+Paths, and relative SQLite URLs in a ``Meta`` table's ``url``, are resolved relative to the
+config file's directory.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
 from sectorhooks_spec import StoreConfig
 
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,6 +61,7 @@ class SyncerConfig:
 
 
 ISOLATIONS = ("process", "thread")
+DEFAULT_LISTEN = "127.0.0.1:1789"
 
 
 @attrs.frozen
@@ -85,7 +89,7 @@ class SyncSettings:
 class APIConfig:
     """``[Common.API]``: the JSON-RPC gateway."""
 
-    listen: str = "127.0.0.1:1789"
+    listen: str = DEFAULT_LISTEN
     dev_mode: bool = False
     route_gate: bool = False  # serve a plugin namespace only while its registry route is RUNNING
     tenants: bool = False  # with route_gate: the token's tenant must have the plugin enabled
@@ -104,8 +108,8 @@ class LogConfig:
 
     format: str = "text"  # "text" (timestamp, level, logger, message) or "json" (one object a line)
     file: Optional[Path] = None  # None: stderr
-    level: str = "INFO"
-    access_log: bool = False  # one line per JSON-RPC call
+    level: Optional[str] = None  # None: INFO for `serve`, WARNING for commands that print a result
+    access_log: bool = False  # one line per JSON-RPC call (logger "sectorhooks.access")
 
 
 @attrs.frozen
@@ -129,39 +133,62 @@ class HostConfig:
         return self.plugins.config.get(name, {})
 
 
-class _Reader:
-    """Typed, strict access to one table of the config, with key paths in errors."""
+class _Problems:
+    """Every problem of one config file, collected while it is read (reported together)."""
 
-    def __init__(self, path: str, table: Mapping[str, Any], where: str, known: Sequence[str]):
-        self.path, self.table, self.where = path, table, where
-        for key in table:
+    def __init__(self, path: str):
+        self.path = path
+        self.items: List[Problem] = []
+
+    def add(self, key: str, message: str, hint: str = "") -> None:
+        self.items.append(Problem(self.path, key, message, hint))
+
+
+class _Reader:
+    """Typed, strict access to one table of the config: a bad key or value is recorded as a
+    problem (with its key path) and the key's default is used, so reading goes on."""
+
+    def __init__(self, problems: _Problems, table: Any, where: str, known: Sequence[str]):
+        self.problems, self.where = problems, where
+        self.table: Mapping[str, Any] = table if isinstance(table, dict) else {}
+        self.suggested: set = set()  # keys a typo was taken for: their absence is that one problem
+        for key in self.table:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                self.suggested.update(close)
                 hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-                raise ConfigError(path, self._at(key), f"unknown key {key!r}", hint)
+                problems.add(self._at(key), f"unknown key {key!r}", hint)
 
     def _at(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
+
+    def add(self, key: str, message: str, hint: str = "") -> None:
+        """Record a problem of ``key`` of this table."""
+        self.problems.add(self._at(key), message, hint)
 
     def get(self, key: str, kind: Union[type, Tuple[type, ...]], default: Any = None) -> Any:
         value = self.table.get(key, default)
         if value is default:
             return value
         if isinstance(value, bool) and kind in (int, float):
-            raise ConfigError(self.path, self._at(key), f"must be a number, got a boolean {value!r}")
+            self.add(key, f"must be a number, got a boolean {value!r}")
+            return default
         if kind is float and isinstance(value, int):
             return float(value)
         if not isinstance(value, kind):
             want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise ConfigError(
-                self.path, self._at(key), f"must be {want}, got {type(value).__name__} {value!r}"
-            )
+            self.add(key, f"must be {want}, got {type(value).__name__} {value!r}")
+            return default
         return value
 
     def require(self, key: str, kind: type) -> Any:
+        """The value of a required key; a missing one is a problem (and ``kind()`` stands in)."""
+        present = key in self.table
         value = self.get(key, kind)
         if value is None or value == "":
-            raise ConfigError(self.path, self._at(key), f"missing required key {key!r}")
+            if value == "" or not (present or key in self.suggested):
+                self.add(key, f"missing required key {key!r}")
+            return kind()
         return value
 
     def table_of(self, key: str) -> Mapping[str, Any]:
@@ -169,18 +196,36 @@ class _Reader:
 
     def int_list(self, key: str) -> Tuple[int, ...]:
         items = self.get(key, list, [])
-        for item in items:
-            if not isinstance(item, int) or isinstance(item, bool):
-                raise ConfigError(self.path, self._at(key), f"must be integers (miner IDs), got {item!r}")
-        return tuple(items)
+        bad = [item for item in items if not isinstance(item, int) or isinstance(item, bool)]
+        if bad:
+            self.add(key, f"must be integers (miner IDs), got {bad[0]!r}")
+        return tuple(item for item in items if item not in bad)
 
     def str_list(self, key: str) -> Tuple[str, ...]:
         value = self.get(key, (str, list), [])
         items = [value] if isinstance(value, str) else value
-        for item in items:
-            if not isinstance(item, str):
-                raise ConfigError(self.path, self._at(key), f"must be strings, got {item!r}")
-        return tuple(items)
+        bad = [item for item in items if not isinstance(item, str)]
+        if bad:
+            self.add(key, f"must be strings, got {bad[0]!r}")
+        return tuple(item for item in items if isinstance(item, str))
+
+    def choice(self, key: str, default: str, allowed: Sequence[str], hint: str, what: str = "value") -> str:
+        """A string that must be one of ``allowed``."""
+        value: str = self.get(key, str, default)
+        if value not in allowed:
+            self.add(key, f"unknown {what} {value!r}", hint)
+            return default
+        return value
+
+    def number(
+        self, key: str, kind: type, default: Any, ok: Callable[[Any], bool], message: str, hint: str = ""
+    ) -> Any:
+        """A number that must pass ``ok``; else a problem saying ``message`` and the default."""
+        value = self.get(key, kind, default)
+        if not ok(value):
+            self.add(key, message.format(value=value), hint)
+            return default
+        return value
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -188,36 +233,60 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def _stores(path: str, base: Path, entries: Any, where: str) -> Tuple[StoreConfig, ...]:
+# ``sqlite:///relative/file`` (three slashes, then no fourth): a path SQLAlchemy would take
+# relative to the working directory; a config means its own directory, as for every other path.
+_SQLITE_RELATIVE = re.compile(r"^(sqlite(?:\+[A-Za-z0-9_]+)?):///(?!/)([^?]+)(\?.*)?$")
+
+
+def resolve_sqlite_url(base: Path, url: str) -> str:
+    """``url`` with a relative SQLite file made absolute against ``base``; other URLs unchanged."""
+    m = _SQLITE_RELATIVE.match(url)
+    if m is None or m.group(2) == ":memory:" or m.group(2).startswith("file:"):
+        return url
+    return f"{m.group(1)}:///{_resolve(base, m.group(2)).as_posix()}{m.group(3) or ''}"
+
+
+def _meta(base: Path, meta: Mapping[str, Any]) -> Dict[str, Any]:
+    """A plugin's ``Meta`` table, its ``url`` (if a relative SQLite URL) resolved like a path."""
+    out = {str(k): v for k, v in meta.items()}
+    if isinstance(out.get("url"), str):
+        out["url"] = resolve_sqlite_url(base, out["url"])
+    return out
+
+
+_STORE_KEYS = (
+    "Name",
+    "Path",
+    "PluginName",
+    "Meta",
+    "Strict",
+    "ReadOnly",
+    "Weight",
+    "AllowMiners",
+    "DenyMiners",
+)
+
+
+def _stores(problems: _Problems, base: Path, entries: Any, where: str) -> Tuple[StoreConfig, ...]:
     if not isinstance(entries, list):
-        raise ConfigError(path, where, "must be an array of tables ([[...]])")
+        problems.add(where, "must be an array of tables ([[...]])")
+        return ()
     out = []
     names = set()
     for i, entry in enumerate(entries):
-        r = _Reader(
-            path,
-            entry,
-            f"{where}[{i}]",
-            [
-                "Name",
-                "Path",
-                "PluginName",
-                "Meta",
-                "Strict",
-                "ReadOnly",
-                "Weight",
-                "AllowMiners",
-                "DenyMiners",
-            ],
-        )
+        if not isinstance(entry, dict):
+            problems.add(f"{where}[{i}]", f"must be a table, got {type(entry).__name__} {entry!r}")
+            continue
+        r = _Reader(problems, entry, f"{where}[{i}]", _STORE_KEYS)
         name = r.require("Name", str)
-        if name in names:
-            raise ConfigError(path, f"{where}[{i}].Name", f"duplicate store name {name!r}")
+        if name and name in names:
+            r.add("Name", f"duplicate store name {name!r}")
         names.add(name)
+        path = r.require("Path", str)
         out.append(
             StoreConfig(
                 name=name,
-                path=str(_resolve(base, r.require("Path", str))),
+                path=str(_resolve(base, path)) if path else "",
                 plugin_name=r.get("PluginName", str, "fsstore"),
                 meta={str(k): v for k, v in r.table_of("Meta").items()},
                 strict=r.get("Strict", bool, False),
@@ -231,75 +300,74 @@ def _stores(path: str, base: Path, entries: Any, where: str) -> Tuple[StoreConfi
     return tuple(out)
 
 
-def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional[Path] = None) -> HostConfig:
-    """Build a :class:`HostConfig` from parsed TOML; raises :class:`ConfigError` on any bad key."""
-    base = base or Path.cwd()
-    top = _Reader(path, data, "", ["Common"])
-    common = _Reader(
-        path,
-        top.table_of("Common"),
-        "Common",
-        ["DataDir", "Plugins", "DB", "PieceStores", "PersistStores", "Syncers", "Sync", "API", "Log"],
-    )
-    data_dir = common.get("DataDir", str)
+def _plugins(problems: _Problems, base: Path, table: Any) -> PluginsConfig:
     pr = _Reader(
-        path,
-        common.table_of("Plugins"),
-        "Common.Plugins",
-        ["Dir", "Disabled", "Bundled", "EntryPoints", "Strict", "Config"],
+        problems, table, "Common.Plugins", ["Dir", "Disabled", "Bundled", "EntryPoints", "Strict", "Config"]
     )
-    plugin_tables = pr.table_of("Config")
-    for name, table in plugin_tables.items():
-        if not isinstance(table, dict):
-            raise ConfigError(path, f"Common.Plugins.Config.{name}", "must be a table")
-    plugins = PluginsConfig(
+    plugin_tables = dict(pr.table_of("Config"))
+    for name, t in list(plugin_tables.items()):
+        if not isinstance(t, dict):
+            problems.add(f"Common.Plugins.Config.{name}", "must be a table")
+            del plugin_tables[name]
+    return PluginsConfig(
         dirs=tuple(_resolve(base, d) for d in pr.str_list("Dir")),
         disabled=pr.str_list("Disabled"),
         bundled=pr.get("Bundled", bool, True),
         entry_points=pr.get("EntryPoints", bool, True),
         strict=pr.get("Strict", bool, False),
-        config=dict(plugin_tables),
+        config=plugin_tables,
     )
-    db = None
-    if "DB" in common.table:
-        dr = _Reader(path, common.table_of("DB"), "Common.DB", ["Driver", "Plugin"])
-        driver = dr.get("Driver", str, "plugin")
-        if driver != "plugin":
-            raise ConfigError(
-                path, "Common.DB.Driver", f"unsupported driver {driver!r}", 'use Driver = "plugin"'
-            )
-        plr = _Reader(path, dr.table_of("Plugin"), "Common.DB.Plugin", ["PluginName", "Meta"])
-        db = DBConfig(
-            driver=driver, plugin_name=plr.require("PluginName", str), meta=dict(plr.table_of("Meta"))
-        )
+
+
+def _db(problems: _Problems, base: Path, table: Any) -> DBConfig:
+    dr = _Reader(problems, table, "Common.DB", ["Driver", "Plugin"])
+    driver = dr.get("Driver", str, "plugin")
+    if driver != "plugin":
+        dr.add("Driver", f"unsupported driver {driver!r}", 'use Driver = "plugin"')
+    plr = _Reader(problems, dr.table_of("Plugin"), "Common.DB.Plugin", ["PluginName", "Meta"])
+    # with another driver a missing [Common.DB.Plugin] is not a second problem: the driver is
+    name = plr.require("PluginName", str) if driver == "plugin" else plr.get("PluginName", str, "")
+    return DBConfig(driver=driver, plugin_name=name, meta=_meta(base, plr.table_of("Meta")))
+
+
+_ISOLATION_HINT = 'use "process" (a supervised worker process) or "thread" (in the host)'
+
+
+def _syncers(problems: _Problems, base: Path, entries: Any) -> Tuple[SyncerConfig, ...]:
     syncers = []
     seen = set()
-    raw_syncers = common.get("Syncers", list, [])
-    for i, entry in enumerate(raw_syncers):
-        sr = _Reader(path, entry, f"Common.Syncers[{i}]", ["Name", "PluginName", "Meta", "Isolation"])
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            problems.add(f"Common.Syncers[{i}]", f"must be a table, got {type(entry).__name__} {entry!r}")
+            continue
+        sr = _Reader(problems, entry, f"Common.Syncers[{i}]", ["Name", "PluginName", "Meta", "Isolation"])
         name = sr.require("Name", str)
         isolation = sr.get("Isolation", str, None)
         if isolation is not None and isolation not in ISOLATIONS:
-            raise ConfigError(
-                path,
-                f"Common.Syncers[{i}].Isolation",
-                f"unknown value {isolation!r}",
-                'use "process" (a supervised worker process) or "thread" (in the host)',
-            )
-        if name in seen:
-            raise ConfigError(path, f"Common.Syncers[{i}].Name", f"duplicate syncer name {name!r}")
+            sr.add("Isolation", f"unknown value {isolation!r}", _ISOLATION_HINT)
+            isolation = None
+        if name and name in seen:
+            sr.add("Name", f"duplicate syncer name {name!r}")
         seen.add(name)
         syncers.append(
             SyncerConfig(
                 name=name,
                 plugin_name=sr.require("PluginName", str),
-                meta=dict(sr.table_of("Meta")),
+                meta=_meta(base, sr.table_of("Meta")),
                 isolation=isolation,
             )
         )
+    return tuple(syncers)
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _sync(problems: _Problems, table: Any) -> SyncSettings:
     syr = _Reader(
-        path,
-        common.table_of("Sync"),
+        problems,
+        table,
         "Common.Sync",
         [
             "BatchSize",
@@ -316,41 +384,37 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
             "MaxLag",
         ],
     )
-    on_failure = syr.get("OnFailure", str, "dead-letter")
-    if on_failure not in ("dead-letter", "stop"):
-        raise ConfigError(
-            path, "Common.Sync.OnFailure", f"unknown value {on_failure!r}", 'use "dead-letter" or "stop"'
-        )
-    sync = SyncSettings(
+    return SyncSettings(
         batch_size=syr.get("BatchSize", int, 5000),
         max_attempts=syr.get("MaxAttempts", int, 5),
-        on_failure=on_failure,
+        on_failure=syr.choice(
+            "OnFailure", "dead-letter", ("dead-letter", "stop"), 'use "dead-letter" or "stop"'
+        ),
         poll_interval=syr.get("PollInterval", float, 0.05),
         linger=syr.get("Linger", float, 0.25),
         backoff_base=syr.get("BackoffBase", float, 0.05),
         backoff_max=syr.get("BackoffMax", float, 5.0),
-        hook_timeout=syr.get("HookTimeout", float, 60.0),
-        max_crashes=syr.get("MaxCrashes", int, 3),
-        isolation=syr.get("Isolation", str, "process"),
-        worker_nice=syr.get("WorkerNice", int, 10),
+        hook_timeout=syr.number(
+            "HookTimeout", float, 60.0, _positive, "must be a positive number of seconds"
+        ),
+        max_crashes=syr.number("MaxCrashes", int, 3, lambda v: v >= 1, "must be at least 1"),
+        isolation=syr.choice("Isolation", "process", ISOLATIONS, _ISOLATION_HINT),
+        worker_nice=syr.number("WorkerNice", int, 10, lambda v: 0 <= v <= 19, "must be 0 to 19, got {value}"),
         max_lag=syr.get("MaxLag", float, 300.0),
     )
-    if not 0 <= sync.worker_nice <= 19:
-        raise ConfigError(path, "Common.Sync.WorkerNice", f"must be 0 to 19, got {sync.worker_nice}")
-    if sync.isolation not in ISOLATIONS:
-        raise ConfigError(
-            path,
-            "Common.Sync.Isolation",
-            f"unknown value {sync.isolation!r}",
-            'use "process" (a supervised worker process) or "thread" (in the host)',
-        )
-    if sync.hook_timeout <= 0:
-        raise ConfigError(path, "Common.Sync.HookTimeout", "must be a positive number of seconds")
-    if sync.max_crashes < 1:
-        raise ConfigError(path, "Common.Sync.MaxCrashes", "must be at least 1")
+
+
+def _listen_problem(listen: str) -> str:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return f"listen address {listen!r} must be HOST:PORT, e.g. 127.0.0.1:1789"
+    return ""
+
+
+def _api(problems: _Problems, table: Any) -> APIConfig:
     ar = _Reader(
-        path,
-        common.table_of("API"),
+        problems,
+        table,
         "Common.API",
         [
             "Listen",
@@ -366,68 +430,82 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional
             "MetricsOpen",
         ],
     )
+    seconds = "must be a positive number of seconds"
+    listen = ar.get("Listen", str, DEFAULT_LISTEN)
+    if _listen_problem(listen):
+        ar.add("Listen", _listen_problem(listen))
+        listen = DEFAULT_LISTEN
     api = APIConfig(
-        listen=ar.get("Listen", str, "127.0.0.1:1789"),
+        listen=listen,
         dev_mode=ar.get("DevMode", bool, False),
         route_gate=ar.get("RouteGate", bool, False),
         tenants=ar.get("Tenants", bool, False),
-        call_timeout=ar.get("CallTimeout", float, 30.0),
-        plugin_concurrency=ar.get("PluginConcurrency", int, 8),
-        header_timeout=ar.get("HeaderTimeout", float, 10.0),
-        body_timeout=ar.get("BodyTimeout", float, 30.0),
-        keep_alive_timeout=ar.get("KeepAliveTimeout", float, 5.0),
-        max_connections=ar.get("MaxConnections", int, 0),
+        call_timeout=ar.number("CallTimeout", float, 30.0, _positive, seconds),
+        plugin_concurrency=ar.number("PluginConcurrency", int, 8, lambda v: v >= 1, "must be at least 1"),
+        header_timeout=ar.number("HeaderTimeout", float, 10.0, _positive, seconds),
+        body_timeout=ar.number("BodyTimeout", float, 30.0, _positive, seconds),
+        keep_alive_timeout=ar.number("KeepAliveTimeout", float, 5.0, _positive, seconds),
+        max_connections=ar.number(
+            "MaxConnections", int, 0, lambda v: v >= 0, "must be 0 (from the open-file limit) or more"
+        ),
         metrics_open=ar.get("MetricsOpen", bool, False),
     )
-    for key, value in (
-        ("HeaderTimeout", api.header_timeout),
-        ("BodyTimeout", api.body_timeout),
-        ("KeepAliveTimeout", api.keep_alive_timeout),
-    ):
-        if value <= 0:
-            raise ConfigError(path, f"Common.API.{key}", "must be a positive number of seconds")
-    if api.max_connections < 0:
-        raise ConfigError(path, "Common.API.MaxConnections", "must be 0 (from the open-file limit) or more")
-    lr = _Reader(path, common.table_of("Log"), "Common.Log", ["Format", "File", "Level", "AccessLog"])
+    if api.tenants and not api.route_gate:
+        ar.add("Tenants", "tenant checks are part of the route gate", "set RouteGate = true too")
+    return api
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log(problems: _Problems, base: Path, table: Any) -> LogConfig:
+    lr = _Reader(problems, table, "Common.Log", ["Format", "File", "Level", "AccessLog"])
     log_file = lr.get("File", str, None)
-    log_config = LogConfig(
-        format=lr.get("Format", str, "text"),
+    level = lr.get("Level", str, None)
+    if level is not None and level.upper() not in LOG_LEVELS:
+        lr.add("Level", f"unknown level {level!r}", "use DEBUG, INFO, WARNING or ERROR")
+        level = None
+    return LogConfig(
+        format=lr.choice("Format", "text", LOG_FORMATS, 'use "text" or "json"'),
         file=_resolve(base, log_file) if log_file else None,
-        level=lr.get("Level", str, "INFO").upper(),
+        level=level.upper() if level else None,
         access_log=lr.get("AccessLog", bool, False),
     )
-    if log_config.format not in ("text", "json"):
-        raise ConfigError(
-            path, "Common.Log.Format", f"unknown value {log_config.format!r}", 'use "text" or "json"'
-        )
-    if log_config.level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(
-            path,
-            "Common.Log.Level",
-            f"unknown level {log_config.level!r}",
-            "use DEBUG, INFO, WARNING or ERROR",
-        )
-    if api.call_timeout <= 0:
-        raise ConfigError(path, "Common.API.CallTimeout", "must be a positive number of seconds")
-    if api.plugin_concurrency < 1:
-        raise ConfigError(path, "Common.API.PluginConcurrency", "must be at least 1")
-    if api.tenants and not api.route_gate:
-        raise ConfigError(
-            path, "Common.API.Tenants", "tenant checks are part of the route gate", "set RouteGate = true too"
-        )
-    return HostConfig(
+
+
+def parse_config(data: Mapping[str, Any], path: str = "<config>", base: Optional[Path] = None) -> HostConfig:
+    """Build a :class:`HostConfig` from parsed TOML.
+
+    Reads every key even after a bad one, then raises one :class:`ConfigError` listing every
+    problem (each with the file and the key path), if any.
+    """
+    base = base or Path.cwd()
+    problems = _Problems(path)
+    top = _Reader(problems, data, "", ["Common"])
+    common = _Reader(
+        problems,
+        top.table_of("Common"),
+        "Common",
+        ["DataDir", "Plugins", "DB", "PieceStores", "PersistStores", "Syncers", "Sync", "API", "Log"],
+    )
+    data_dir = common.get("DataDir", str)
+    config = HostConfig(
         path=path,
         data_dir=_resolve(base, data_dir) if data_dir else DEFAULT_DATA_DIR,
-        plugins=plugins,
-        db=db,
-        piece_stores=_stores(path, base, common.get("PieceStores", list, []), "Common.PieceStores"),
-        persist_stores=_stores(path, base, common.get("PersistStores", list, []), "Common.PersistStores"),
-        syncers=tuple(syncers),
-        sync=sync,
-        api=api,
-        log=log_config,
+        plugins=_plugins(problems, base, common.table_of("Plugins")),
+        db=_db(problems, base, common.table_of("DB")) if "DB" in common.table else None,
+        piece_stores=_stores(problems, base, common.get("PieceStores", list, []), "Common.PieceStores"),
+        persist_stores=_stores(problems, base, common.get("PersistStores", list, []), "Common.PersistStores"),
+        syncers=_syncers(problems, base, common.get("Syncers", list, [])),
+        sync=_sync(problems, common.table_of("Sync")),
+        api=_api(problems, common.table_of("API")),
+        log=_log(problems, base, common.table_of("Log")),
         raw=dict(data),
     )
+    if problems.items:
+        raise ConfigError.of(path, problems.items)
+    return config
 
 
 def load_config(path: Union[str, Path, None]) -> HostConfig:

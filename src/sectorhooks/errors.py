@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence, Tuple
 
+import attrs
+
 from sectorhooks_spec.errors import (
     CommitOutcomeUnknown,
     DecodeError,
@@ -48,12 +50,43 @@ __all__ = [
 
 
 class ConfigError(SectorhooksError):
-    """The host config file is invalid: names the file, the key path and the fix."""
+    """The host config file is invalid: names the file, the key path and the fix.
+
+    Carries every problem found (``problems``, each a :class:`Problem` whose ``field`` is the key
+    path); ``key`` is the first one's. One problem reads ``FILE: [Key.Path] message (hint)``;
+    several read ``config FILE has N problems:`` and one such line each.
+    """
 
     def __init__(self, path: str, key: str, message: str, hint: str = ""):
-        self.path, self.key = path, key
-        text = f"{path}: [{key}] {message}"
-        super().__init__(text + (f" ({hint})" if hint else ""))
+        self._set(path, (Problem(path, key, message, hint),))
+
+    @classmethod
+    def of(cls, path: str, problems: Sequence[Problem]) -> ConfigError:
+        """One error for every problem of the config file ``path`` (at least one)."""
+        if not problems:
+            raise ValueError("ConfigError.of needs at least one problem")
+        err = cls.__new__(cls)
+        err._set(path, tuple(problems))
+        return err
+
+    def _set(self, path: str, problems: Tuple[Problem, ...]) -> None:
+        self.path, self.problems = path, problems
+        self.key = problems[0].field
+        lines = [_config_line(p) for p in problems]
+        if len(lines) == 1:
+            text = lines[0]
+        else:
+            head = f"config {path or '(no file)'} has {len(lines)} problems:"
+            text = "\n".join([head, *(f"  - {line}" for line in lines)])
+        SectorhooksError.__init__(self, text)
+
+    def with_path(self, path: str) -> ConfigError:
+        """The same problems, those without a file now naming ``path`` (e.g. a check done after loading)."""
+        return ConfigError.of(path, [attrs.evolve(p, path=p.path or path) for p in self.problems])
+
+
+def _config_line(p: Problem) -> str:
+    return str(p) if p.path else str(p)[len(": ") :]
 
 
 class PluginLoadError(SectorhooksError):

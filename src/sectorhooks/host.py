@@ -7,9 +7,11 @@ per hook (and rebuilt when a plugin changes status), so the hot path is one smal
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 import logging
+import os
 import signal
 import types
 from pathlib import Path
@@ -291,12 +293,23 @@ class PluginHost:
             )
         record.bound = bound
         self._calls.clear()
-        m = manifest
-        details = [f"version '{m.version or '-'}'"]
-        if m.build_time:
-            details.append(f"build time '{m.build_time}'")
-        details.append(f"from {candidate.source}")
-        log.info("loaded plugin '%s' (%s)", m.qualified_name, ", ".join(details))
+        if log.isEnabledFor(logging.INFO):
+            built = build_time(candidate, manifest)
+            log.info(
+                "loaded plugin '%s' version %s, build time: %s, from %s",
+                manifest.qualified_name,
+                manifest.version or "-",
+                built,
+                candidate.source,
+                extra={
+                    "fields": {
+                        "plugin": manifest.qualified_name,
+                        "version": manifest.version,
+                        "build_time": built,
+                        "source": candidate.source,
+                    }
+                },
+            )
         return record
 
     def _invalid(self, record: PluginRecord, exc: ManifestError) -> PluginRecord:
@@ -465,6 +478,31 @@ class PluginHost:
     def spec_args(self) -> Mapping[str, Sequence[str]]:
         """Argument names of every hookspec."""
         return self._spec_args
+
+
+def _utc(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_time(candidate: loader.Candidate, manifest: Manifest, max_files: int = 5000) -> str:
+    """When the plugin was built, ISO 8601 UTC: its manifest's ``build_time`` (``plugin build``
+    stamps it), else the bundle's mtime, else the newest mtime of its directory's files."""
+    if manifest.build_time:
+        return manifest.build_time
+    try:
+        if candidate.bundle is not None:
+            return _utc(os.stat(candidate.bundle).st_mtime)
+        newest, seen = 0.0, 0
+        for root, dirs, files in os.walk(candidate.import_path):
+            dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+            for name in files:
+                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+                seen += 1
+            if seen >= max_files:
+                break
+        return _utc(newest) if seen else "unknown"
+    except OSError:
+        return "unknown"
 
 
 def set_disabled(config: HostConfig, name: str, disabled: bool) -> List[str]:

@@ -17,6 +17,7 @@ bundled ``sqlkv`` on a SQLite file in the data directory, and wraps it in a
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from typing import Any, Callable, Mapping, Optional, TypeVar, Union
@@ -209,6 +210,19 @@ def guarded_put(store: Any) -> Optional[GuardedPut]:
     return inner if isinstance(inner, GuardedPut) else None
 
 
+#: Database driver modules SQLAlchemy URLs name, and the extra of ``sectorhooks`` that installs each.
+DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql", "MySQLdb": "mysql"}
+
+
+def missing_driver_message(exc: ModuleNotFoundError) -> str:
+    """``No module named 'psycopg'`` with the command that installs it, when it is a known driver."""
+    text = str(exc)
+    extra = DRIVER_EXTRAS.get((exc.name or "").split(".")[0])
+    if extra is None or "pip install" in text:
+        return text
+    return f"{text} (the database driver is not installed: pip install 'sectorhooks[{extra}]')"
+
+
 def default_meta(data_dir: Any) -> Mapping[str, Any]:
     """Meta of the default store: sqlkv on ``<data_dir>/kv.sqlite3``."""
     from pathlib import Path
@@ -236,7 +250,15 @@ def open_kvstore(host: Any, config: Any, policy: RetryPolicy = DEFAULT_POLICY) -
             )
         name, meta = db.plugin_name, dict(db.meta)
         where = f"{config.path}: [Common.DB.Plugin] PluginName = {name!r}"
-    store = host.call_driver(Kind.KV_STORE, name, "kvstore_constructor", where=where, meta=meta)
+    try:
+        store = host.call_driver(Kind.KV_STORE, name, "kvstore_constructor", where=where, meta=meta)
+    except PluginCallError as exc:
+        if isinstance(exc.exc, ModuleNotFoundError) and db is not None:
+            # a database driver that is not installed: say which URL needs it and how to get it
+            url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(meta.get("url", "")))  # no password
+            message = f"{url}: {missing_driver_message(exc.exc)}"
+            raise ConfigError(config.path, "Common.DB.Plugin.Meta.url", message) from exc
+        raise
     missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
     if missing:
         raise PluginCallError(

@@ -94,3 +94,26 @@ def test_demo_runs_against_postgresql_and_mariadb(
         ("maria", True, 80),
     ]
     assert not (tmp_path / "data" / "kv.sqlite3").exists(), "the KV is on PostgreSQL"
+
+
+def test_init_writes_paths_relative_to_the_file_and_names_itself(tmp_path: Path, monkeypatch, capsys) -> None:
+    etc = tmp_path / "etc"
+    path = etc / "host.toml"
+    assert run(["init", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"path": str(path), "sinks": 3}
+    text = path.read_text()
+    assert str(tmp_path) not in text, "no absolute path: the directory can move"
+    assert "sqlite:////" not in text
+    assert "sectorhooks demo --config host.toml" in text and "sectorhooks.toml" not in text
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative to the file, not to the working directory
+    config = load_config(path)
+    assert config.db is not None and config.db.meta["url"] == f"sqlite:///{etc}/data/kv.sqlite3"
+    assert [s.meta["url"] for s in config.syncers] == [
+        f"sqlite:///{etc}/sinks/{name}.sqlite" for name in ("dashboard", "audit", "billing")
+    ]
+    assert [s.path for s in config.persist_stores] == [
+        str(etc / "stores/persist-1"),
+        str(etc / "stores/persist-2"),
+    ]

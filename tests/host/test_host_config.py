@@ -75,7 +75,8 @@ def test_sample_config_parses_with_paths_relative_to_the_file(tmp_path: Path) ->
     assert config.plugin_config("sqlsync") == {"echo": True}
     assert config.plugin_config("other") == {}
     assert config.db is not None and config.db.plugin_name == "sqlkv"
-    assert config.db.meta == {"url": "sqlite:///meta.sqlite"}
+    # a relative SQLite URL is a path too: relative to the file, not to the working directory
+    assert config.db.meta == {"url": f"sqlite:///{tmp_path}/meta.sqlite"}
     (pieces,) = config.piece_stores
     assert (pieces.name, pieces.path, pieces.plugin_name) == ("pieces", "/data/pieces", "fsstore")
     (p1,) = config.persist_stores

@@ -127,9 +127,10 @@ def test_plugins_list_json_shows_the_clash_with_both_paths(tmp_path: Path) -> No
     b = write_plugin(tmp_path / "plugins", "b", kv_manifest("dup_x", "impl"), GOOD_MODULE, module_name="impl")
     config = write_config(tmp_path)
     result = run("plugins", "list", "--json", "--config", str(config))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the refused spelling is a problem
     data = json.loads(result.output)
-    assert [p["name"] for p in data["plugins"] if p["name"].startswith("dup")] == ["dup-x"]
+    listed = [(p["name"], p["status"]) for p in data["plugins"] if p["name"].startswith("dup")]
+    assert listed == [("dup-x", "loaded"), ("dup_x", "invalid")]
     (error,) = [e for e in data["errors"] if "dup_x" in e]
     assert str(a / "manifest.toml") in error and str(b / "manifest.toml") in error
 
@@ -181,14 +182,14 @@ def test_plugins_list_with_an_absolute_manifest_entry_names_zip_and_entry(tmp_pa
     write_good(tmp_path / "plugins")
 
     result = run("plugins", "list", "--json", "--config", str(config))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     data = json.loads(result.output)
-    assert [(p["name"], p["status"]) for p in data["plugins"]] == [("good", "loaded")]
+    assert [(p["name"], p["status"]) for p in data["plugins"]] == [("good", "loaded"), ("?", "invalid")]
     (error,) = data["errors"]
     assert f"{bad}: [entry '/manifest.toml'] malformed zip entry: absolute path" in error
 
     table = run("plugins", "list", "--config", str(config))
-    assert table.exit_code == 0, table.output
+    assert table.exit_code == 1, table.output
     unwrapped = table.output.replace("\n", "")
     assert "Traceback" not in table.output
     assert str(bad) in unwrapped and "'/manifest.toml'" in unwrapped and "good" in unwrapped
@@ -534,7 +535,7 @@ def test_strict_from_the_config_file_shows_failed_in_plugins_list(tmp_path: Path
     d = perm_plugin(tmp_path / "plugins")
     os.chmod(d / "manifest.toml", 0o666)
     result = run("plugins", "list", "--json", "--config", str(config))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     (plugin,) = json.loads(result.output)["plugins"]
     assert plugin["status"] == "failed"
     assert f"{d / 'manifest.toml'} {UNSAFE} (mode 0o666)" in plugin["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -204,14 +205,17 @@ def test_one_log_line_per_loaded_plugin_with_version_build_time_and_source(
     manifest = KV_MANIFEST.format(name="stamped") + 'version = "1.2.3"\nbuild_time = "2024-05-01T10:00:00Z"\n'
     module = "def open_store(meta):\n    return meta\n"
     write_plugin(tmp_path, "stamped", manifest, module)
-    write_plugin(tmp_path, "plain", KV_MANIFEST.format(name="plain"), module)
+    plain = write_plugin(tmp_path, "plain", KV_MANIFEST.format(name="plain"), module)
+    # no build_time in its manifest: the newest file of its directory says when it was built
+    os.utime(plain / "manifest.toml", (1714557600, 1714557600))  # 2024-05-01T10:00:00Z
+    os.utime(plain / "plain.py", (1714561200, 1714561200))  # 2024-05-01T11:00:00Z
     with caplog.at_level("INFO", logger="sectorhooks.host"):
         load_host(tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded plugin")]
     assert lines == [
-        f"loaded plugin 'KVStore/plain' (version '-', from dir:{tmp_path / 'plain'})",
-        f"loaded plugin 'KVStore/stamped' (version '1.2.3', build time '2024-05-01T10:00:00Z', "
-        f"from dir:{tmp_path / 'stamped'})",
+        f"loaded plugin 'KVStore/plain' version -, build time: 2024-05-01T11:00:00Z, from dir:{plain}",
+        "loaded plugin 'KVStore/stamped' version 1.2.3, build time: 2024-05-01T10:00:00Z, "
+        f"from dir:{tmp_path / 'stamped'}",
     ]
 
 

@@ -40,6 +40,7 @@ def test_no_secret_appears_in_any_log_line_or_listing(config, capsys, caplog):
     assert all(len(s) >= 40 for s in all_secrets)
 
     outputs = []
+    stdouts = []
     for args in (
         ["registry", "list"],
         ["registry", "list", "--json"],
@@ -57,12 +58,13 @@ def test_no_secret_appears_in_any_log_line_or_listing(config, capsys, caplog):
         code, out, err = cli(capsys, *args, "--config", config)
         assert code == 0, (args, err)
         outputs.append(out + err)
+        stdouts.append(out)  # -vv: stderr carries log lines
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
     assert "registered plugin 'greet'" in logged and "rotated the secret of plugin 'greet'" in logged
     for secret in all_secrets:
         assert secret not in logged
         assert not [o for o in outputs if secret in o]
-    shown = json.loads(outputs[3])
+    shown = json.loads(stdouts[3])
     assert shown["secret"] == "set (hidden)" and shown["route"]["status"] == "WAIT_RUNNING"
     with opened(config, start_all=False) as (_, kv):
         stored = kv.view(lambda t: list(t.collection("private").scan()) + list(t.collection("public").scan()))

@@ -287,6 +287,25 @@ class _Statements:
         return stmt
 
 
+#: Database driver modules of SQLAlchemy URLs, and the extra of ``sectorhooks`` that installs each.
+DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql", "MySQLdb": "mysql"}
+
+
+def _engine(url: Any, **kwargs: Any) -> sa.Engine:
+    """``sa.create_engine``; a driver that is not installed is named with the command to install it."""
+    try:
+        return sa.create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = DRIVER_EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        raise ModuleNotFoundError(
+            f"{exc} (the database driver of {sa.engine.make_url(url).drivername} URLs is not installed: "
+            f"pip install 'sectorhooks[{extra}]')",
+            name=exc.name,
+        ) from None
+
+
 def _make_engine(
     url: str,
     pool_size: int,
@@ -316,7 +335,7 @@ def _make_engine(
         }
     else:
         kw["connect_args"] = {"connect_timeout": connect_timeout}
-    engine = sa.create_engine(u, **kw)
+    engine = _engine(u, **kw)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:

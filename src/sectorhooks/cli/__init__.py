@@ -6,31 +6,57 @@ Each sub-module adds its commands to :data:`main`; exit codes are 0 ok, 1 failur
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
+from pathlib import Path
 from typing import Optional
 
 import click
 
-from ._common import console_err
+from .. import logs
+from ._common import LOG_OVERRIDES, setup_logging
 
 # Sub-modules that register commands on ``main`` when imported (absent ones are skipped).
 COMMAND_MODULES = ("plugins", "sync", "rpc", "store", "demo", "registry")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output: -v INFO, -vv DEBUG.")
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Log level (wins over -v) [default: [Common.Log] Level, else INFO for serve, WARNING otherwise].",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.LOG_FORMATS),
+    default=None,
+    help="text: timestamp, level, logger, message; json: one object a line [default: [Common.Log] Format].",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append log lines to this file instead of stderr [default: [Common.Log] File].",
+)
 @click.version_option(package_name="sectorhooks")
-def main(verbose: int) -> None:
+@click.pass_context
+def main(
+    ctx: click.Context,
+    verbose: int,
+    log_level: Optional[str],
+    log_format: Optional[str],
+    log_file: Optional[Path],
+) -> None:
     """sectorhooks: plugins for a storage-sector manager."""
-    from rich.logging import RichHandler
-
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level,
-        format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=console_err, show_path=False, show_time=verbose > 1)],
+    if log_level is None and verbose:
+        log_level = "DEBUG" if verbose > 1 else "INFO"
+    overrides = logs.LogOverrides(
+        level=log_level.upper() if log_level else None, format=log_format, file=log_file
     )
+    ctx.meta[LOG_OVERRIDES] = overrides
+    # until a command loads its config, which may say more ([Common.Log], see _common.get_config)
+    setup_logging()
 
 
 def _register_all() -> None:

@@ -226,11 +226,15 @@ def demo_command(
     show_default=True,
     help="sqlsync SQLite sinks to configure.",
 )
-def init_command(path: Path, force: bool, sinks: int) -> None:
+@json_option
+def init_command(path: Path, force: bool, sinks: int, as_json: bool = False) -> None:
     """Write a commented starter config (SQLite KV, fsstore stores, sqlsync sinks) to PATH."""
     try:
         written = write_starter_config(path, force=force, sinks=sinks)
     except FileExistsError as exc:
         fail(str(exc))
+        return
+    if as_json:
+        print_json({"path": str(written), "sinks": sinks})
         return
     console.print(f"wrote {escape(str(written))}; try: sectorhooks demo --config {escape(str(written))}")

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import zipfile
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import click
 from rich.markup import escape
@@ -42,20 +42,72 @@ def plugins_group() -> None:
     """Inspect and switch the host's plugins."""
 
 
+def _orphan_dict(error: ManifestError) -> Dict[str, Any]:
+    """A plugin known only by its manifest's problems (unreadable, or a duplicate name)."""
+    return {
+        "name": error.plugin or "?",
+        "kind": None,
+        "version": "",
+        "description": "",
+        "build_time": "",
+        "status": PluginStatus.INVALID.value,
+        "source": "",
+        "manifest": error.path,
+        "ext_points": [],
+        "requires": [],
+        "error": str(error),
+        "problems": [str(p) for p in error.problems],
+    }
+
+
+def _problem_lines(host: PluginHost) -> List[str]:
+    """Every problem of every plugin, once each: the plugin's error (or its problems), then the
+    manifests that never became a plugin (unreadable, duplicate names)."""
+    lines: List[str] = []
+    for r in host.plugins():
+        if r.status in (PluginStatus.INVALID, PluginStatus.FAILED):
+            lines += [str(p) for p in r.problems] or [r.error]  # an error names its plugin
+    for orphan in host.orphans:
+        lines += [str(p) for p in orphan.problems] or [str(orphan)]
+    return list(dict.fromkeys(lines))
+
+
+@contextlib.contextmanager
+def _errors_in_the_report() -> Iterator[None]:
+    """Keep the host's ERROR lines (each a problem the command prints itself) out of the log."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+    logger = logging.getLogger("sectorhooks.host")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 @plugins_group.command("list")
 @config_option
 @json_option
 def plugins_list(config_path: Optional[str], as_json: bool) -> None:
-    """Every plugin found: kind, name, version, status, source."""
-    host = _load(config_path)
+    """Every plugin found: kind, name, version, status, source; exit 1 if any has a problem."""
+    config = get_config(config_path)
+    with _errors_in_the_report():
+        host = PluginHost(config).load()
     records = host.plugins()
+    problems = _problem_lines(host)
     if as_json:
         print_json(
             {
-                "plugins": [r.as_dict() for r in records],
+                "ok": not problems,
+                "plugins": [r.as_dict() for r in records] + [_orphan_dict(e) for e in host.orphans],
                 "errors": [str(e) for e in host.orphans],
+                "problems": problems,
             }
         )
+        if problems:
+            raise SystemExit(1)
         return
     table = Table(title="plugins")
     for col in ("kind", "name", "version", "status", "source"):
@@ -69,12 +121,14 @@ def plugins_list(config_path: Optional[str], as_json: bool) -> None:
             f"[{style}]{r.status.value}[/]" if style else r.status.value,
             escape(r.source),
         )
-    console.print(table)
     for err in host.orphans:
-        console.print(f"[red]{escape(str(err))}[/]")
-    for r in records:
-        if r.error:
-            console.print(f"[red]{escape(r.name)}: {escape(r.error)}[/]")
+        table.add_row("?", escape(err.plugin or "?"), "", "[red]invalid[/]", escape(err.path))
+    console.print(table)
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s):[/]")
+        for line in problems:
+            console.print(f"  - {escape(line)}", soft_wrap=True)
+        raise SystemExit(1)
 
 
 @plugins_group.command("show")
@@ -102,30 +156,37 @@ def plugins_show(name: str, config_path: Optional[str], as_json: bool) -> None:
     console.print(table)
 
 
-def _switch(name: str, config_path: Optional[str], disabled: bool) -> None:
+def _switch(name: str, config_path: Optional[str], disabled: bool, as_json: bool = False) -> None:
     config = get_config(config_path)
     host = PluginHost(config).load()
     if name not in host.records:
         fail(f"no plugin named {name!r}; found: {', '.join(sorted(host.records)) or 'none'}")
     now = set_disabled(config, name, disabled)
     state = "disabled" if disabled else "enabled"
-    console.print(f"plugin {escape(name)!s} {state} (disabled now: {', '.join(now) or 'none'})")
+    if not as_json:
+        console.print(f"plugin {escape(name)!s} {state} (disabled now: {', '.join(now) or 'none'})")
     from .registry import route_switch
 
-    route_switch(config, name, disabled)  # shared route: STOPPED / WAIT_RUNNING, if registered
+    # shared route: STOPPED / WAIT_RUNNING, if registered
+    route = route_switch(config, name, disabled, quiet=as_json)
+    if as_json:
+        print_json({"plugin": name, "state": state, "disabled": now, "route": route})
 
 
 @plugins_group.command("disable")
 @click.argument("name")
 @click.option("--tenant", default=None, help="Disable it for this tenant only (in the registry).")
 @config_option
-def plugins_disable(name: str, config_path: Optional[str], tenant: Optional[str] = None) -> None:
+@json_option
+def plugins_disable(
+    name: str, config_path: Optional[str], tenant: Optional[str] = None, as_json: bool = False
+) -> None:
     """Stop loading a plugin (kept in the data directory), or with --tenant stop serving a tenant."""
     if tenant is not None:
         from .registry import tenant_switch
 
-        return tenant_switch(name, tenant, False, config_path)
-    _switch(name, config_path, True)
+        return tenant_switch(name, tenant, False, config_path, as_json=as_json)
+    _switch(name, config_path, True, as_json)
 
 
 @plugins_group.command("enable")
@@ -134,21 +195,23 @@ def plugins_disable(name: str, config_path: Optional[str], tenant: Optional[str]
 @click.option("--name", "tenant_name", default="", help="The tenant's display name (with --tenant).")
 @click.option("--expire", default="", help="With --tenant: 2025-12-31, 2025-12-31T18:00:00Z, +2h or never.")
 @config_option
+@json_option
 def plugins_enable(
     name: str,
     config_path: Optional[str],
     tenant: Optional[str] = None,
     tenant_name: str = "",
     expire: str = "",
+    as_json: bool = False,
 ) -> None:
     """Load a disabled plugin again, or with --tenant enable it for a tenant."""
     if tenant is not None:
         from .registry import tenant_switch
 
-        return tenant_switch(name, tenant, True, config_path, tenant_name, expire)
+        return tenant_switch(name, tenant, True, config_path, tenant_name, expire, as_json=as_json)
     if tenant_name or expire:
         fail("--name and --expire go with --tenant", code=2)
-    _switch(name, config_path, False)
+    _switch(name, config_path, False, as_json)
 
 
 @main.group("plugin")
@@ -207,9 +270,15 @@ def _isolated_config() -> HostConfig:
 
 @plugin_group.command("check")
 @click.argument("path", type=click.Path(path_type=Path))
-def plugin_check(path: Path) -> None:
+@json_option
+def plugin_check(path: Path, as_json: bool = False) -> None:
     """Validate one plugin directory or .zip bundle; prints every problem, exit 1 if any."""
     problems = check_path(path)
+    if as_json:
+        print_json({"path": str(path), "ok": not problems, "problems": problems})
+        if problems:
+            raise SystemExit(1)
+        return
     if problems:
         console.print(f"[red]{len(problems)} problem(s) in {escape(str(path))}:[/]")
         for p in problems:
@@ -222,7 +291,8 @@ def plugin_check(path: Path) -> None:
 @click.argument("name")
 @click.option("--kind", type=click.Choice([k.value for k in Kind]), required=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
-def plugin_new(name: str, kind: str, directory: Path) -> None:
+@json_option
+def plugin_new(name: str, kind: str, directory: Path, as_json: bool = False) -> None:
     """Write a plugin scaffold that passes `plugin check` and loads."""
     try:
         target = scaffold.new_plugin(name, Kind(kind), directory)
@@ -231,6 +301,10 @@ def plugin_new(name: str, kind: str, directory: Path) -> None:
         return
     except ManifestError as exc:
         fail(str(exc))
+        return
+    if as_json:
+        files = sorted(str(f) for f in target.iterdir())
+        print_json({"name": name, "kind": kind, "path": str(target), "files": files})
         return
     shown = escape(str(target))
     console.print(f"[green]created[/] {shown}; check it with: sectorhooks plugin check {shown}")

@@ -167,10 +167,17 @@ def registry_routes(config_path: Optional[str], as_json: bool) -> None:
 
 @registry_group.command("register")
 @config_option
-def registry_register(config_path: Optional[str]) -> None:
+@json_option
+def registry_register(config_path: Optional[str], as_json: bool = False) -> None:
     """Register (or refresh) every plugin this host loads; prints each new secret once."""
     with _registry(config_path, start_all=True) as (host, reg):
         results = register_host(reg, host)
+    if as_json:  # secrets on stdout only, as in the text output
+        rows = [{"id": r.id, "created": r.created, "status": r.status.value} for r in results]
+        print_json(
+            {"plugins": [dict(row, secret=r.secret) if r.secret else row for row, r in zip(rows, results)]}
+        )
+        return
     for r in results:
         console_err.print(
             f"{'registered' if r.created else 'refreshed'} {escape(r.id)}: route {r.status.value}"
@@ -183,10 +190,14 @@ def registry_register(config_path: Optional[str]) -> None:
 @registry_group.command("rotate-secret")
 @click.argument("plugin_id", metavar="ID")
 @config_option
-def registry_rotate_secret(plugin_id: str, config_path: Optional[str]) -> None:
+@json_option
+def registry_rotate_secret(plugin_id: str, config_path: Optional[str], as_json: bool = False) -> None:
     """Give a plugin a new secret and print it once (the old one stops working)."""
     with _registry(config_path) as (_, reg):
         fresh = reg.rotate_secret(plugin_id)
+    if as_json:
+        print_json({"id": plugin_id, "secret": fresh})
+        return
     console_err.print(f"new secret of {escape(plugin_id)} (shown once; store it now):")
     click.echo(fresh)
 
@@ -226,7 +237,13 @@ def tenants_list(config_path: Optional[str], as_json: bool) -> None:
 
 
 def tenant_switch(
-    name: str, tenant: str, enable: bool, config_path: Optional[str], tenant_name: str = "", expire: str = ""
+    name: str,
+    tenant: str,
+    enable: bool,
+    config_path: Optional[str],
+    tenant_name: str = "",
+    expire: str = "",
+    as_json: bool = False,
 ) -> None:
     """``plugins enable|disable NAME --tenant T``: change the plugin's ``active_tenant``."""
     expire_time = parse_expire(expire) if enable else 0
@@ -236,6 +253,10 @@ def tenant_switch(
             reg.enable_tenant(name, tenant, tenant_name, expire_time)
         else:
             removed = reg.disable_tenant(name, tenant)
+    if as_json:
+        state = "enabled" if enable else "disabled" if removed else "not enabled"
+        print_json({"plugin": name, "tenant": tenant, "state": state, "expire_time": expire_time})
+        return
     if enable:
         console.print(
             f"plugin {escape(name)} enabled for tenant {escape(tenant)} (expires {_when(expire_time)})"
@@ -245,20 +266,25 @@ def tenant_switch(
         console.print(f"plugin {escape(name)} {what} for tenant {escape(tenant)}")
 
 
-def route_switch(config: HostConfig, name: str, disabled: bool) -> None:
-    """``plugins enable|disable NAME``: also set its route STOPPED / WAIT_RUNNING, if registered."""
+def route_switch(config: HostConfig, name: str, disabled: bool, quiet: bool = False) -> Optional[str]:
+    """``plugins enable|disable NAME``: also set its route STOPPED / WAIT_RUNNING, if registered.
+
+    Returns the route's new status (``None``: not registered, or not changed); ``quiet``: print
+    only the warning (``--json``)."""
     status = Status.STOPPED if disabled else Status.WAIT_RUNNING
     try:
         with open_registry(config) as (_, reg):
             if name not in reg.ids():
-                return
+                return None
             reg.set_status(name, status, "disabled by an operator" if disabled else "")
     except Exception as exc:  # the local switch stands; say why the shared route did not change
         console_err.print(
             f"[yellow]warning:[/] route of {escape(name)} not set to {status.value}: {escape(str(exc))}"
         )
-        return
-    console.print(f"route of {escape(name)} is now {status.value}")
+        return None
+    if not quiet:
+        console.print(f"route of {escape(name)} is now {status.value}")
+    return status.value
 
 
 # --- plugin build / check-dep ------------------------------------------------------------
@@ -271,12 +297,26 @@ def route_switch(config: HostConfig, name: str, disabled: bool) -> None:
 @click.option(
     "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Where the zip goes."
 )
-def plugin_build(src_dir: Path, out_dir: Path) -> None:
+@json_option
+def plugin_build(src_dir: Path, out_dir: Path, as_json: bool = False) -> None:
     """Validate a plugin and write a reproducible plugin-<name>-<version>.zip (SOURCE_DATE_EPOCH)."""
     try:
         result = bundle.build(src_dir, out_dir)
     except SectorhooksError as exc:
         fail(str(exc))
+        return
+    if as_json:
+        notes = deps.unsatisfied(deps.manifest_requires(src_dir)[1])
+        print_json(
+            {
+                "path": str(result.path),
+                "name": result.name,
+                "version": result.version,
+                "build_time": result.build_time,
+                "files": list(result.files),
+                "unsatisfied": notes,  # requires this host would refuse
+            }
+        )
         return
     console.print(
         f"[green]built[/] {escape(str(result.path))} ({escape(result.name)} {escape(result.version)}, "
@@ -302,7 +342,8 @@ def _zip_requires(path: Path) -> List[str]:
 @click.option(
     "--fix", is_flag=True, help="Rewrite requires to ranges this host satisfies (keeps manifest.toml.bak)."
 )
-def plugin_check_dep(path: Path, fix: bool) -> None:
+@json_option
+def plugin_check_dep(path: Path, fix: bool, as_json: bool = False) -> None:
     """Compare a plugin's requires with this host's packages; exit 1 on any conflict."""
     try:
         if path.is_file() and path.suffix == ".zip":
@@ -318,10 +359,17 @@ def plugin_check_dep(path: Path, fix: bool) -> None:
         fail(str(exc))
         return
     conflicts = deps.unsatisfied(requires)
+    report: Dict[str, Any] = {"path": str(path), "requires": requires, "conflicts": conflicts}
     if not conflicts:
+        if as_json:
+            print_json(dict(report, ok=True))
+            return
         click.echo(f"ok: {len(requires)} requirement(s) satisfied by this host")
         return
     if not fix:
+        if as_json:
+            print_json(dict(report, ok=False))
+            raise SystemExit(1)
         for line in conflicts:
             click.echo(line)
         raise SystemExit(1)
@@ -329,6 +377,15 @@ def plugin_check_dep(path: Path, fix: bool) -> None:
         result = deps.fix(path)
     except SectorhooksError as exc:
         fail(str(exc))
+        return
+    if as_json:
+        changed = [{"old": old, "new": new} for old, new in result.changed]
+        backup = str(result.backup) if result.backup else None
+        print_json(
+            dict(report, ok=result.fixed, changed=changed, remaining=list(result.remaining), backup=backup)
+        )
+        if not result.fixed:
+            raise SystemExit(1)
         return
     for old, new in result.changed:
         click.echo(f"{old} -> {new}")

@@ -13,10 +13,20 @@ from rich.table import Table
 
 from sectorhooks_spec import KeyNotFound
 
-from ..errors import SectorhooksError
+from .. import logs
+from ..errors import ConfigError, SectorhooksError
 from ..rpc.auth import PERMISSIONS, TokenStore
 from . import main
-from ._common import config_option, console, console_err, fail, get_config, json_option, print_json
+from ._common import (
+    config_option,
+    console,
+    console_err,
+    fail,
+    get_config,
+    json_option,
+    print_json,
+    setup_logging,
+)
 
 
 @main.command("serve")
@@ -40,13 +50,29 @@ from ._common import config_option, console, console_err, fail, get_config, json
     help="With the route gate: also require the token's tenant to have the plugin enabled and not"
     " expired (default: [Common.API] Tenants).",
 )
+@click.option(
+    "--access-log/--no-access-log",
+    "access_log",
+    default=None,
+    help="One log line per JSON-RPC call (logger sectorhooks.access), whatever the log level"
+    " (default: [Common.Log] AccessLog).",
+)
 def serve_cmd(
-    config_path: Optional[str], listen: Optional[str], route_gate: Optional[bool], tenants: Optional[bool]
+    config_path: Optional[str],
+    listen: Optional[str],
+    route_gate: Optional[bool],
+    tenants: Optional[bool],
+    access_log: Optional[bool] = None,
 ) -> None:
-    """Start the host, its sync dispatchers and the JSON-RPC gateway; stop on SIGINT/SIGTERM."""
+    """Start the host, its sync dispatchers and the JSON-RPC gateway; stop on SIGINT/SIGTERM.
+
+    Logs at INFO unless told otherwise (--log-level, [Common.Log] Level): one line per loaded plugin.
+    """
     from ..rpc.server import serve
 
-    config = get_config(config_path)
+    if access_log is not None:
+        setup_logging(access_log=access_log)
+    config = get_config(config_path, default_level="INFO")
     if route_gate is None:
         route_gate = config.api.route_gate
     if tenants is None:
@@ -60,9 +86,12 @@ def serve_cmd(
         def gate_factory(rt: Any) -> Any:
             return RouteGate(rt.kv, tenants=tenants)
 
-    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    verbose = logging.getLevelName(logs.current().level) <= logging.INFO
     try:
         code = serve(config, listen, gate_factory=gate_factory, log_level="info" if verbose else "warning")
+    except ConfigError as exc:  # a check of the address in use ([Common.API] DevMode): the file it is in
+        fail(str(exc.with_path(config.path) if exc.key.startswith("Common.") else exc))
+        return
     except SectorhooksError as exc:
         fail(str(exc))
         return
@@ -133,8 +162,9 @@ def token_list(config_path: Optional[str], as_json: bool) -> None:
 
 @token_group.command("revoke")
 @config_option
+@json_option
 @click.argument("token_id")
-def token_revoke(config_path: Optional[str], token_id: str) -> None:
+def token_revoke(config_path: Optional[str], token_id: str, as_json: bool = False) -> None:
     """Revoke the token TOKEN_ID (see `token list`); running gateways refuse it within a second."""
     from ..rpc.server import open_store
 
@@ -146,6 +176,9 @@ def token_revoke(config_path: Optional[str], token_id: str) -> None:
         return
     except SectorhooksError as exc:
         fail(str(exc))
+        return
+    if as_json:
+        print_json(dict(info.as_dict(), revoked=True))
         return
     console.print(
         f"revoked token {escape(info.id)} ({info.perm}{', ' + escape(info.name) if info.name else ''})"

@@ -1,8 +1,8 @@
 """The starter config ``sectorhooks init`` writes, also the demo's embedded defaults.
 
-Relative paths in a config resolve against the config file's directory; SQLAlchemy URLs do not
-(they are the driver's), so the SQLite URLs are written absolute, for the directory the file
-is written to.
+Relative paths in a config resolve against the config file's directory, and so do relative
+SQLite URLs in a ``Meta`` table's ``url`` (``sqlite:///data/kv.sqlite3``): the file written
+holds no absolute path, and the directory it is in can be moved or copied whole.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def _s(text: str) -> str:
 
 
 def sqlite_url(path: Path) -> str:
-    """SQLAlchemy URL of a SQLite file (absolute)."""
-    return "sqlite:///" + path.resolve().as_posix()
+    """SQLAlchemy URL of a SQLite file; a relative ``path`` is relative to the config file."""
+    return "sqlite:///" + path.as_posix()
 
 
 def starter_config(
@@ -30,18 +30,19 @@ def starter_config(
     sinks: int = 3,
     kv_url: Optional[str] = None,
     sink_urls: Optional[Mapping[str, str]] = None,
+    name: str = CONFIG_NAME,
 ) -> str:
     """Commented TOML for a host rooted at ``directory``: SQLite KV, fsstore stores, sqlsync sinks.
 
-    ``kv_url`` replaces the SQLite KV URL; ``sink_urls`` (name -> SQLAlchemy URL) replaces the
-    ``sinks`` SQLite sinks, e.g. with PostgreSQL and MariaDB databases.
+    Every path in it is relative to the file's directory (where it is written). ``kv_url``
+    replaces the SQLite KV URL; ``sink_urls`` (name -> SQLAlchemy URL) replaces the ``sinks``
+    SQLite sinks, e.g. with PostgreSQL and MariaDB databases; ``name`` is the file's own name,
+    shown in its header.
     """
-    base = directory.resolve()
-    data = base / "data"
     if sink_urls is None:
         names = [SINKS[i] if i < len(SINKS) else f"sink{i + 1}" for i in range(sinks)]
-        sink_urls = {name: sqlite_url(base / "sinks" / f"{name}.sqlite") for name in names}
-    kv_url = kv_url or sqlite_url(data / "kv.sqlite3")
+        sink_urls = {n: sqlite_url(Path("sinks") / f"{n}.sqlite") for n in names}
+    kv_url = kv_url or sqlite_url(Path("data") / "kv.sqlite3")
     syncers = "\n".join(
         f"""[[Common.Syncers]]
 Name = {_s(name)}                      # unique; names the sink's durable cursor
@@ -50,10 +51,12 @@ Meta = {{ url = {_s(url)}, table_prefix = "" }}
 """
         for name, url in sink_urls.items()
     )
-    return f"""# sectorhooks host config (written by `sectorhooks init`).
-# Run the demo on it:   sectorhooks demo --config {_s(str(base / CONFIG_NAME))[1:-1]}
-# Serve JSON-RPC:       sectorhooks serve --config ...
-# Relative paths resolve against this file's directory.
+    shown = _s(name)[1:-1]
+    return f"""# {shown}: a sectorhooks host config (written by `sectorhooks init`).
+# In this file's directory:
+#   run the demo on it:   sectorhooks demo --config {shown}
+#   serve JSON-RPC:       sectorhooks serve --config {shown}
+# Relative paths (and sqlite:/// URLs with three slashes) resolve against this file's directory.
 
 [Common]
 # Where the host keeps its own state (default KV file, disabled-plugin list, tokens).
@@ -135,6 +138,13 @@ Listen = "127.0.0.1:1789"              # JSON-RPC gateway (`sectorhooks serve`)
 DevMode = false                        # true: no tokens needed, loopback only
 RouteGate = false                      # true: plugin namespaces only while their registry route is RUNNING
 Tenants = false                        # true (needs RouteGate): the token's tenant must have it enabled
+
+[Common.Log]
+# The command line's --log-format, --log-file, --log-level and serve --access-log win over these.
+Format = "text"                        # or "json": one object a line (ts, level, logger, message, exc)
+# File = "log/sectorhooks.log"         # default: stderr
+# Level = "INFO"                       # default: INFO for `serve`, WARNING for the other commands
+AccessLog = false                      # true: one line per JSON-RPC call (logger sectorhooks.access)
 """
 
 
@@ -143,5 +153,5 @@ def write_starter_config(path: Path, force: bool = False, sinks: int = 3) -> Pat
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(starter_config(path.parent, sinks), encoding="utf-8")
+    path.write_text(starter_config(path.parent, sinks, name=path.name), encoding="utf-8")
     return path

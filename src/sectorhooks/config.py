@@ -94,7 +94,10 @@ class APIConfig:
     route_gate: bool = False  # serve a plugin namespace only while its registry route is RUNNING
     tenants: bool = False  # with route_gate: the token's tenant must have the plugin enabled
     call_timeout: float = 30.0  # seconds a plugin's JSON-RPC method may run before the call fails
-    plugin_concurrency: int = 8  # calls in flight per plugin namespace; beyond it the call is "busy"
+    # Calls in flight per plugin namespace (each on its own thread); beyond it the call is "busy".
+    # 32: above the concurrency of a busy client pool, so a fast method is never turned away, while
+    # a plugin whose calls all hang holds at most 32 threads.
+    plugin_concurrency: int = 32
     header_timeout: float = 10.0  # seconds a client has to send a request's headers
     body_timeout: float = 30.0  # seconds a client has to send a request's body
     keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
@@ -441,7 +444,7 @@ def _api(problems: _Problems, table: Any) -> APIConfig:
         route_gate=ar.get("RouteGate", bool, False),
         tenants=ar.get("Tenants", bool, False),
         call_timeout=ar.number("CallTimeout", float, 30.0, _positive, seconds),
-        plugin_concurrency=ar.number("PluginConcurrency", int, 8, lambda v: v >= 1, "must be at least 1"),
+        plugin_concurrency=ar.number("PluginConcurrency", int, 32, lambda v: v >= 1, "must be at least 1"),
         header_timeout=ar.number("HeaderTimeout", float, 10.0, _positive, seconds),
         body_timeout=ar.number("BodyTimeout", float, 30.0, _positive, seconds),
         keep_alive_timeout=ar.number("KeepAliveTimeout", float, 5.0, _positive, seconds),

@@ -122,6 +122,7 @@ def make_server(
     config = uvicorn.Config(
         app,
         log_level=log_level,
+        log_config=None,  # uvicorn's loggers go through ours ([Common.Log], --log-format/--log-file)
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,

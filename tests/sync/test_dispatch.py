@@ -319,7 +319,9 @@ def test_status_without_running_dispatchers_reads_the_kv(tmp_path: Path, recorde
         rt.state.update(sid(1), removed=True)
     with open_runtime(config, start_sync=False) as rt:  # what the CLI opens
         s, bad = rt.sync.status()
-        assert (s["cursor"], s["head"], s["lag_events"], s["state"]) == (1, 3, 2, "running")
+        # the host that delivered it stopped: no live host runs it, whatever its cursor record says
+        assert (s["cursor"], s["head"], s["lag_events"], s["state"]) == (1, 3, 2, "stopped")
+        assert s["host"] is None and s["last_host"] is not None
         assert s["lag_seconds"] is not None and s["lag_seconds"] >= 0
         assert bad["state"] == "unavailable" and "no SyncSectorState plugin named 'nope'" in bad["last_error"]
 

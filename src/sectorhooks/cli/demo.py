@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -13,6 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .. import liveness
+from ..config import HostConfig
 from ..demo import CONFIG_NAME, DemoOptions, load_demo_config, run_demo, write_starter_config
 from ..errors import SectorhooksError
 from . import main
@@ -126,6 +129,93 @@ def _print_summary(s: Dict[str, Any], where: str) -> None:
     console.print(verdict)
 
 
+def _kv_file(config: HostConfig) -> Optional[Path]:
+    """The SQLite file of the config's KV, if it is one (``None``: another backend)."""
+    from ..kv import default_meta
+
+    url = default_meta(config.data_dir)["url"] if config.db is None else config.db.meta.get("url")
+    if config.db is not None and config.db.plugin_name != "sqlkv":
+        return None
+    if isinstance(url, str) and url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    return None
+
+
+@contextmanager
+def _existing_kv(config: HostConfig) -> Iterator[Optional[Any]]:
+    """The config's KV store opened alone (KVStore plugins only), or ``None`` when it cannot
+    hold anything yet (a SQLite file that does not exist; memdb, which lives in one process)."""
+    from sectorhooks_spec import Kind
+
+    from ..host import PluginHost
+    from ..kv import open_kvstore
+
+    kv_file = _kv_file(config)
+    name = config.db.plugin_name if config.db is not None else "sqlkv"
+    if name == "memdb" or (kv_file is not None and not kv_file.exists()):
+        yield None
+        return
+    with PluginHost(config).load() as host:
+        host.start(kinds=[Kind.KV_STORE])
+        kv = open_kvstore(host, config)
+        try:
+            yield kv
+        finally:
+            kv.close()
+
+
+def _first_sector(kv: Any) -> Optional[str]:
+    """The key of some sector the KV holds (``miner/number``), or ``None`` when it holds none."""
+    from ..state import COLLECTIONS
+
+    for coll in COLLECTIONS.values():
+        it = kv.open_collection(coll).scan(b"")
+        try:
+            for key, _ in it:
+                return bytes(key).decode("utf-8", "replace")
+        finally:
+            it.close()
+    return None
+
+
+def refuse_live_or_used_kv(config: HostConfig, where: str, yes: bool, check_sectors: bool) -> None:
+    """Refuse (exit 1) to run the demo on a KV that a live host serves, or (``check_sectors``,
+    unless ``yes``) on one that already holds sectors; say why and what to run instead.
+
+    A host serving the KV holds the syncers' leases: the demo's dispatchers would stand by, its
+    wait for the sinks would never end, and its simulated sectors would land in the operator's
+    KV and sinks.
+    """
+    instead = "run `sectorhooks demo` without --config (it uses its own temp data)"
+    try:
+        with _existing_kv(config) as kv:
+            if kv is None:
+                return
+            now = time.time()
+            live = liveness.live_hosts(liveness.read_hosts(kv), now)
+            sector = _first_sector(kv) if check_sectors and not yes and not live else None
+    except SectorhooksError as exc:
+        fail(str(exc))
+        return
+    if live:
+        hosts = "; ".join(h.describe(now) for h in live)
+        fail(
+            f"{where}: a live host serves this KV ({hosts}): it delivers the syncers (the demo would "
+            "wait for sinks it cannot feed) and its KV would get simulated sectors. "
+            f"{instead[0].upper()}{instead[1:]}, or stop that host (SIGTERM to `sectorhooks serve`) "
+            "and try again."
+        )
+    if sector is not None:
+        miner, _, number = sector.partition("/")
+        if miner.isdigit() and number.isdigit():
+            sector = f"s-t0{int(miner)}-{int(number)}"
+        fail(
+            f"{where}: the KV already holds sectors (e.g. {sector}); the demo would add "
+            f"simulated sectors beside them, and feed them to the sinks. {instead[0].upper()}{instead[1:]}, "
+            "or pass --yes to write into this KV anyway."
+        )
+
+
 @main.command("demo")
 @click.option(
     "--sectors",
@@ -165,6 +255,11 @@ def _print_summary(s: Dict[str, Any], where: str) -> None:
 )
 @click.option("--keep", is_flag=True, help="Keep the temp directory.")
 @click.option(
+    "--yes",
+    is_flag=True,
+    help="With --config: write simulated sectors even into a KV that already holds sectors.",
+)
+@click.option(
     "--timeout",
     type=float,
     default=600.0,
@@ -180,12 +275,15 @@ def demo_command(
     directory: Optional[Path],
     config_path: Optional[str],
     keep: bool,
+    yes: bool,
     timeout: float,
     as_json: bool,
 ) -> None:
     """Simulate a sealing run, mirror it into the sinks, check every sink equals the KV.
 
-    Exit code 0 when every sink (and every counter) equals the KV, 1 otherwise.
+    Exit code 0 when every sink (and every counter) equals the KV, 1 otherwise. It refuses a KV
+    that a live host (``serve``) serves, and with --config one that already holds sectors
+    (unless --yes): the demo writes simulated sectors.
     """
     if directory is not None and config_path is not None:
         raise click.UsageError("give --dir or --config, not both")
@@ -195,6 +293,11 @@ def demo_command(
     try:
         try:
             config = load_demo_config(directory, config_path)
+            if not temp:
+                where = str(config_path) if config_path is not None else str(directory)
+                refuse_live_or_used_kv(
+                    config, where, yes, check_sectors=config_path is not None and sectors > 0
+                )
             options = DemoOptions(sectors=sectors, miners=miners, seed=seed, workers=workers)
             with _progress(as_json) as bars:
                 summary = run_demo(config, options, bars, sync_timeout=timeout)

@@ -19,7 +19,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .. import bundle, deps, loader
+from .. import bundle, deps, liveness, loader
 from ..config import HostConfig
 from ..errors import SectorhooksError
 from ..host import PluginHost
@@ -74,8 +74,24 @@ def _route_json(route: Optional[Route]) -> Dict[str, Any]:
     return route.to_json() if route else {"status": "-", "register_addons": {}}
 
 
-def _entry_json(entry: PluginEntry, route: Optional[Route]) -> Dict[str, Any]:
-    return dict(entry.public_json(), route=_route_json(route))
+def _entry_json(entry: PluginEntry, route: Optional[Route], seen: liveness.Seen) -> Dict[str, Any]:
+    return dict(entry.public_json(), route=_route_json(route), state=seen.state, **seen.as_json())
+
+
+def _who_serves(reg: Registry, ids: List[str]) -> Dict[str, liveness.Seen]:
+    """Per plugin id: the live host serving it now (heartbeats), and the last one seen."""
+    hosts = liveness.read_hosts(reg.store)
+    now = time.time()
+    return {pid: liveness.who_runs(hosts, "plugins", pid, now) for pid in ids}
+
+
+def _host_cell(seen: liveness.Seen) -> str:
+    now = time.time()
+    if seen.live is not None:
+        return f"[green]{escape(seen.live.id)}[/] (beat {liveness.ago(now - seen.live.beat)})"
+    if seen.last is not None:
+        return f"[red]{seen.state}[/]: last {escape(seen.last.describe(now))}"
+    return f"[red]{seen.state}[/]"
 
 
 @main.group("registry")
@@ -87,25 +103,35 @@ def registry_group() -> None:
 @config_option
 @json_option
 def registry_list(config_path: Optional[str], as_json: bool) -> None:
-    """Every registered plugin with its route status and tenant count."""
+    """Every registered plugin with its route status, the host serving it, and tenant count.
+
+    A route says what the last scrape saw; ``host`` says whether a live host serves the plugin
+    now (its heartbeat): with none, the status reads ``stopped`` (or ``no host``: never served)
+    and ``host`` names the last host and when it was last seen.
+    """
     with _registry(config_path) as (_, reg):
         rows = reg.entries()
+        seen = _who_serves(reg, [e.id for e, _ in rows])
     if as_json:
-        print_json({"plugins": [_entry_json(e, r) for e, r in rows]})
+        print_json({"plugins": [_entry_json(e, r, seen[e.id]) for e, r in rows]})
         return
     table = Table(title="registered plugins")
-    for col in ("id", "kind", "version", "status", "tenants", "registered"):
+    for col in ("id", "kind", "version", "status", "host", "tenants", "registered"):
         table.add_column(col)
     for e, r in rows:
         status = r.status.value if r else "-"
         color = (
             "green" if status == "RUNNING" else "yellow" if status in ("WAIT_RUNNING", "STOPPED") else "red"
         )
+        shown = f"[{color}]{status}[/]"
+        if seen[e.id].live is None:
+            shown = f"[red]{seen[e.id].state}[/] (route {status})"
         table.add_row(
             escape(e.id),
             e.identity.kind,
             escape(e.identity.version),
-            f"[{color}]{status}[/]",
+            shown,
+            _host_cell(seen[e.id]),
             str(len(e.active_tenant)),
             _when(e.register_time),
         )
@@ -121,7 +147,8 @@ def registry_show(plugin_id: str, config_path: Optional[str], as_json: bool) -> 
     with _registry(config_path) as (_, reg):
         entry = reg.get(plugin_id)
         route = reg.route(plugin_id)
-    data = _entry_json(entry, route)
+        seen = _who_serves(reg, [plugin_id])[plugin_id]
+    data = _entry_json(entry, route, seen)
     if as_json:
         print_json(data)
         return
@@ -129,8 +156,8 @@ def registry_show(plugin_id: str, config_path: Optional[str], as_json: bool) -> 
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in data.items():
-        if key == "register_time":
-            value = _when(value)
+        if key in ("register_time", "last_seen"):
+            value = _when(value) if value else "-"
         elif key == "active_tenant":
             value = "\n".join(
                 f"{t['tenant_id']} ({t['tenant_name']}), expires {_when(t['expire_time'])}" for t in value

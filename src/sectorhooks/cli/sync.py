@@ -16,6 +16,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from .. import liveness
 from ..errors import SectorhooksError
 from . import main
 from ._common import config_option, console, fail, get_config, json_option, print_json
@@ -29,6 +30,7 @@ _STATE_STYLE = {
     "crashed": "red",
     "hung": "red",
     "unavailable": "red",
+    "no host": "red",
 }
 
 
@@ -56,7 +58,9 @@ def sync_status(config_path: Optional[str], as_json: bool) -> None:
     """Per syncer: state, cursor, lag (events and seconds), dead letters, worker crashes, last error.
 
     ``hung`` names the event and since when; ``crashes`` counts the worker process's deaths and
-    kills (hangs) with its last exit status.
+    kills (hangs) with its last exit status. ``host`` is the live host delivering the syncer
+    (its heartbeat); with none, the state is ``stopped`` (``no host``: never delivered) and
+    ``last_host`` / ``last_seen`` say which host ran it last and when.
     """
     with _runtime(config_path) as rt:
         rows = rt.sync.status()
@@ -74,6 +78,9 @@ def sync_status(config_path: Optional[str], as_json: bool) -> None:
         if r.get("hung"):
             since = time.strftime("%H:%M:%S", time.localtime(r["hung"]["since"]))
             state = f"hung on event {r['hung']['event']} since {since}"
+        if r.get("host") is None and r.get("last_host") and r["state"] in ("stopped", "no host"):
+            seen = liveness.ago(time.time() - float(r["last_seen"]))
+            state += f" (no live host; last {r['last_host']}, seen {seen})"
         crashes = str(r.get("crashes", 0))
         if r.get("crashes"):
             crashes = f"[red]{crashes}[/] ({escape(r.get('last_exit', ''))})"

@@ -2,7 +2,9 @@
 
 HTTP statuses: 200 for every JSON-RPC response (errors included), 204 when every request was a
 notification, 401 (+ a -32001 error object) without a valid bearer token, 413 (+ -32600) for a
-body over the limit, 405 (+ -32600) for anything but POST. ``GET /healthz`` needs no token.
+body over the limit, 405 (+ -32600) for anything but POST. ``GET /healthz`` (the process answers)
+and ``GET /readyz`` (KV, syncers, plugins: see :mod:`.health`) need no token; ``GET /metrics``
+(:mod:`.metrics`) needs one as JSON-RPC does, unless ``[Common.API] MetricsOpen = true``.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from typing import Any, Optional, Tuple
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from ..config import APIConfig
+from ..config import APIConfig, SyncSettings
 from . import protocol as p
 from .auth import MISS, CallContext, TokenStore
+from .health import Checks, healthz
 from .host_api import register_host_namespaces
 from .isolation import PluginCalls
 from .methods import Gate, MethodRegistry
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +136,6 @@ class Gateway:
         return Response(out, media_type=_JSON)
 
 
-async def _health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
 def build_app(
     runtime: Any,
     *,
@@ -153,9 +153,12 @@ def build_app(
     loopback clients call without a token, with admin rights. Plugin methods run through
     ``app.state.plugin_calls`` (:class:`~.isolation.PluginCalls`): ``call_timeout`` and
     ``plugin_concurrency`` default to ``[Common.API] CallTimeout`` and ``PluginConcurrency``.
-    ``app.state.registry`` holds the method table (and ``.problems``: namespaces refused at start).
+    ``app.state.registry`` holds the method table (and ``.problems``: namespaces refused at start);
+    ``app.state.metrics`` the app's :class:`~.metrics.Metrics`, ``app.state.checks`` what
+    ``/readyz`` checks.
     """
     api = getattr(getattr(runtime, "config", None), "api", None) or APIConfig()
+    sync_settings = getattr(getattr(runtime, "config", None), "sync", None) or SyncSettings()
     if dev_mode is None:
         dev_mode = bool(api.dev_mode)
     calls = PluginCalls(
@@ -166,15 +169,21 @@ def build_app(
     register_host_namespaces(registry, runtime, tokens, calls)
     registry.load_plugins(runtime.host)
     calls.install(registry)
-    engine = p.Engine(registry.dispatch, limits)
+    checks = Checks(runtime, sync_settings)
+    metrics = Metrics(runtime, checks, metrics_open=api.metrics_open)
+    engine = p.Engine(metrics.instrument(registry.dispatch, registry.methods.__contains__), limits)
     gateway = Gateway(engine, tokens, dev_mode)
     app = Starlette(
         routes=[
             Route(RPC_PATH, gateway.rpc, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
-            Route("/healthz", _health, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", checks.readyz, methods=["GET"]),
+            Route("/metrics", metrics.endpoint(gateway._context), methods=["GET"]),
         ]
     )
     app.state.registry = registry
+    app.state.metrics = metrics
+    app.state.checks = checks
     app.state.plugin_calls = calls
     app.state.gateway = gateway
     return app

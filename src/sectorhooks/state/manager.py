@@ -108,6 +108,12 @@ class SectorStateManager:
         self._closed = False
         self._cache = StateCache()
         self._put_if = guarded_put(store)
+        self._group_listeners: List[Callable[[int, float], None]] = []
+
+    def add_group_listener(self, fn: Callable[[int, float], None]) -> None:
+        """Call ``fn(calls, seconds)`` after each group commit (for metrics: how many calls shared
+        one KV transaction and how long it took); ``fn`` must be quick, and what it raises is logged."""
+        self._group_listeners.append(fn)
 
     # --- changes --------------------------------------------------------------------------
 
@@ -340,8 +346,11 @@ class SectorStateManager:
                 del self._queue[:MAX_GROUP]
                 self._last_group = max(1, len(group))
             after: Optional[Callable[[], None]] = None
+            started = time.perf_counter()
+            took = -1.0
             try:
                 after = self._commit(group)
+                took = time.perf_counter() - started
             finally:
                 for r in group:
                     if not r.done:  # _commit itself was interrupted
@@ -355,6 +364,8 @@ class SectorStateManager:
                 # up to date before the next group can start (the leadership is still ours).
                 if after is not None:
                     after()
+                if took >= 0 and self._group_listeners:
+                    self._tell(len(group), took)
                 with self._cond:
                     if req.done or not self._queue:
                         if self._queue:
@@ -367,6 +378,13 @@ class SectorStateManager:
                                 self._cond.notify_all()
             if req.done:
                 return
+
+    def _tell(self, calls: int, seconds: float) -> None:
+        for fn in self._group_listeners:
+            try:
+                fn(calls, seconds)
+            except Exception:  # a listener's bug must not fail changes that committed
+                log.exception("a group-commit listener failed")
 
     def _wait_for_group(self) -> None:
         """Give the callers of the last group a moment to queue again (hold the lock).

@@ -57,6 +57,8 @@ class Delivery:
     _pos: int
     _saved: int
     _saved_at: float
+    delivered: int  # events delivered and flushed by this process (for /metrics)
+    dead_lettered: int  # events this process put in dead letters
 
     @property
     def name(self) -> str:
@@ -223,6 +225,7 @@ class Delivery:
             cursor={"seq": ev.seq, "state": "running", "error": self.last_error, "error_at": time.time()},
             fence=self._fence,
         )
+        self.dead_lettered += 1
         self._saved, self._saved_at = ev.seq, time.monotonic()
         self._failures.pop(ev.seq, None)
         self._advanced(ev.seq)
@@ -252,6 +255,10 @@ class Delivery:
                 fence=self._fence,
             )
             self._saved, self._saved_at = last, time.monotonic()
+            self.dead_lettered += len(letters)
+            self.delivered += len(events) - len(letters)
+        else:
+            self.delivered += len(events)
         self._advanced(last)
         if not rejected and time.monotonic() - self._saved_at >= SAVE_EVERY:
             self.save_cursor()

@@ -85,6 +85,10 @@ class Dispatcher(Delivery):
         self._saved_at = 0.0
         self._limit = min(settings.batch_size, RETRY_BATCH)  # entries per read (slow start)
         self._read = self._limit  # the limit of the last read
+        # Counters of this process, for /metrics (cumulative; a restart begins at 0 again).
+        self.delivered = 0  # events delivered and flushed
+        self.dead_lettered = 0  # events put in dead letters
+        self.retries = 0  # failed attempts (a batch, a Flush, a cursor write) that are tried again
 
     # --- thread -------------------------------------------------------------------------------
 
@@ -135,6 +139,11 @@ class Dispatcher(Delivery):
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def started(self) -> bool:
+        """The delivery thread was started here (it may have ended since: stopped or crashed)."""
+        return self._thread is not None
 
     def notify(self) -> None:
         """New entries are in the log: wake up if idle."""
@@ -297,6 +306,7 @@ class Dispatcher(Delivery):
 
     def _failed(self, error: str, state: str = "retrying") -> None:
         self.state, self.last_error = state, error
+        self.retries += 1
         log.warning("syncer %r: %s", self.name, error)
         self._persist_error(state)
 

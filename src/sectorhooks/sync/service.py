@@ -19,9 +19,10 @@ import tenacity
 
 from sectorhooks_spec import KVError, SectorID, Workspace
 
+from .. import liveness
 from ..config import HostConfig
 from ..errors import SyncError
-from ..host import PluginHost
+from ..host import PluginHost, PluginStatus
 from . import log as changelog
 from . import operator
 from .dispatcher import Dispatcher
@@ -48,6 +49,7 @@ class SyncService:
         *,
         lease_factory: Optional[Callable[[str], Lease]] = None,
         trim_interval: float = TRIM_INTERVAL,
+        heartbeat_ttl: float = liveness.TTL,
     ):
         self.host = host
         self.store = store
@@ -76,6 +78,8 @@ class SyncService:
         self._stop = threading.Event()
         self._trimmer: Optional[threading.Thread] = None
         self._started = False
+        # This host's heartbeat (see sectorhooks.liveness): beats while the dispatchers run.
+        self.heartbeat = liveness.Heartbeat(store, self._report, ttl=heartbeat_ttl)
 
     def _runner(self, syncer: Syncer) -> HookRunner:
         """Where ``syncer``'s hooks run: a supervised worker process, or the dispatcher's thread."""
@@ -127,7 +131,19 @@ class SyncService:
             d.start()
         self._trimmer = threading.Thread(target=self._trim_loop, name="sync-trim", daemon=True)
         self._trimmer.start()
+        self.heartbeat.start()
         return self
+
+    def _report(self) -> Dict[str, Any]:
+        """What this host's heartbeat says it runs: each syncer started here (with its state,
+        ``standby`` while another replica holds it) and every active plugin."""
+        syncers = {
+            name: (d.state if d.holding or not d.alive else "standby")
+            for name, d in self._dispatchers.items()
+            if d.started
+        }
+        plugins = [r.name for r in self.host.plugins() if r.status is PluginStatus.ACTIVE]
+        return {"syncers": syncers, "plugins": plugins}
 
     def stop(self, timeout: float = 10.0, drain: Optional[float] = None) -> None:
         """Deliver what the log holds, let each dispatcher finish (and flush) its round, then
@@ -153,6 +169,7 @@ class SyncService:
             d.stop(max(0.1, deadline - time.monotonic()))
         if self._trimmer is not None:
             self._trimmer.join(max(0.1, deadline - time.monotonic()))
+        self.heartbeat.stop()  # readers see this host stopped at once, not after its ttl
 
     def _drain(self, budget: float) -> None:
         """Wait (up to ``budget`` seconds) until every healthy syncer delivered the log as of now."""
@@ -229,16 +246,26 @@ class SyncService:
 
     def status(self) -> List[Dict[str, Any]]:
         """One dict per syncer: name, plugin, cursor, head, lag_events, lag_seconds, dead_letters,
-        last_error, state, and ``request``: an operator's unfinished retry/backfill (or ``None``)."""
+        last_error, state, ``request`` (an operator's unfinished retry/backfill, or ``None``),
+        ``hung``, the worker's counters, and who delivers it: ``host`` (the live host running it,
+        ``None`` when no live host does), ``last_host`` and, with no live host, ``last_seen``
+        (see :mod:`..liveness`).
+
+        ``state`` comes from this process when its dispatcher runs here; else from the live host
+        that runs it (its heartbeat); with no live host it is ``stopped`` (a host ran it before),
+        ``no host`` (none ever did) or ``unavailable`` (its plugin is missing or failed here).
+        """
         recs = self.records.cursors(self.syncers)
         requests = self.records.open_requests(self.syncers)
+        hosts = liveness.read_hosts(self.store)
         _, head = self.log.bounds()
         now = time.time()
         out = []
         for name, d in self._dispatchers.items():
             rec = recs.get(name) or {}
-            running = d.alive or d.state in ("unavailable", "stopped", "crashed")
-            cursor = d.cursor if d.alive else rec.get("seq", 0)
+            seen = liveness.who_runs(hosts, "syncers", name, now)
+            where = seen.as_json()
+            cursor = d.cursor if d.holding else rec.get("seq", 0)
             lag_seconds: Optional[float] = None
             if cursor < head:
                 raw = self.log.peek(cursor + 1)
@@ -246,7 +273,18 @@ class SyncService:
                     lag_seconds = round(max(0.0, now - json.loads(raw.split(b"\n", 1)[0]).get("t", now)), 3)
             else:
                 lag_seconds = 0.0
-            state = d.state if running else (rec.get("state") or "never run")
+            if d.alive or d.state in ("unavailable", "crashed"):  # what this process knows first-hand
+                state = d.state if d.holding or not d.alive else "standby"
+                if d.holding and self._started:
+                    where.update(host=self.heartbeat.id, last_host=self.heartbeat.id, last_seen=None)
+            elif seen.live is not None:  # another live host runs it: the fresher of its beat and record
+                said, recorded = seen.live.syncers.get(name), rec.get("state")
+                newer = float(rec.get("at") or 0) > seen.live.beat  # a beat is up to a second old
+                if recorded and (not said or (newer and not (recorded == "running" and said == "idle"))):
+                    said = recorded  # ("running" is what every cursor save writes; "idle" is finer)
+                state = said or "running"
+            else:  # nobody delivers it now, whatever the records last said
+                state = "stopped" if seen.last is not None or rec else "no host"
             hung = d.hung() if d.alive else rec.get("hung")
             if hung is not None and state in ("running", "retrying", "idle", "hung"):
                 state = "hung"
@@ -266,6 +304,7 @@ class SyncService:
                     "state": state,
                     "request": requests.get(name),
                     "hung": hung,
+                    **where,
                     **worker,
                 }
             )

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from ..config import APIConfig, SyncSettings
 from . import protocol as p
+from .access import AccessLog
 from .auth import MISS, CallContext, TokenStore
 from .health import Checks, healthz
 from .host_api import register_host_namespaces
@@ -181,6 +182,7 @@ def build_app(
             Route("/metrics", metrics.endpoint(gateway._context), methods=["GET"]),
         ]
     )
+    app.add_middleware(AccessLog)  # one line per call with `serve --access-log`; one check while off
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.checks = checks

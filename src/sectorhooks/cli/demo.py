@@ -19,7 +19,7 @@ from ..config import HostConfig
 from ..demo import CONFIG_NAME, DemoOptions, load_demo_config, run_demo, write_starter_config
 from ..errors import SectorhooksError
 from . import main
-from ._common import console, console_err, fail, json_option, print_json
+from ._common import console, console_err, fail, json_option, print_json, setup_logging
 
 PHASES = {
     "allocate": "allocating sectors",
@@ -293,6 +293,7 @@ def demo_command(
     try:
         try:
             config = load_demo_config(directory, config_path)
+            setup_logging(config, "WARNING")  # the config's [Common.Log], unless the command line says
             if not temp:
                 where = str(config_path) if config_path is not None else str(directory)
                 refuse_live_or_used_kv(

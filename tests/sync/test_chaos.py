@@ -67,12 +67,14 @@ def test_chaos_three_good_sinks_equal_the_kv_and_the_bad_syncers_dead_letters_ar
     good = {"lite": f"sqlite:///{tmp_path / 'mirror.sqlite'}", "pg": pg_database[0], "my": mysql_database[0]}
     syncers = [(name, "sqlsync", {"url": url}) for name, url in good.items()]
     syncers.append(("bad", "chaos", {"out": str(out), "exit": EXIT, "hang": HANG, "raise": RAISE}))
+    # HookTimeout applies to the good sinks too: their first Flush imports a driver, connects and
+    # creates tables, which takes seconds on a loaded machine (at 1 s, CI killed a good sink's).
     config = toml_config(
         tmp_path / "host.toml",
         tmp_path / "data",
         syncers,
         plugins=("sqlsync", "chaos"),
-        sync={"BatchSize": 500, "HookTimeout": 1.0, "MaxCrashes": 3, "MaxAttempts": 3},
+        sync={"BatchSize": 500, "HookTimeout": 5.0, "MaxCrashes": 3, "MaxAttempts": 3},
     )
     acknowledged: Dict[int, int] = {}
     for _ in range(2):  # killed twice mid-run

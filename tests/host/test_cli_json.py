@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, List, Tuple
 
 import pytest
-from hostkit import KV_MANIFEST, write_plugin
 
+from host.hostkit import KV_MANIFEST, write_plugin
 from sectorhooks.cli import run
 
 GOOD_MODULE = "def open_store(meta):\n    return meta\n"

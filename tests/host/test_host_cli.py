@@ -9,8 +9,8 @@ from typing import List
 
 import pytest
 from click.testing import CliRunner, Result
-from hostkit import KV_MANIFEST, SYNC_MODULE, load_host, write_plugin, write_zip
 
+from host.hostkit import KV_MANIFEST, SYNC_MODULE, load_host, write_plugin, write_zip
 from sectorhooks.cli import main
 from sectorhooks.host import PluginStatus
 from sectorhooks.loader import bundled_plugins_dir

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostkit import KV_MANIFEST, SYNC_MODULE, load_host, sync_manifest, write_plugin
 
+from host.hostkit import KV_MANIFEST, SYNC_MODULE, load_host, sync_manifest, write_plugin
 from sectorhooks.errors import PluginCallError, PluginNotActiveError, UnknownPluginError
 from sectorhooks.host import PluginHost, PluginStatus
 from sectorhooks_spec import Kind, SectorID, SectorState, SyncerInstance, Workspace, dumps

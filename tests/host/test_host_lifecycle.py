@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from hostkit import KV_MANIFEST, isolated_config, load_host, write_plugin
 
+from host.hostkit import KV_MANIFEST, isolated_config, load_host, write_plugin
 from sectorhooks.host import PluginHost, PluginStatus
 
 JOURNAL_MODULE = """

@@ -17,10 +17,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import attrs
 import pytest
 from click.testing import CliRunner, Result
-from hostkit import KV_MANIFEST, isolated_config, load_host, problems_of, write_plugin
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from host.hostkit import KV_MANIFEST, isolated_config, load_host, problems_of, write_plugin
 from sectorhooks import loader
 from sectorhooks.cli import main
 from sectorhooks.config import HostConfig

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from hostkit import (
+
+from host.hostkit import (
     KV_MANIFEST,
     SYNC_MODULE,
     load_host,
@@ -18,7 +19,6 @@ from hostkit import (
     sync_exports,
     write_plugin,
 )
-
 from sectorhooks.host import PluginStatus
 from sectorhooks_spec import ManifestError, parse_manifest
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostkit import KV_MANIFEST, SYNC_MODULE, load_host, sync_manifest, write_plugin, write_zip
 
+from host.hostkit import KV_MANIFEST, SYNC_MODULE, load_host, sync_manifest, write_plugin, write_zip
 from sectorhooks.host import PluginStatus, set_disabled
 from sectorhooks.loader import argnames
 from sectorhooks_spec import Kind, SectorID, SectorState, SyncerInstance, Workspace, dumps

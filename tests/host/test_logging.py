@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from hostkit import KV_MANIFEST, write_plugin
 from hypothesis import given
 from hypothesis import strategies as st
 
+from host.hostkit import KV_MANIFEST, write_plugin
 from sectorhooks import logs
 from sectorhooks.cli import run
 from sectorhooks.config import LogConfig

@@ -1,0 +1,16 @@
+"""What every test folder shares: polling (:func:`wait_for`) and the environment of the helper
+processes tests start (:func:`python_env`).
+
+Import scheme (the same in every folder): ``tests/`` is the import root (``pythonpath`` in
+``pyproject.toml``'s ``[tool.pytest.ini_options]``), each test folder is a package under it, and
+helpers are imported by their absolute name from there: ``from support import wait_for``,
+``import servers``, ``from rpc.rpckit import AsgiClient``, ``from sync.helpers import sid``.
+No ``sys.path`` edits and no relative imports.
+"""
+
+from __future__ import annotations
+
+from .paths import ROOT, TESTS, python_env
+from .waiting import wait_for
+
+__all__ = ["ROOT", "TESTS", "python_env", "wait_for"]

@@ -8,16 +8,13 @@ server is down (see ``tests/servers.py``).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
 import attrs
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import kvplugins
+from kv import kvplugins
 
 BACKENDS = ("memdb", "sqlkv-sqlite", "sqlkv-postgresql", "sqlkv-mariadb", "rediskv")
 SERVER_BACKENDS = ("sqlkv-postgresql", "sqlkv-mariadb", "rediskv")

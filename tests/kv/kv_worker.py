@@ -10,16 +10,11 @@ Phases: ``counter`` (N increments of one counter, each an ``update`` retried on 
 from __future__ import annotations
 
 import multiprocessing
-import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import kvplugins
-
+from kv import kvplugins
 from sectorhooks.kv import RetryPolicy, retry_update
 
 COUNTER_COLLECTION, COUNTER_KEY = "conc", b"counter"

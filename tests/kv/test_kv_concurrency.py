@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, List
 
-import kv_worker
 import pytest
+
+from kv import kv_worker
 
 WORKERS, INCREMENTS, PUTS = 8, 250, 200
 

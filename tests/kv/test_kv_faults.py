@@ -16,11 +16,11 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 import sqlalchemy as sa
-from kvplugins import open_store
-from tcpproxy import TCPProxy
 
 import servers
-from conftest import StoreSpec
+from kv.conftest import StoreSpec
+from kv.kvplugins import open_store
+from kv.tcpproxy import TCPProxy
 from sectorhooks.kv import RetryPolicy, retry_update
 from sectorhooks_spec.errors import StoreUnavailable, TransactionConflict
 from sectorhooks_spec.kvstore import CommitOutcomeUnknown

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import kvplugins
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kv import kvplugins
 from sectorhooks.kv import RetryingKVStore, guarded_put
 from sectorhooks_spec import GuardedPut
 from sectorhooks_spec.sqlbatch import MAX_PARAMS

@@ -6,14 +6,14 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict
 
-import kvplugins
 import pytest
 
+from kv import kvplugins
 from sectorhooks_spec import Kind
 from sectorhooks_spec.errors import StoreUnavailable
+from support import python_env
 
 PLUGINS = ("memdb", "sqlkv", "rediskv")
 
@@ -39,13 +39,13 @@ def test_manifests_declare_their_requirements() -> None:
 
 def test_loading_a_plugin_does_not_import_its_driver() -> None:
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import kvplugins\n"
+        "import sys; from kv import kvplugins\n"
         "for n in ('memdb', 'sqlkv', 'rediskv'): kvplugins.constructor(n)\n"
         "heavy = [m for m in ('sqlalchemy', 'redis', 'psycopg', 'pymysql') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=python_env()
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 

@@ -130,7 +130,7 @@ def test_policy_rejects_nonsense(kwargs: dict) -> None:
 
 def test_retrying_store_retries_a_real_redis_conflict(redis_prefix: Any) -> None:
     """rediskv: a write to a watched key between read and commit; the wrapper retries the update."""
-    from kvplugins import open_store
+    from kv.kvplugins import open_store
 
     url, prefix = redis_prefix
     raw = open_store("rediskv", {"url": url, "prefix": prefix})

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def backend_meta(request: pytest.FixtureRequest, backend: str) -> Tuple[str, Dict[str, Any]]:

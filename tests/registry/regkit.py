@@ -1,22 +1,25 @@
 """Registry test kit: host configs on a real KV backend, opening a host + store, log parsing.
 
-Used by the tests and by ``worker.py`` (the replica processes of the multi-process tests).
+Used by the tests and by ``worker.py`` (the replica processes of the multi-process tests, started
+with :func:`start_worker`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
 
+from support import python_env
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CONTRIB = ROOT / "contrib_plugins"
 GREET = HERE / "plugins" / "greet"
-WORKER = HERE / "worker.py"
 PYTHON = sys.executable
 
 SCRAPE_RE = re.compile(r"scrape fence=(\d+) holder=(\S+) start=([\d.]+) end=([\d.]+)")
@@ -68,6 +71,12 @@ def opened(config_path: Path, start_all: bool = True) -> Iterator[Tuple[Any, Any
 
     with open_registry(load_config(config_path), start_all) as (host, reg):
         yield host, reg.store
+
+
+def start_worker(*args: str) -> subprocess.Popen:
+    """``python -m registry.worker ARGS`` (see ``worker.py``): a replica process that imports the
+    helpers by the same names as the tests."""
+    return subprocess.Popen([PYTHON, "-m", "registry.worker", *args], env=python_env())
 
 
 def scrapes(logs: Sequence[Path]) -> List[Dict[str, Any]]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from regkit import GREET
 
+from registry.regkit import GREET
 from sectorhooks import bundle
 from sectorhooks.cli import run
 from sectorhooks.config import HostConfig, PluginsConfig

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
-from regkit import GREET
 
+from registry.regkit import GREET
 from sectorhooks import bundle, deps
 from sectorhooks.cli import run
 from sectorhooks.config import HostConfig, PluginsConfig

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
-from regkit import opened, write_config
 
+from registry.regkit import opened, write_config
 from sectorhooks.errors import RouteRefused
 from sectorhooks.registry import Registry, RouteGate, Scraper, Status, register_host
+from support import wait_for
 
 
 @pytest.fixture
@@ -31,13 +32,6 @@ def refused(gate: Callable[..., None], namespace: str, token: Any) -> str:
         assert exc.code == -32010 and exc.message
         return exc.reason  # type: ignore[attr-defined,no-any-return]
     return ""
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
 
 
 ACME = {"tenant": "acme"}
@@ -69,9 +63,9 @@ def test_expiry_is_honoured_without_a_restart_or_a_reload(env):
     registry.enable_tenant("greet", "acme", expire_time=int(time.time()) + 2)
     gate = RouteGate(kv, cache_ttl=3600)
     assert refused(gate, "Greet", ACME) == ""
-    loaded_at = gate._loaded_at
+    loaded = gate.snapshot()
     wait_for(lambda: refused(gate, "Greet", ACME) == "expired", 10, "the tenant to expire")
-    assert gate._loaded_at == loaded_at  # same cached snapshot: expiry is checked per call
+    assert gate.snapshot() is loaded  # same cached snapshot: expiry is checked per call
     with pytest.raises(RouteRefused, match=r"expired for tenant 'acme' at .*--expire DATE"):
         gate("Greet", ACME)
     registry.enable_tenant("greet", "acme", expire_time=0)

@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-from regkit import opened, write_config
 
+from registry.regkit import opened, write_config
 from sectorhooks.registry import Lease, LeaseLost, Registry, Scraper, Status, register_host
 from sectorhooks.registry import scrape as scrape_mod
 from sectorhooks.registry.records import decode

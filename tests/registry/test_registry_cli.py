@@ -8,8 +8,8 @@ from typing import List, Tuple
 
 import click
 import pytest
-from regkit import opened, write_config
 
+from registry.regkit import opened, write_config
 from sectorhooks.cli import run
 from sectorhooks.cli.registry import parse_expire
 from sectorhooks.registry import Registry, Status

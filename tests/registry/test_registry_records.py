@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from typing import Any, Optional
 
 import pytest
-from faults import Crash, CrashingStore
-from regkit import PYTHON, WORKER, opened, write_config
 
+from registry.faults import Crash, CrashingStore
+from registry.regkit import opened, start_worker, write_config
 from sectorhooks.registry import Identity, Registry, Status, register_host
 from sectorhooks.registry.secret import verify_secret
 
@@ -95,7 +94,7 @@ def test_crash_while_re_registering_keeps_the_old_registration_whole(env):
 
 def test_killed_process_mid_registration_leaves_all_or_nothing(config, tmp_path):
     marker = tmp_path / "first-put-done"
-    proc = subprocess.Popen([PYTHON, str(WORKER), "register-hang", str(config), str(marker)])
+    proc = start_worker("register-hang", str(config), str(marker))
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():

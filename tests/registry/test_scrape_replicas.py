@@ -7,22 +7,16 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import pytest
-from regkit import PYTHON, WORKER, opened, scrapes, write_config
 
+from registry.regkit import opened, scrapes, start_worker, write_config
 from sectorhooks.registry import Registry, Status
+from support import wait_for
 
 TTL, INTERVAL = 2.0, 0.2
 pytestmark = pytest.mark.slow
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
 
 
 def check_one_scraper_at_a_time(found: List[dict]) -> None:
@@ -47,10 +41,7 @@ def test_replicas_scrape_one_at_a_time_and_take_over_from_a_killed_holder(tmp_pa
     unhealthy = tmp_path / "greet-unhealthy"
     config = write_config(tmp_path, plugin, meta, plugin_config={"greet": {"unhealthy_file": str(unhealthy)}})
     logs = [tmp_path / f"replica{i}.log" for i in range(3)]
-    procs = [
-        subprocess.Popen([PYTHON, str(WORKER), "scrape", str(config), str(log), str(TTL), str(INTERVAL)])
-        for log in logs
-    ]
+    procs = [start_worker("scrape", str(config), str(log), str(TTL), str(INTERVAL)) for log in logs]
     try:
         wait_for(
             lambda: all(p.exists() and "worker ready" in p.read_text() for p in logs), 90, "replicas ready"
@@ -103,10 +94,7 @@ def test_stopping_the_holder_releases_the_lease_at_once(tmp_path, redis_backend)
     plugin, meta = redis_backend
     config = write_config(tmp_path, plugin, meta)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    procs = [
-        subprocess.Popen([PYTHON, str(WORKER), "scrape", str(config), str(log), "30", str(INTERVAL)])
-        for log in logs
-    ]
+    procs = [start_worker("scrape", str(config), str(log), "30", str(INTERVAL)) for log in logs]
     try:
         wait_for(lambda: len(scrapes(logs)) >= 3, 90, "3 scrapes")
         last = scrapes(logs)[-1]

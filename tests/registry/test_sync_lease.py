@@ -3,23 +3,15 @@ and moves to another when its replica stops, so two replicas neither double-deli
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from regkit import CONTRIB
-
+from registry.regkit import CONTRIB
 from sectorhooks.config import DBConfig, HostConfig, PluginsConfig, SyncerConfig, SyncSettings
 from sectorhooks.registry import lease_factory, open_registry
 from sectorhooks.runtime import Runtime
 from sectorhooks_spec import AllocatedSector, LatestState, SectorID
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
+from support import wait_for
 
 
 def _config(tmp: Path, plugin: str, meta: dict) -> HostConfig:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from typing import Any, Dict, List
 
 import pytest
-from regkit import PYTHON, WORKER, opened, write_config
 
+from registry.regkit import opened, start_worker, write_config
 from sectorhooks.registry import Registry, register_host
 
 PROCS, OPS = 8, 12
@@ -37,9 +36,7 @@ def test_concurrent_tenant_changes_equal_a_serial_replay(tmp_path, kv_backend):
     go = tmp_path / "go"
     outs = [tmp_path / f"ops{i}.json" for i in range(PROCS)]
     procs = [
-        subprocess.Popen(
-            [PYTHON, str(WORKER), "tenants", str(config), str(out), str(i), str(OPS), str(1000 + i), str(go)]
-        )
+        start_worker("tenants", str(config), str(out), str(i), str(OPS), str(1000 + i), str(go))
         for i, out in enumerate(outs)
     ]
     try:

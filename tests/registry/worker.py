@@ -1,4 +1,5 @@
-"""A replica process for the multi-process registry tests (each opens the real KV from a config).
+"""A replica process for the multi-process registry tests (each opens the real KV from a config);
+started by ``regkit.start_worker`` as ``python -m registry.worker MODE ARGS``.
 
 worker.py scrape CONFIG LOG TTL INTERVAL    register this host's plugins, scrape until SIGTERM
 worker.py tenants CONFIG OUT INDEX OPS SEED GO   enable/disable own tenants once GO exists
@@ -17,11 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from faults import PausingStore
-from regkit import opened
-
+from registry.faults import PausingStore
+from registry.regkit import opened
 from sectorhooks.registry import Identity, Registry, RegistryService
 
 

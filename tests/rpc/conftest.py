@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from rpckit import AsgiClient
 
+from rpc.rpckit import AsgiClient
 from sectorhooks.config import parse_config
 from sectorhooks.rpc import TokenStore, build_app
 from sectorhooks.rpc.server import open_runtime

@@ -72,7 +72,7 @@ class Served:
         self.lines: List[str] = []
         self._q: queue.Queue[Optional[str]] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
-        line = self.wait_for(lambda s: READY in s, startup_timeout)
+        line = self.wait_line(lambda s: READY in s, startup_timeout)
         if line is None:
             self.kill()
             raise AssertionError(f"serve did not start: rc={self.proc.returncode} output={self.output()}")
@@ -86,7 +86,7 @@ class Served:
             self._q.put(line.rstrip("\n"))
         self._q.put(None)
 
-    def wait_for(self, pred: Callable[[str], bool], timeout: float) -> Optional[str]:
+    def wait_line(self, pred: Callable[[str], bool], timeout: float) -> Optional[str]:
         """The first new output line matching ``pred`` within ``timeout`` (None at EOF or deadline)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -121,7 +121,7 @@ class Served:
         if self.alive():
             self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=timeout)
-        self.wait_for(lambda s: False, 5)  # drain stdout to EOF
+        self.wait_line(lambda s: False, 5)  # drain stdout to EOF
         self._log.close()
         return rc
 
@@ -138,13 +138,3 @@ def rpc(client: httpx.Client, method: str, params: Any = None, id: Any = 1) -> A
     if params is not None:
         body["params"] = params
     return client.post(PATH, json=body).json()
-
-
-def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Poll ``pred`` until it returns something truthy or ``timeout`` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    value = pred()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = pred()
-    return value

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from rpckit import AsgiClient
 
+from rpc.rpckit import AsgiClient
 from sectorhooks import logs
 from sectorhooks.rpc import TokenStore, build_app
 

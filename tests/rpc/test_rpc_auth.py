@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
-from rpckit import AsgiClient
 
+from rpc.rpckit import AsgiClient
 from sectorhooks.rpc import TokenStore, build_app
 from sectorhooks.rpc.auth import COLLECTION, CallContext
 from sectorhooks.rpc.protocol import FORBIDDEN, INVALID_REQUEST, UNAUTHORIZED
 from sectorhooks_spec import KeyNotFound
+from support import wait_for
 
 
 def rpc(method: str, params: Any = None, id: Any = 1) -> bytes:
@@ -20,15 +20,6 @@ def rpc(method: str, params: Any = None, id: Any = 1) -> bytes:
     if params is not None:
         body["params"] = params
     return json.dumps(body).encode()
-
-
-def wait_until(pred: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
 
 
 def test_token_secret_is_never_stored_only_its_hash(runtime: Any, tokens: TokenStore) -> None:
@@ -74,7 +65,9 @@ def test_revocation_by_another_process_takes_effect_within_the_cache_ttl(runtime
     token, info = cli_side.create("write")
     assert server_side.verify(token) == info
     cli_side.revoke(info.id)
-    assert wait_until(lambda: server_side.cached(token) is None or server_side.verify(token) is None, 3.0)
+    assert wait_for(
+        lambda: server_side.cached(token) is None or server_side.verify(token) is None, 3.0, fail=False
+    )
 
 
 def test_bad_perm_or_name_is_refused(tokens: TokenStore) -> None:

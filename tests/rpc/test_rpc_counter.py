@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, List, Tuple
 
 import pytest
-from rpckit import AsgiClient
-from servekit import PATH, Served, make_token, rpc, write_config
 
+from rpc.rpckit import AsgiClient
+from rpc.servekit import PATH, Served, make_token, rpc, write_config
 from sectorhooks.rpc import TokenStore
 from sectorhooks.rpc.protocol import INVALID_PARAMS
 

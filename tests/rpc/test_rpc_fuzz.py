@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any, Iterator, Tuple
 
 import pytest
-from fuzzkit import bodies, check_exchange, check_raw_exchange, raw_bodies
 from hypothesis import HealthCheck, given, settings
-from rpckit import AsgiClient, write_probe
 
+from rpc.fuzzkit import bodies, check_exchange, check_raw_exchange, raw_bodies
+from rpc.rpckit import AsgiClient, write_probe
 from sectorhooks.config import parse_config
 from sectorhooks.rpc import TokenStore, build_app
 from sectorhooks.rpc.server import open_runtime

@@ -10,15 +10,16 @@ import attrs
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from rpckit import AsgiClient
-from servekit import Served, make_token, write_config
 
 import servers
+from rpc.rpckit import AsgiClient
+from rpc.servekit import Served, make_token, write_config
 from sectorhooks.config import HostConfig
 from sectorhooks.rpc import TokenStore, build_app
 from sectorhooks.runtime import Runtime
 from sectorhooks_spec import AllocatedSector, SectorID
-from sync.helpers import FAST, make_config, wait_for
+from support import wait_for
+from sync.helpers import FAST, make_config
 
 HEALTHY_PLUGIN = """
 import threading

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import pytest
-from rpckit import AsgiClient
 
+from rpc.rpckit import AsgiClient
 from sectorhooks.rpc import TokenStore
 from sectorhooks.rpc.protocol import INVALID_PARAMS, NOT_FOUND, SERVER_ERROR
 from sectorhooks_spec import SectorID, SectorState, Ticket, Workspace, to_jsonable

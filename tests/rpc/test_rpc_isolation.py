@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import anyio.to_thread
 import pytest
-from rpckit import plugin_host, write_rpc_plugin
-from servekit import Served, make_token, rpc, wait_until, write_config
 
+from rpc.rpckit import plugin_host, write_rpc_plugin
+from rpc.servekit import Served, make_token, rpc, write_config
 from sectorhooks.errors import PluginCallBusy, PluginCallTimeout
 from sectorhooks.rpc import isolation
 from sectorhooks.rpc.auth import CallContext
@@ -26,6 +26,7 @@ from sectorhooks.rpc.isolation import PluginCalls, PluginPool
 from sectorhooks.rpc.methods import MethodRegistry
 from sectorhooks.rpc.protocol import BUSY, INTERNAL_ERROR, INVALID_PARAMS, TIMED_OUT, Engine
 from sectorhooks.rpc.server import SHUTDOWN_TIMEOUT
+from support import wait_for
 
 #: A RegisterJsonRpc plugin: ``Hang.Sleep`` never returns (a network call without a timeout).
 HANG = """
@@ -42,15 +43,6 @@ class Hang:
 def handler():
     return "Hang", Hang()
 """
-
-
-def _wait_for(pred: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 async def _until(pred: Any, timeout: float = 5.0) -> None:
@@ -139,7 +131,7 @@ def test_close_answers_waiting_calls_at_once_and_refuses_new_ones() -> None:
         asyncio.run(main())
     finally:
         release.set()
-    assert _wait_for(lambda: pool.in_flight == 0 and pool.hung == 0)
+    assert wait_for(lambda: pool.in_flight == 0 and pool.hung == 0, 5, fail=False)
 
 
 def test_async_methods_are_cancelled_at_the_timeout_and_give_back_their_place() -> None:
@@ -172,7 +164,7 @@ def test_idle_worker_threads_exit(monkeypatch: pytest.MonkeyPatch) -> None:
 
     threads = asyncio.run(main())
     assert all(t.name.startswith("rpc:Quick:") and t.daemon for t in threads)
-    assert _wait_for(lambda: pool.threads == 0)
+    assert wait_for(lambda: pool.threads == 0, 5, fail=False)
     assert not any(t.is_alive() for t in threads)
 
 
@@ -361,7 +353,7 @@ def test_hung_plugin_calls_get_busy_or_timeout_while_host_namespaces_answer_and_
             init = [{"id": {"miner": 1000, "number": n}, "proof_type": 8} for n in range(1, 5)]
             assert len(rpc(c, "Sector.Init", [init])["result"]) == 4
         answers, callers = _call_all(server, token, 64)
-        assert wait_until(lambda: _hang_stats(server, token)["in_flight"] == 8, 30)
+        assert wait_for(lambda: _hang_stats(server, token)["in_flight"] == 8, 30, fail=False)
 
         # meanwhile: 200 Sector.Get from 8 clients, each timed; Sync.Status and Plugins.List too
         latencies: List[float] = []
@@ -435,7 +427,7 @@ def test_sigterm_answers_plugin_calls_still_waiting_and_exits_before_the_shutdow
     server, token = _hang_server(tmp_path, call_timeout=300, concurrency=8)
     try:
         answers, callers = _call_all(server, token, 8)
-        assert wait_until(lambda: _hang_stats(server, token)["in_flight"] == 8, 30)
+        assert wait_for(lambda: _hang_stats(server, token)["in_flight"] == 8, 30, fail=False)
         rc, stop_seconds = _sigterm(server)
         print(f"\nSIGTERM to exit with 8 plugin calls waiting: {stop_seconds:.2f} s")
         assert rc == 0, server.output()

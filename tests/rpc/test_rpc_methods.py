@@ -11,8 +11,8 @@ from typing import Any, List, Optional
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rpckit import call, code, plugin_host, result, write_rpc_plugin
 
+from rpc.rpckit import call, code, plugin_host, result, write_rpc_plugin
 from sectorhooks.errors import RouteRefused
 from sectorhooks.rpc.auth import CallContext, TokenInfo
 from sectorhooks.rpc.methods import MethodRegistry

@@ -11,14 +11,15 @@ import attrs
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from rpckit import AsgiClient
 
 import servers
+from rpc.rpckit import AsgiClient
 from sectorhooks.config import parse_config
 from sectorhooks.rpc import TokenStore, build_app
 from sectorhooks.rpc.server import open_runtime
 from sectorhooks.runtime import Runtime
-from sync.helpers import FAST, make_config, wait_for
+from support import wait_for
+from sync.helpers import FAST, make_config
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 

@@ -11,10 +11,12 @@ from typing import Any, Dict, Iterator, List, Tuple
 import httpx
 import pytest
 import sqlalchemy as sa
-from fuzzkit import bodies, check_exchange
 from hypothesis import HealthCheck, given, settings
-from rpckit import write_probe, write_rpc_plugin
-from servekit import PATH, Served, cli, create_token, make_token, rpc, wait_until, write_config
+
+from rpc.fuzzkit import bodies, check_exchange
+from rpc.rpckit import write_probe, write_rpc_plugin
+from rpc.servekit import PATH, Served, cli, create_token, make_token, rpc, write_config
+from support import wait_for
 
 SINKS = ("sink_a", "sink_b")
 
@@ -116,7 +118,7 @@ def test_revoked_token_is_refused(served: Served) -> None:
         listed = json.loads(cli(served.config, "token", "list", "--json").stdout)["tokens"]
         assert made["id"] not in [t["id"] for t in listed]
         body = {"jsonrpc": "2.0", "method": "AtomicCounter.Incr", "params": ["r"], "id": 1}
-        refused = wait_until(lambda: c.post(PATH, json=body).status_code == 401, timeout=10)
+        refused = wait_for(lambda: c.post(PATH, json=body).status_code == 401, timeout=10, fail=False)
         assert refused, "revoked token still accepted after the cache TTL"
 
 
@@ -229,7 +231,7 @@ def test_sector_calls_change_state_that_reaches_the_sinks(served: Served, tokens
             mine = [s for s in status if s["name"] in SINKS]
             return len(mine) == 2 and all(s["lag_events"] == 0 and not s["dead_letters"] for s in mine)
 
-        assert wait_until(drained, timeout=30), rpc(c, "Sync.Status")
+        assert wait_for(drained, timeout=30, fail=False), rpc(c, "Sync.Status")
     root = served.config.parent
     for name in SINKS:
         rows = read_sink(sink_url(root, name))
@@ -311,7 +313,7 @@ def test_namespace_conflict_is_reported_at_start_and_the_first_plugin_keeps_serv
     token = make_token(cfg, "write")
     server = Served(cfg)
     try:
-        refused = server.wait_for(lambda s: "refused" in s, 10)
+        refused = server.wait_line(lambda s: "refused" in s, 10)
         assert (
             refused is not None and "'a_first'" in refused and "'b_second'" in refused and "'Dup'" in refused
         )
@@ -365,7 +367,7 @@ def test_route_gate_serves_plugin_namespaces_once_running_and_never_gates_the_ho
                 seen.append(resp.get("error", {}).get("code"))
                 return "result" in resp
 
-            assert wait_until(served_now, timeout=60), seen
+            assert wait_for(served_now, timeout=60, fail=False), seen
             assert set(seen) <= {-32010, None}, seen  # refused only by the gate while not yet RUNNING
     finally:
         assert server.stop() == 0, server.output()
@@ -384,8 +386,8 @@ def test_route_gate_with_tenants_needs_a_tenant_token_with_the_plugin_enabled(
     try:
         with server.client(plain) as c:
             assert "result" in rpc(c, "Sector.StateCounts")
-            no_tenant = wait_until(
-                lambda: "tenant" in str(rpc(c, "AtomicCounter.Get", ["t"]).get("error")), 60
+            no_tenant = wait_for(
+                lambda: "tenant" in str(rpc(c, "AtomicCounter.Get", ["t"]).get("error")), 60, fail=False
             )
             assert no_tenant, rpc(c, "AtomicCounter.Get", ["t"])
             assert rpc(c, "AtomicCounter.Get", ["t"])["error"]["code"] == -32010

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
-from servekit import Served, wait_until, write_config
 
+from rpc.servekit import Served, write_config
 from sectorhooks.config import APIConfig
 from sectorhooks.errors import OpenFileLimitError
 from sectorhooks.rpc import transport
 from sectorhooks.rpc.protocol import INVALID_REQUEST, SERVER_ERROR
 from sectorhooks.rpc.server import bind, make_server
+from support import wait_for
 
 MEMDB_DEV = '[Common.DB]\nDriver = "plugin"\n[Common.DB.Plugin]\nPluginName = "memdb"\n'
 INCR = b'{"jsonrpc":"2.0","method":"AtomicCounter.Incr","params":["t",1],"id":1}'
@@ -127,7 +128,7 @@ class InProcess:
         self.server = make_server(app, settings=settings)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
-        assert wait_until(lambda: self.server.started, PATIENCE), "in-process server did not start"
+        assert wait_for(lambda: self.server.started, PATIENCE, fail=False), "in-process server did not start"
 
     def accepted(self) -> List[socket.socket]:
         """The server side of every open connection (the protocols' transports' sockets)."""
@@ -318,7 +319,7 @@ def test_connections_beyond_max_connections_get_a_503_saying_why(tmp_path: Path)
                 sock.sendall(post())
                 return read_response(sock)[0] == 200
 
-        assert wait_until(served_again, PATIENCE), server.output()
+        assert wait_for(served_again, PATIENCE, fail=False), server.output()
         assert "refused 1 connection(s) with 503" in server.output()
     finally:
         for sock in held:
@@ -378,7 +379,7 @@ def test_at_1024_open_files_2000_idle_connections_never_lock_a_new_client_out(tm
                 sock.sendall(post(close=True))
                 return read_response(sock)[0] == 200
 
-        assert wait_until(served, PATIENCE), server.output()
+        assert wait_for(served, PATIENCE, fail=False), server.output()
         out = server.output()
         assert "RLIMIT_NOFILE) is 1024" in out and "LimitNOFILE" in out and "ulimit -n" in out
         assert "out of system resource" not in out and "Too many open files" not in out, out

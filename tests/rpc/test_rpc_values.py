@@ -8,8 +8,8 @@ import json
 from typing import Any, Dict, List, Tuple
 
 import pytest
-from rpckit import AsgiClient
 
+from rpc.rpckit import AsgiClient
 from sectorhooks.rpc import RPC_PATH, TokenStore
 from sectorhooks.rpc.protocol import INVALID_PARAMS
 from sectorhooks_spec import INT64_MAX, SectorID, SectorState, to_jsonable

@@ -59,23 +59,24 @@ class Feeder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, hook: str, **kwargs: Any) -> Any:
+    def call(self, hook: str, **kwargs: Any) -> Any:
+        """Call the plugin's ``hook`` impl for this instance (``syncer`` is passed for you)."""
         impl = self.host.impl("sqlsync", hook)
         assert impl is not None, f"sqlsync does not implement {hook}"
         return impl(syncer=self.syncer, **kwargs)
 
     def update(self, s: SectorState, workspace: Workspace = Workspace.ONLINE) -> None:
-        self._call(
+        self.call(
             "sync_on_update", sector_id=s.id, workspace=workspace, fields={}, state=s, state_json=dumps(s)
         )
 
     def import_(
         self, s: SectorState, workspace: Workspace = Workspace.ONLINE, override: bool = False
     ) -> None:
-        self._call("sync_on_import", workspace=workspace, state=s, override=override, state_json=dumps(s))
+        self.call("sync_on_import", workspace=workspace, state=s, override=override, state_json=dumps(s))
 
     def init(self, states: Sequence[SectorState], workspace: Workspace = Workspace.ONLINE) -> None:
-        self._call(
+        self.call(
             "sync_on_init",
             sectors=[AllocatedSector(s.id, 8) for s in states],
             workspace=workspace,
@@ -84,10 +85,10 @@ class Feeder:
         )
 
     def finalize(self, s: SectorState) -> None:
-        self._call("sync_on_finalize", sector_id=s.id, state=s, state_json=dumps(s))
+        self.call("sync_on_finalize", sector_id=s.id, state=s, state_json=dumps(s))
 
     def restore(self, s: SectorState) -> None:
-        self._call("sync_on_restore", sector_id=s.id, state=s, state_json=dumps(s))
+        self.call("sync_on_restore", sector_id=s.id, state=s, state_json=dumps(s))
 
     def send(self, kind: str, s: SectorState, workspace: Workspace = Workspace.ONLINE) -> None:
         """Deliver one change by event kind (``update``, ``import``, ``init``, ``finalize``, ``restore``)."""
@@ -103,7 +104,7 @@ class Feeder:
             self.restore(s)
 
     def flush(self) -> None:
-        self._call("sync_flush")
+        self.call("sync_flush")
 
     def write(self, *states: SectorState) -> None:
         """Update then flush."""

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import importlib
 import threading
-import time
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import pytest
-from sqlsynckit import Feeder, evolve, expected, query, state
 
 import servers
 from sectorhooks.host import PluginHost
 from sectorhooks_spec import RejectedChanges, SectorhooksError
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from sqlsync.sqlsynckit import Feeder, evolve, expected, query, state
+from support import wait_for
 
 
 class FlushThread(threading.Thread):
@@ -168,7 +157,7 @@ def test_mariadb_connection_killed_mid_flush_is_retried(host: PluginHost, mysql_
             )
             return list(cur.fetchall())
 
-        victim = wait_until(blocked, what="the flush to wait on the table lock")[0][0]
+        victim = wait_for(blocked, 30, "the flush to wait on the table lock")[0][0]
         watcher.cursor().execute(f"KILL {int(victim)}")
         locker.cursor().execute("UNLOCK TABLES")
     finally:
@@ -308,12 +297,13 @@ def test_driver_errors_are_sorted_into_row_transient_and_fatal(host: PluginHost)
 
 def _lock_waiters(admin: Any, name: str, what: str) -> List[Any]:
     """Wait until another session of database ``name`` waits on a lock; its (pid,) rows."""
-    return wait_until(
+    return wait_for(
         lambda: admin.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
             " AND pid <> pg_backend_pid()",
             (name,),
         ).fetchall(),
+        timeout=30,
         what=what,
     )
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sqlsynckit import Feeder, expected, state
 
 from sectorhooks.host import PluginHost
+from sqlsync.sqlsynckit import Feeder, expected, state
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ import json
 from typing import Any, Dict, List, Tuple
 
 import pytest
-from sqlsynckit import Feeder, expected, state
 
 from sectorhooks.host import PluginHost
 from sectorhooks_spec import RejectedChanges, SectorID, Workspace, to_jsonable
+from sqlsync.sqlsynckit import Feeder, expected, state
 
 
 def text(number: int, at: int = 1, **fields: Any) -> str:
@@ -29,7 +29,7 @@ def text(number: int, at: int = 1, **fields: Any) -> str:
 def send(f: Feeder, number: int, state_json: str) -> None:
     """``OnUpdate`` of sector ``number`` carrying ``state_json``, as the dispatcher calls it."""
     sid = SectorID(1000, number)
-    f._call(
+    f.call(
         "sync_on_update",
         sector_id=sid,
         workspace=Workspace.ONLINE,

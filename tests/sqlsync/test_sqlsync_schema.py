@@ -8,10 +8,10 @@ import re
 
 import attrs
 import sqlalchemy as sa
-from sqlsynckit import Feeder, evolve, expected, query, state
 
 from sectorhooks.host import PluginHost
 from sectorhooks_spec import SectorState, dumps, to_jsonable
+from sqlsync.sqlsynckit import Feeder, evolve, expected, query, state
 
 OLD_SECTORS = """CREATE TABLE {p}sectors (
     miner BIGINT NOT NULL, number BIGINT NOT NULL, workspace VARCHAR(16), state_name VARCHAR(255),

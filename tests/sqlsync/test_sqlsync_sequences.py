@@ -8,10 +8,10 @@ from typing import Dict, List, Tuple
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlsynckit import Feeder, evolve, expected, state
 
 from sectorhooks.host import PluginHost
 from sectorhooks_spec import LatestState, SectorState, Workspace, dumps
+from sqlsync.sqlsynckit import Feeder, evolve, expected, state
 
 KINDS = ("import", "init", "update", "finalize", "restore")
 NAMES = ("PC1Done", "PC2Done", "WaitSeed", "C2Done", "Finalized")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from sqlsynckit import Feeder, evolve, expected, state
-
 from sectorhooks.host import PluginHost
 from sectorhooks_spec import LatestState, PreCommitInfo, Workspace, dumps
+from sqlsync.sqlsynckit import Feeder, evolve, expected, state
 
 
 def test_first_flush_creates_tables_and_stores_state_json_byte_identical(host: PluginHost, backend_url: str):
@@ -161,7 +160,7 @@ def test_default_url_is_a_sqlite_file_in_the_data_dir(tmp_path, monkeypatch):
 def test_workspace_enum_or_plain_string(host: PluginHost, tmp_path):
     f = Feeder(host, f"sqlite:///{tmp_path / 'ws.sqlite'}")
     s = state(1, 1)
-    f._call("sync_on_update", sector_id=s.id, workspace="offline", fields={}, state=s, state_json=dumps(s))
+    f.call("sync_on_update", sector_id=s.id, workspace="offline", fields={}, state=s, state_json=dumps(s))
     f.update(state(2, 1), Workspace.OFFLINE)
     f.flush()
     assert {c["workspace"] for c in f.columns().values()} == {"offline"}

@@ -22,11 +22,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sectorhooks.changelog import Event
 from sectorhooks.errors import SectorStateError, SectorValueError
 from sectorhooks.runtime import Runtime
 from sectorhooks.state import COLLECTIONS, SectorStateManager
 from sectorhooks.state.txn import Current, GroupTxn
-from sectorhooks.sync.log import Event
 from sectorhooks_spec import (
     INT64_MAX,
     INT64_MIN,

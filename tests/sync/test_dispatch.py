@@ -9,9 +9,9 @@ from typing import Any, Iterator
 import attrs
 import pytest
 
+from sectorhooks.changelog import Event
 from sectorhooks.errors import SyncError
 from sectorhooks.runtime import Runtime
-from sectorhooks.sync.log import Event
 from sectorhooks_spec import AllocatedSector, LatestState
 
 from .helpers import FAST, kv_rows, make_config, open_runtime, plugin_module, sealing_run, sid, wait_for

@@ -7,7 +7,7 @@ from typing import Any, List
 
 import pytest
 
-from sectorhooks.sync.log import ARG_NAMES, Event, caller, encode_entry
+from sectorhooks.changelog import ARG_NAMES, Event, caller, encode_entry
 from sectorhooks_spec import (
     AllocatedSector,
     LatestState,

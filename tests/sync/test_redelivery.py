@@ -12,8 +12,8 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sectorhooks.changelog import Event
 from sectorhooks.errors import SectorNotFound, SectorStateError
-from sectorhooks.sync.log import Event
 from sectorhooks_spec import AllocatedSector, LatestState, SectorState, Ticket
 
 from .helpers import FAST, kv_rows, make_config, open_runtime, plugin_module, sid

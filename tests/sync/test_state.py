@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sectorhooks.changelog import Event
 from sectorhooks.errors import SectorNotFound, SectorStateError
 from sectorhooks.runtime import Runtime
 from sectorhooks.state import COLLECTIONS, SectorStateManager
-from sectorhooks.sync.log import Event
 from sectorhooks_spec import (
     AllocatedSector,
     KeyNotFound,
@@ -408,7 +408,7 @@ def test_two_managers_writing_the_same_sectors_at_once_lose_no_change(rt: Runtim
 def test_a_failed_commit_leaves_no_trace_in_state_or_cache(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sectorhooks.sync import log as changelog
+    from sectorhooks import changelog
 
     rt.state.init_sectors([AllocatedSector(sid(1), 8)])
     rt.state.update(sid(1), removed=True)

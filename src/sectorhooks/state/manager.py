@@ -3,7 +3,8 @@
 States live in two KV collections, one per workspace (``sectors/online`` while sealing,
 ``sectors/offline`` once finalized), keyed by ``SectorID.key`` and holding ``codec.dumps(state)``.
 Every change bumps the sector's ``version`` and, in the same KV transaction, appends an entry to
-the change log (``sync/log``, see :mod:`sectorhooks.sync.log`) that the syncers consume.
+the change log (``sync/log``, see :mod:`sectorhooks.changelog`) that the syncers consume; after
+each commit it calls the ``on_commit`` it was given (the manager knows nothing of sync).
 
 Many workers report at once, so calls are group-committed: the first caller that finds no
 commit in progress becomes the leader, waits a moment for as many callers as the last group
@@ -27,7 +28,6 @@ head, nothing is written and the group runs in an ``update`` transaction as usua
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -49,11 +49,12 @@ from sectorhooks_spec import (
     to_jsonable,
 )
 
+from ..changelog import format as log_format
+from ..changelog.reader import ChangeLog
 from ..errors import SectorNotFound, SectorStateError, SectorValueError
 from ..kv import guarded_put
-from ..sync import log as changelog
 from .fields import check_allocated, check_fields, check_sector_id, check_state
-from .txn import COLLECTIONS, Current, GroupTxn, NeedsTransaction, RecordingTxn, StateCache, sid_list
+from .txn import COLLECTIONS, Current, GroupTxn, NeedsTransaction, RecordingTxn, StateCache
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ GATHER_WAIT = 0.002  # how long a leader waits for as many callers as the last g
 FOLLOWER_POLL = 0.1  # a waiting caller re-checks for a leader that left without a hand-over
 
 Op = Callable[[GroupTxn], Any]
-_NAMES: Dict[Tuple[str, ...], str] = {}  # update field names -> their JSON list (log header "k")
+#: ``on_commit(head, entries)``: the log head after a commit and the ``(seq, raw)`` it appended.
+OnCommit = Callable[[int, Sequence[Tuple[int, bytes]]], None]
 
 
 class _Request:
@@ -93,11 +95,15 @@ class _OpFailed(Exception):
 class SectorStateManager:
     """The only writer of sector state; thread-safe, each call durable when it returns."""
 
-    def __init__(self, store: KVStore):
+    def __init__(self, store: KVStore, log: Optional[ChangeLog] = None, on_commit: Optional[OnCommit] = None):
+        """``log``: the change log of ``store`` (one is made without); ``on_commit`` is called after
+        each commit that appended to it, once the callers are woken (it must be quick; what it
+        raises is logged)."""
         self.store = store
         for name in COLLECTIONS.values():
             store.open_collection(name)
-        self.log = changelog.ChangeLog(store)
+        self.log = log if log is not None else ChangeLog(store)
+        self._on_commit = on_commit
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # followers wait here for their group's commit
         self._gather = threading.Condition(lock)  # the leader waits here for more callers
@@ -147,8 +153,7 @@ class SectorStateManager:
                 raise SectorStateError(f"sector {state.id} is at the last version a sink can store")
             new = attrs.evolve(state, version=version, updated_at=t.now)
             cur = t.write(old, Current(ws, new, to_jsonable(new)))
-            header = {"e": "import", "s": sid_list(new.id), "v": version, "w": ws.value, "o": old is not None}
-            t.append({**header, "t": t.now}, [cur])
+            t.append(log_format.import_header(new.id, version, ws, old is not None, t.now), [cur])
             return new
 
         return self._submit(op)  # type: ignore[no-any-return]
@@ -174,14 +179,8 @@ class SectorStateManager:
             for a in allocated:
                 st = SectorState(id=a.id, sector_type=a.proof_type, version=1, updated_at=t.now)
                 written.append(t.write(None, Current(Workspace.ONLINE, st, to_jsonable(st))))
-            header = {
-                "e": "init",
-                "a": [[a.id.miner, a.id.number, a.proof_type] for a in allocated],
-                "vs": [1] * len(allocated),
-                "w": Workspace.ONLINE.value,
-                "t": t.now,
-            }
-            t.append(header, written)
+            pairs = [(a.id, a.proof_type) for a in allocated]
+            t.append(log_format.init_header(pairs, Workspace.ONLINE, t.now), written)
             return [c.state for c in written]
 
         return self._submit(op)  # type: ignore[no-any-return]
@@ -189,22 +188,12 @@ class SectorStateManager:
     def update(self, sector_id: SectorID, **fields: Any) -> SectorState:
         """Change some fields of a sector (either workspace); returns the new state."""
         values, jsonable = check_fields(sector_id, fields)
-
-        m, n = sector_id.miner, sector_id.number
-        key = tuple(fields)
-        names = _NAMES.get(key)
-        if names is None:
-            names = json.dumps(list(key))
-            if len(_NAMES) < 1024:  # combinations of updatable fields: few in practice
-                _NAMES[key] = names
+        names = list(fields)
 
         def op(t: GroupTxn) -> SectorState:
             old = t.require(sector_id)
             new = t.change(old, old.ws, values, jsonable)
-            # The header by hand: this is the hot path (the field values are in the state line).
-            v, w = new.state.version, new.ws.value
-            header = f'{{"e":"update","s":[{m},{n}],"v":{v},"w":"{w}","k":{names},"t":{t.now!r}}}'
-            t.append(header, [new])
+            t.append(log_format.update_header(sector_id, new.state.version, new.ws, names, t.now), [new])
             return new.state
 
         return self._submit(op)  # type: ignore[no-any-return]
@@ -230,9 +219,7 @@ class SectorStateManager:
             if old.ws is not src:
                 raise SectorStateError(f"cannot {event} sector {sid}: it is {old.ws.value}, not {src.value}")
             new = t.change(old, dst, changes, changes)
-            t.append(
-                {"e": event, "s": sid_list(sid), "v": new.state.version, "w": dst.value, "t": t.now}, [new]
-            )
+            t.append(log_format.move_header(event, sid, new.state.version, dst, t.now), [new])
             return new.state
 
         return self._submit(op)  # type: ignore[no-any-return]
@@ -360,7 +347,7 @@ class SectorStateManager:
                     r.next = nxt
                 if waiting:
                     waiting[0].wake.release()  # the rest are woken down the chain
-                # The callers are on their way back; the cache and the log's listeners are brought
+                # The callers are on their way back; the cache and on_commit are brought
                 # up to date before the next group can start (the leadership is still ours).
                 if after is not None:
                     after()
@@ -408,7 +395,7 @@ class SectorStateManager:
 
     def _commit(self, group: List[_Request]) -> Optional[Callable[[], None]]:
         """Run ``group`` in one KV transaction and set each caller's outcome; returns the
-        bookkeeping that must follow (cache, log listeners), run once the callers are woken.
+        bookkeeping that must follow (cache, on_commit), run once the callers are woken.
 
         A call whose op raised something unexpected fails alone: the transaction it was part
         of is dropped (so nothing it wrote remains) and the rest of the group runs again."""
@@ -471,7 +458,7 @@ class SectorStateManager:
         except BaseException as exc:  # as update() would have raised it
             self._fail(group, exc)
             return True, None
-        guard = (changelog.META, changelog.HEAD, rec.head if head else None)  # no head before a log
+        guard = (log_format.META, log_format.HEAD, rec.head if head else None)  # no head before a log
         try:
             written = self._put_if.put_many_if(guard, rec.items())
         except (TransactionConflict, StoreUnavailable):  # nothing was written; update() retries
@@ -515,10 +502,10 @@ class SectorStateManager:
 
         def after() -> None:
             self._cache.committed(t.head1, t.fresh, t.trusted)
-            if t.log is not None:
+            if t.log is not None and self._on_commit is not None:
                 try:
-                    changelog.committed(self.store, t.head1, t.log.written)
-                except Exception:  # a listener's bug must not fail changes that committed
-                    log.exception("a change-log listener failed (the dispatchers poll the log)")
+                    self._on_commit(t.head1, t.log.written)
+                except Exception:  # its bug must not fail changes that committed
+                    log.exception("on_commit failed (the dispatchers poll the log)")
 
         return after

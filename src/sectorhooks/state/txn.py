@@ -15,15 +15,16 @@ import json
 import sys
 import threading
 import typing
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import attrs
 
 from sectorhooks_spec import INT64_MAX, DecodeError, SectorID, SectorState, StoreTxn, Workspace, from_jsonable
 from sectorhooks_spec.kvstore import GetFromPeek
 
+from ..changelog.format import HEAD, META, Header, encode_entry, read_int
+from ..changelog.writer import LogWriter
 from ..errors import SectorNotFound, SectorStateError
-from ..sync import log as changelog
 from .fields import evolve_checked
 
 COLLECTIONS: Dict[Workspace, str] = {Workspace.ONLINE: "sectors/online", Workspace.OFFLINE: "sectors/offline"}
@@ -169,10 +170,10 @@ class GroupTxn:
         self._cache = cache
         self.txn = txn
         self.now = now
-        self.head0 = changelog.read_int(txn, changelog.HEAD, 0)
+        self.head0 = read_int(txn, HEAD, 0)
         self.head1 = self.head0
         self.trusted = cache.head is not None and cache.head == self.head0
-        self.log: Optional[changelog.LogWriter] = None
+        self.log: Optional[LogWriter] = None
         self._seen: Dict[bytes, Optional[Current]] = {}
         self.fresh: Dict[bytes, Current] = {}
 
@@ -224,10 +225,11 @@ class GroupTxn:
         self._seen[key] = self.fresh[key] = new
         return new
 
-    def append(self, header: Union[str, Dict[str, Any]], states: Sequence[Current]) -> int:
+    def append(self, header: Header, states: Sequence[Current]) -> int:
+        """Append a log entry: ``header`` and the text of each state."""
         if self.log is None:
-            self.log = changelog.LogWriter(self.txn, self.head0)
-        return self.log.append(changelog.encode_entry(header, [c.text for c in states]))
+            self.log = LogWriter(self.txn, self.head0)
+        return self.log.append(encode_entry(header, [c.text for c in states]))
 
     def finish(self) -> int:
         """Store the log head; returns (and keeps in ``head1``) the head after this transaction."""
@@ -247,7 +249,7 @@ class _Recorded(GetFromPeek):
         self._rec, self.name = rec, name
 
     def peek(self, key: bytes) -> Optional[bytes]:
-        if self.name == changelog.META and key == changelog.HEAD:
+        if self.name == META and key == HEAD:
             return self._rec.head
         raise NeedsTransaction(f"read of {key!r} in {self.name!r}")
 
@@ -279,7 +281,3 @@ class RecordingTxn:
 
     def items(self) -> List[Tuple[str, bytes, bytes]]:
         return [(c, k, v) for (c, k), v in self.puts.items()]
-
-
-def sid_list(sid: SectorID) -> List[int]:
-    return [sid.miner, sid.number]

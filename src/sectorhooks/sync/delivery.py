@@ -17,9 +17,9 @@ import tenacity
 
 from sectorhooks_spec import KVError
 
+from ..changelog import Event, decoded
 from ..config import SyncSettings
 from ..errors import FlushFailed
-from .log import Event, decoded
 from .records import Records
 from .runners import CLOSED, HUNG, LOST, UNAVAILABLE, HookFailure, HookRunner
 from .syncers import Syncer, describe

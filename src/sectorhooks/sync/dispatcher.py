@@ -22,9 +22,9 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from sectorhooks_spec import KVError
 
+from ..changelog import ChangeLog, LogTrimmed
 from ..config import SyncSettings
 from .delivery import RETRY_BATCH, Delivery, Stopped, _Retry
-from .log import ChangeLog, LogTrimmed
 from .records import LeaseLost, Records
 from .runners import HookRunner, InProcessRunner
 from .syncers import Lease, Syncer, describe

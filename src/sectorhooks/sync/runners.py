@@ -19,7 +19,7 @@ import attrs
 
 from sectorhooks_spec import Rejected, RejectedChanges, StoreUnavailable
 
-from .log import HOOKS, BrokenEvent, caller
+from ..changelog import HOOKS, BrokenEvent, caller
 from .syncers import FLUSH, Syncer, describe
 
 #: HookFailure kinds: the hook raised; it raised StoreUnavailable (the sink is down); the worker

@@ -4,6 +4,10 @@ Instances come from ``[[Common.Syncers]]`` (``Name``, ``PluginName``, ``Meta``);
 SyncSectorState plugin that no entry names gets a default instance named after the plugin. An
 instance whose plugin is missing, failed or of another kind is *unavailable*: it shows in
 ``status()`` with the reason, does not hold the log back, and backfills when it comes back.
+
+The service is handed what it reads: the change log and the collections the sector states live
+in (for backfill and verify); :class:`~sectorhooks.runtime.Runtime` calls :meth:`on_commit`
+after each commit of the state manager.
 """
 
 from __future__ import annotations
@@ -13,20 +17,20 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import tenacity
 
 from sectorhooks_spec import KVError, SectorID, Workspace
 
 from .. import liveness
+from ..changelog import ChangeLog, Event, parse
+from ..changelog.format import header_of
 from ..config import HostConfig
 from ..errors import SyncError
 from ..host import PluginHost, PluginStatus
-from . import log as changelog
 from . import operator
 from .dispatcher import Dispatcher
-from .log import ChangeLog, Event, parse
 from .records import Records
 from .runners import HookRunner, InProcessRunner
 from .syncers import Lease, Syncer, describe, resolve_syncers
@@ -35,7 +39,6 @@ from .worker import WorkerRunner, worker_init
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL = 1.0
-SHARED_MAX = 4096  # recent parsed entries kept for the dispatchers (~3 KB each)
 
 
 class SyncService:
@@ -47,6 +50,8 @@ class SyncService:
         store: Any,
         config: HostConfig,
         *,
+        log: ChangeLog,
+        sectors: Mapping[Workspace, str],
         lease_factory: Optional[Callable[[str], Lease]] = None,
         trim_interval: float = TRIM_INTERVAL,
         heartbeat_ttl: float = liveness.TTL,
@@ -55,7 +60,8 @@ class SyncService:
         self.store = store
         self.config = config
         self.settings = config.sync
-        self.log = ChangeLog(store, shared=min(2 * self.settings.batch_size, SHARED_MAX))
+        self.log = log
+        self.sectors = sectors  # workspace -> the KV collection of its sector states
         self.records = Records(store)
         self.trim_interval = trim_interval
         self._progress = threading.Condition()
@@ -126,7 +132,6 @@ class SyncService:
             return self
         self._started = True
         self._stop.clear()
-        changelog.add_commit_listener(self.store, self._on_commit)
         for d in self._dispatchers.values():
             d.start()
         self._trimmer = threading.Thread(target=self._trim_loop, name="sync-trim", daemon=True)
@@ -161,7 +166,6 @@ class SyncService:
         deadline = time.monotonic() + timeout
         self._drain(timeout / 2 if drain is None else min(drain, timeout))
         self._started = False
-        changelog.remove_commit_listener(self.store, self._on_commit)
         self._stop.set()
         for d in self._dispatchers.values():
             d.request_stop()  # all at once: a slow one must not delay the others' stop
@@ -203,9 +207,12 @@ class SyncService:
                     return behind
                 self._progress.wait(min(left, 0.1))
 
-    def _on_commit(self, head: int, entries: Sequence[Tuple[int, bytes]]) -> None:
-        self.log.remember(entries)  # dispatchers that keep up never read them back from the KV
-        self.log.saw(head)
+    def on_commit(self, head: int, entries: Sequence[Tuple[int, bytes]]) -> None:
+        """The state manager committed ``entries`` (``(seq, raw)``), the log head is ``head``:
+        keep them for the dispatchers and wake them (nothing to do until :meth:`start`)."""
+        if not self._started:
+            return
+        self.log.committed(head, entries)
         for d in self._dispatchers.values():
             d.notify()
 
@@ -270,7 +277,7 @@ class SyncService:
             if cursor < head:
                 raw = self.log.peek(cursor + 1)
                 if raw is not None:
-                    lag_seconds = round(max(0.0, now - json.loads(raw.split(b"\n", 1)[0]).get("t", now)), 3)
+                    lag_seconds = round(max(0.0, now - header_of(raw).get("t", now)), 3)
             else:
                 lag_seconds = 0.0
             if d.alive or d.state in ("unavailable", "crashed"):  # what this process knows first-hand
@@ -383,9 +390,7 @@ class SyncService:
         return sent
 
     def _current_states(self) -> Iterator[Event]:
-        from ..state import COLLECTIONS
-
-        for ws, coll in COLLECTIONS.items():
+        for ws, coll in self.sectors.items():
             for key, raw in self.store.open_collection(coll).scan(b""):
                 miner, number = (int(p) for p in key.split(b"/"))
                 version = json.loads(raw)["version"]
@@ -435,9 +440,7 @@ class SyncService:
         return compare(self._kv_rows(), rows)
 
     def _kv_rows(self) -> Iterator[Tuple[str, bytes]]:
-        from ..state import COLLECTIONS
-
-        for coll in COLLECTIONS.values():
+        for coll in self.sectors.values():
             for key, raw in self.store.open_collection(coll).scan(b""):
                 miner, number = (int(p) for p in key.split(b"/"))
                 yield str(SectorID(miner, number)), raw

@@ -14,9 +14,9 @@ import attrs
 
 from sectorhooks_spec import Kind, SyncerInstance
 
+from ..changelog import HOOKS
 from ..config import HostConfig
 from ..host import CALLABLE_STATUSES, PluginHost, PluginImpl
-from .log import HOOKS
 
 log = logging.getLogger(__name__)
 

@@ -120,7 +120,7 @@ def main(conn_fd: int, page_fd: int) -> None:
 
 
 def _serve(conn: Connection, page: mmap.mmap, runner: Any, collect: _Collect) -> None:
-    from .log import parse
+    from ..changelog import parse
     from .runners import rejected_to_json
 
     def mark(seq: int) -> None:  # the host reads which event's hook runs, and since when

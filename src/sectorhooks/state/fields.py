@@ -1,15 +1,17 @@
 """Validation of the values the state manager is given, and the copy that applies updates.
 
 Values are checked the way the codec will decode them (so the KV never holds a state that
-cannot be read back) and against the SPI's bounds (``sectorhooks_spec.check_storable``: what
-every sink can store), before the change is queued: the group's leader only copies.
+cannot be read back) and against the SPI's bounds (the models' attrs validators and
+``sectorhooks_spec.check_storable``: what every sink can store), before the change is queued:
+a bad value fails its own call, never the group it would have joined.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import typing
-from typing import Any, Callable, Dict, FrozenSet, List, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import attrs
 
@@ -23,53 +25,15 @@ from sectorhooks_spec import (
     check_storable,
     to_jsonable,
 )
-from sectorhooks_spec.sector import UPDATABLE_FIELDS, non_negative
+from sectorhooks_spec.sector import UPDATABLE_FIELDS
 
 from ..errors import SectorValueError
 
-_STATE_FIELDS = tuple(f.name for f in attrs.fields(SectorState))
-Copier = Callable[[SectorState, Dict[str, Any], int, float], SectorState]
-_COPIERS: Dict[Tuple[str, ...], Copier] = {}  # changed field names -> their copier
-
 
 def evolve_checked(state: SectorState, values: Dict[str, Any], version: int, now: float) -> SectorState:
-    """``attrs.evolve`` without running validators again: ``values`` were checked (and
-    normalized) by ``check_fields`` before the change was queued, so this is only copying."""
-    names = tuple(values)
-    copier = _COPIERS.get(names)
-    if copier is None:
-        copier = _copier(names)
-        if len(_COPIERS) < 1024:  # combinations of updatable fields: few in practice
-            _COPIERS[names] = copier
-    return copier(state, values, version, now)
-
-
-def _copier(changed: Tuple[str, ...]) -> Copier:
-    """A function copying a state with the ``changed`` fields taken from ``values``: one
-    straight line per field (as attrs writes its ``__init__``), no loop, no lookups by name.
-    Each field is set through its slot's own descriptor, which costs less than half of
-    ``object.__setattr__`` (the frozen class refuses plain assignment)."""
-    scope: Dict[str, Any] = {"new_": object.__new__, "SectorState": SectorState}
-    lines = ["def copy(state, values, version, now):", "    new = new_(SectorState)"]
-    for i, name in enumerate(_STATE_FIELDS):
-        if name == "version":
-            value = "version"
-        elif name == "updated_at":
-            value = "now"
-        elif name in changed:
-            value = f"values[{name!r}]"
-        else:
-            value = f"state.{name}"
-        slot = SectorState.__dict__.get(name)
-        if type(slot).__name__ == "member_descriptor":
-            scope[f"set_{i}"] = slot.__set__  # type: ignore[union-attr]
-            lines.append(f"    set_{i}(new, {value})")
-        else:  # pragma: no cover - a field that is not a slot of SectorState itself
-            scope["setattr_"] = object.__setattr__
-            lines.append(f"    setattr_(new, {name!r}, {value})")
-    lines.append("    return new")
-    exec(compile("\n".join(lines), f"<evolve_checked {','.join(changed)}>", "exec"), scope)
-    return scope["copy"]  # type: ignore[no-any-return]
+    """``state`` with ``values`` (checked by :func:`check_fields`), ``version`` and ``now`` set:
+    ``attrs.evolve``, so the SPI's validators run on the copy as on any other instance."""
+    return attrs.evolve(state, version=version, updated_at=now, **values)
 
 
 def check_fields(sid: SectorID, fields: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -84,18 +48,18 @@ def check_fields(sid: SectorID, fields: Dict[str, Any]) -> Tuple[Dict[str, Any],
     values: Dict[str, Any] = {}
     jsonable: Dict[str, Any] = {}
     for name, value in fields.items():
-        check = _CHECKERS.get(name)
-        if check is None:
+        if name not in UPDATABLE_FIELDS:
             raise SectorValueError(
                 f"update of {sid}: unknown or read-only field {name!r}; "
                 f"updatable: {', '.join(sorted(UPDATABLE_FIELDS))}",
                 sid,
                 name,
             )
+        field = getattr(attrs.fields(SectorState), name)
         try:
-            values[name] = value = check(value, name)
-            if name in _NON_NEGATIVE:
-                non_negative(None, _FIELDS[name], value)
+            values[name] = value = _checker(_hints(SectorState)[name])(value, name)
+            if field.validator is not None:  # the field's own bounds (non-negative, UTF-8, finite)
+                field.validator(None, field, value)
             check_storable(value, name)
             jsonable[name] = to_jsonable(value)
         except ValueOutOfBounds as exc:
@@ -124,7 +88,7 @@ def check_state(state: Any, what: str = "import_sector") -> SectorState:
         raise SectorValueError(f"{what} needs a SectorState, got {type(state).__name__}")
     sid = state.id if type(state.id) is SectorID else None
     try:
-        checked = _STATE(state, "state")
+        checked = _checker(SectorState)(state, "state")
         check_storable(checked, "state")
     except ValueOutOfBounds as exc:
         raise SectorValueError(f"{what} of {sid}: {exc}", sid, exc.field) from None
@@ -141,7 +105,7 @@ def check_allocated(allocated: Any) -> AllocatedSector:
         )
     sid = allocated.id if type(allocated.id) is SectorID else None
     try:
-        checked = _ALLOCATED(allocated, "sector")
+        checked = _checker(AllocatedSector)(allocated, "sector")
         check_storable(checked, "sector")
     except ValueOutOfBounds as exc:
         raise SectorValueError(f"init_sectors of {sid}: {exc}", sid, exc.field) from None
@@ -154,21 +118,16 @@ Checker = Callable[[Any, str], Any]
 _PLAIN_KINDS: Dict[Any, Tuple[type, ...]] = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
 
 
-def _unchanged(tp: Any) -> FrozenSet[type]:
-    """The types whose values ``_checker(tp)`` accepts and returns as they are (the checker
-    need not run for them): ``str`` for ``str``, also ``NoneType`` for an ``Optional`` of it."""
-    if typing.get_origin(tp) is Union:
-        args = typing.get_args(tp)
-        if len(args) == 2 and type(None) in args:
-            return _unchanged(next(a for a in args if a is not type(None))) | {type(None)}
-        return frozenset()
-    if tp in _PLAIN_KINDS:
-        return frozenset({float} if tp is float else _PLAIN_KINDS[tp])
-    return frozenset()
+@functools.cache
+def _hints(cls: Any) -> Dict[str, Any]:
+    """A model's field types, resolved (its module says ``from __future__ import annotations``)."""
+    return typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
 
 
+@functools.cache
 def _checker(tp: Any) -> Checker:
-    """A validator (returning the normalized value) for one field type of ``SectorState``."""
+    """A validator (returning the normalized value) for one field type of the sector models,
+    made once per type on first use."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Union:
         inner = _checker(next(a for a in args if a is not type(None)))
@@ -184,20 +143,19 @@ def _checker(tp: Any) -> Checker:
 
         return check_tuple
     if isinstance(tp, type) and attrs.has(tp):
-        hints = typing.get_type_hints(tp, vars(sys.modules[tp.__module__]))
+        model: Any = tp  # a class: hashable, whatever mypy infers of it here
         names = [f.name for f in attrs.fields(tp)]
-        fields: List[Tuple[str, Checker, FrozenSet[type]]] = []
+        fields: List[Tuple[str, Checker]] = []
 
         def check_model(v: Any, where: str) -> Any:
             if type(v) is not tp:
                 raise DecodeError(f"{where}: expected {tp.__name__}, got {type(v).__name__} {v!r:.60}")
-            if not fields:  # built on first use: models may refer to each other
-                fields.extend((n, _checker(hints[n]), _unchanged(hints[n])) for n in names)
+            if not fields:  # on first use: a model may refer to one defined after it
+                hints = _hints(model)
+                fields.extend((n, _checker(hints[n])) for n in names)
             changed = {}
-            for name, check, fine in fields:
+            for name, check in fields:
                 value = getattr(v, name)
-                if type(value) in fine:  # a plain value of the right type: nothing to check or fix
-                    continue
                 fixed = check(value, f"{where}.{name}")
                 if fixed is not value:
                     changed[name] = fixed
@@ -212,11 +170,3 @@ def _checker(tp: Any) -> Checker:
         return float(v) if tp is float and type(v) is int else v
 
     return check_plain
-
-
-_HINTS = typing.get_type_hints(SectorState, vars(sys.modules[SectorState.__module__]))
-_CHECKERS: Dict[str, Checker] = {name: _checker(_HINTS[name]) for name in UPDATABLE_FIELDS}
-_FIELDS = {f.name: f for f in attrs.fields(SectorState)}
-_NON_NEGATIVE = frozenset(name for name, f in _FIELDS.items() if f.validator is non_negative)
-_STATE = _checker(SectorState)
-_ALLOCATED = _checker(AllocatedSector)

@@ -98,6 +98,22 @@ class PluginLoadError(SectorhooksError):
         super().__init__(f"{what} from {source}: {message}")
 
 
+class UnsupportedHookImplError(PluginLoadError):
+    """A plugin's impl asks for call semantics the host does not give: ``@hookimpl(wrapper=True)``
+    or ``hookwrapper=True``. The host calls each plugin's impl on its own (drivers by name,
+    broadcasts one plugin at a time, syncers in their worker process), never through pluggy's
+    call chain, so there is nothing for a wrapper to wrap."""
+
+    def __init__(self, plugin: str, source: str, function: str, hook: str, option: str, field: str):
+        self.hook, self.option, self.field = hook, option, field
+        self.reason = (
+            f"@hookimpl({option}=True) on hook {hook!r} is not supported: the host calls each "
+            "plugin's impl on its own, isolated from the others, so there is no call chain to wrap"
+        )
+        self.fix = f"remove {option}=True and do the work before and after inside the function"
+        super().__init__(plugin, source, f"[{field}] {self.reason} (fix: {self.fix})", function)
+
+
 class DuplicatePluginError(SectorhooksError):
     """Two plugins share one name; both sources are named."""
 

@@ -3,6 +3,12 @@
 pluggy validates and registers every plugin; the host then calls impls itself, one plugin at a
 time, because pluggy stops a broadcast at the first impl that raises. Call lists are built once
 per hook (and rebuilt when a plugin changes status), so the hot path is one small loop.
+
+pluggy's call chain is therefore never used, and what only it gives is refused rather than
+half-done: the loader refuses ``@hookimpl(wrapper=True)`` and ``hookwrapper=True`` impls (a
+wrapper wraps the other plugins' calls, which the host makes apart, isolated). ``tryfirst`` and
+``trylast`` order the calls as in pluggy; between impls of equal rank the host keeps load order
+(pluggy calls the last registered first).
 """
 
 from __future__ import annotations

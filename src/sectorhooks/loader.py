@@ -35,7 +35,7 @@ from sectorhooks_spec import MANIFEST_FILE, PROJECT_NAME, Manifest, ManifestErro
 from sectorhooks_spec.kinds import KIND_HOOKS
 from sectorhooks_spec.manifest import check_manifest, load_toml
 
-from .errors import PluginLoadError
+from .errors import PluginLoadError, UnsupportedHookImplError
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,13 @@ ENTRY_POINT_GROUP = "sectorhooks.plugins"
 PACKAGE_ROOT = "sectorhooks_plugins"
 _IMPL_ATTR = f"{PROJECT_NAME}_impl"
 _MISSING = object()
+#: ``@hookimpl`` options whose semantics need pluggy's call chain, which the host does not use
+#: (it calls each plugin on its own): refused at load, see :class:`UnsupportedHookImplError`.
+_UNSUPPORTED_OPTIONS = ("wrapper", "hookwrapper")
 _SEPARATORS_RE = re.compile(r"[-_.]+")
 _PLAIN_NORMALIZED_RE = re.compile(r"[a-z][a-z0-9-]*")
-_DRIVE_RE = re.compile(r"[A-Za-z]:")
+#: A drive ("C:") or a name shaped like one ("0:"): refused on every OS (a bundle reads the same anywhere).
+_DRIVE_RE = re.compile(r".:", re.DOTALL)
 _REBUILD_HINT = "rebuild it with `sectorhooks plugin build`"
 #: Files whose contents Python runs: the permission check looks at these (and every directory).
 _CODE_SUFFIXES = (".py", ".pyc", ".so")
@@ -492,7 +496,19 @@ def bind(
                 )
             )
             continue
-        impls.setdefault(hook, value)
+        bound = impls.setdefault(hook, value)
+        if bound is not value:  # the manifest (or an earlier decorated function) has this hook
+            log.warning(
+                "%s: @hookimpl %r of plugin %r is not used: %s is bound to %r already "
+                "(remove the decorator, or point the manifest at %r)",
+                path,
+                attr,
+                manifest.name,
+                hook,
+                getattr(bound, "__name__", bound),
+                attr,
+            )
+            continue  # its options are its own: they never apply to the function that is bound
         opts[hook] = dict(marker)
     for hook, fn in impls.items():
         allowed = spec_args.get(hook, ())
@@ -507,6 +523,24 @@ def bind(
                     f"an impl may take any of: {', '.join(allowed) or 'no arguments'}",
                 )
             )
+    refused = [
+        UnsupportedHookImplError(
+            manifest.name,
+            path,
+            getattr(impls[hook], "__name__", "?"),
+            hook,
+            option,
+            fields.get(hook, "<module>"),
+        )
+        for hook, marker in opts.items()
+        for option in _UNSUPPORTED_OPTIONS
+        if marker.get(option)
+    ]
     if problems:
+        problems.extend(
+            Problem(path, e.field, f"function {e.function!r}: {e.reason}", e.fix) for e in refused
+        )
         raise ManifestError(path, problems, plugin=manifest.name)
+    if refused:
+        raise refused[0]
     return BoundPlugin(manifest, candidate, module, impls, opts)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -105,15 +104,6 @@ def sealing_run(
             state.finalize(SectorID(miner, n))
             changes += 1
     return changes
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Wait until ``cond()`` is true or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def kv_rows(state: SectorStateManager) -> Dict[str, Tuple[int, str]]:

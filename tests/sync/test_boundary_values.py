@@ -49,9 +49,9 @@ from sectorhooks_spec import (
     to_jsonable,
 )
 from sectorhooks_spec.sector import non_negative, valid_text
-
-from .helpers import make_config, open_runtime, sid, wait_for
-from .sinks import field_differences
+from support import wait_for
+from sync.helpers import make_config, open_runtime, sid
+from sync.sinks import field_differences
 
 MODELS = [SectorID, Ticket, Seed, Piece, MessageInfo, TerminateInfo, LatestState, UpgradedInfo, SectorState]
 MODELS += [AllocatedSector]
@@ -267,12 +267,7 @@ def run_in_one_group(state: SectorStateManager, calls: List[Callable[[], Any]]) 
     """Run ``calls`` in threads so that all of them share one group commit (asserted); each
     one's result or exception, in order."""
     groups: List[int] = []
-    commit = state._commit
-
-    def counting(group):  # type: ignore[no-untyped-def]
-        groups.append(len(group))
-        return commit(group)
-
+    state.add_group_listener(lambda calls, _seconds: groups.append(calls))
     results: List[Any] = [None] * len(calls)
 
     def run(i: int) -> None:
@@ -281,21 +276,17 @@ def run_in_one_group(state: SectorStateManager, calls: List[Callable[[], Any]]) 
         except Exception as exc:
             results[i] = exc
 
-    state._commit = counting  # type: ignore[method-assign]
-    try:
-        with state._cond:
-            state._leader = True  # hold commits until every call is queued
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-        for t in threads:
-            t.start()
-        wait_for(lambda: len(state._queue) == len(calls), what="every call to be queued")
-        with state._cond:
-            state._leader = False  # the first caller whose poll finds no leader commits them all
-        for t in threads:
-            t.join(30)
-        assert not any(t.is_alive() for t in threads)
-    finally:
-        del state._commit
+    with state._cond:
+        state._leader = True  # hold commits until every call is queued
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(state._queue) == len(calls), what="every call to be queued")
+    with state._cond:
+        state._leader = False  # the first caller whose poll finds no leader commits them all
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
     assert groups == [len(calls)], groups
     return results
 
@@ -444,6 +435,6 @@ def test_a_change_a_sink_cannot_store_is_dead_lettered_and_later_changes_flow(
 
 
 def _sector_rows(url: str) -> List[Dict[str, Any]]:
-    from .sinks import sector_rows
+    from sync.sinks import sector_rows
 
     return list(sector_rows(url).values())

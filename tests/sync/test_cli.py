@@ -13,8 +13,7 @@ from sectorhooks.cli import run
 from sectorhooks.config import load_config
 from sectorhooks.runtime import Runtime
 from sectorhooks_spec import LatestState
-
-from .helpers import sealing_run, sid, toml_config
+from sync.helpers import sealing_run, sid, toml_config
 
 FREEZE_3 = (
     "CREATE TRIGGER freeze3 BEFORE UPDATE ON sectors WHEN NEW.number = 3 "

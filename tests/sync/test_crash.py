@@ -17,9 +17,8 @@ import sqlalchemy as sa
 import servers
 from sectorhooks.config import load_config
 from sectorhooks.runtime import Runtime
-
-from .helpers import sid, toml_config
-from .sinks import event_gaps, field_differences
+from sync.helpers import sid, toml_config
+from sync.sinks import event_gaps, field_differences
 
 HERE = Path(__file__).resolve().parent
 SECTORS = 60

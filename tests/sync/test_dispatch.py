@@ -13,8 +13,8 @@ from sectorhooks.changelog import Event
 from sectorhooks.errors import SyncError
 from sectorhooks.runtime import Runtime
 from sectorhooks_spec import AllocatedSector, LatestState
-
-from .helpers import FAST, kv_rows, make_config, open_runtime, plugin_module, sealing_run, sid, wait_for
+from support import wait_for
+from sync.helpers import FAST, kv_rows, make_config, open_runtime, plugin_module, sealing_run, sid
 
 
 @pytest.fixture

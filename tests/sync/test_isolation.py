@@ -19,8 +19,8 @@ import pytest
 
 from sectorhooks.runtime import Runtime
 from sectorhooks_spec import AllocatedSector, LatestState
-
-from .helpers import make_config, open_runtime, sid, wait_for
+from support import wait_for
+from sync.helpers import make_config, open_runtime, sid
 
 SECTORS = 8
 

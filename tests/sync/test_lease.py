@@ -11,8 +11,8 @@ import pytest
 
 from sectorhooks.sync import LeaseLost
 from sectorhooks_spec import AllocatedSector, LatestState
-
-from .helpers import make_config, open_runtime, plugin_module, sid, wait_for
+from support import wait_for
+from sync.helpers import make_config, open_runtime, plugin_module, sid
 
 
 class Board:
@@ -80,7 +80,7 @@ def test_only_the_lease_holder_delivers_and_a_stale_holder_is_fenced(tmp_path: P
 
             board.revoke("a")  # r1 stalls past its lease; r2 takes over with a newer fence
             wait_for(lambda: board.holder.get("a") == "r2", what="r2 takes the lease")
-            stale_fence = d1._fence
+            stale_fence = d1.lease.fence
             for n in range(5):
                 r2.state.update(sid(n), latest_state=LatestState("two"))
             head = r2.state.log.head()

@@ -19,8 +19,8 @@ from sectorhooks import liveness
 from sectorhooks.config import load_config
 from sectorhooks.runtime import Runtime
 from sectorhooks_spec import AllocatedSector
-
-from .helpers import make_config, open_runtime, sid, toml_config, wait_for
+from support import wait_for
+from sync.helpers import make_config, open_runtime, sid, toml_config
 
 
 def _status(config: Path) -> Dict[str, Dict[str, Any]]:

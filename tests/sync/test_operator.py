@@ -13,8 +13,8 @@ import pytest
 from sectorhooks.config import HostConfig
 from sectorhooks.errors import SyncError
 from sectorhooks_spec import AllocatedSector
-
-from .helpers import kv_rows, make_config, open_runtime, plugin_module, sid, wait_for
+from support import wait_for
+from sync.helpers import kv_rows, make_config, open_runtime, plugin_module, sid
 
 
 def _config(tmp_path: Path) -> HostConfig:

@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 from sectorhooks.changelog import Event
 from sectorhooks.errors import SectorNotFound, SectorStateError
 from sectorhooks_spec import AllocatedSector, LatestState, SectorState, Ticket
-
-from .helpers import FAST, kv_rows, make_config, open_runtime, plugin_module, sid
-from .sinks import field_differences
+from sync.helpers import FAST, kv_rows, make_config, open_runtime, plugin_module, sid
+from sync.sinks import field_differences
 
 N = 5  # sectors 0..4
 

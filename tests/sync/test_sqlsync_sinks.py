@@ -13,9 +13,9 @@ import pytest
 
 import servers
 from sectorhooks_spec import AllocatedSector, LatestState, PreCommitInfo
-
-from .helpers import make_config, open_runtime, sealing_run, sid, wait_for
-from .sinks import event_gaps, field_differences, sector_rows
+from support import wait_for
+from sync.helpers import make_config, open_runtime, sealing_run, sid
+from sync.sinks import event_gaps, field_differences, sector_rows
 
 
 def three_sinks(tmp_path: Path, pg: str, my: str) -> Any:

@@ -27,8 +27,7 @@ from sectorhooks_spec import (
     dumps,
     loads,
 )
-
-from .helpers import make_config, open_runtime, sid
+from sync.helpers import make_config, open_runtime, sid
 
 
 @pytest.fixture(params=["memdb", "sqlkv"])
@@ -141,13 +140,7 @@ def test_concurrent_writers_share_transactions_and_keep_per_sector_order(rt: Run
     threads, per_thread = 8, 60
     rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(threads * 2)])
     groups: List[int] = []
-    commit = rt.state._commit
-
-    def counting(group):  # type: ignore[no-untyped-def]
-        groups.append(len(group))
-        return commit(group)
-
-    rt.state._commit = counting  # type: ignore[method-assign]
+    rt.state.add_group_listener(lambda calls, _seconds: groups.append(calls))
     returned: List[SectorState] = []
     errors: List[BaseException] = []
     lock = threading.Lock()

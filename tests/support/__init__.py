@@ -5,7 +5,7 @@ Import scheme (the same in every folder): ``tests/`` is the import root (``pytho
 ``pyproject.toml``'s ``[tool.pytest.ini_options]``), each test folder is a package under it, and
 helpers are imported by their absolute name from there: ``from support import wait_for``,
 ``import servers``, ``from rpc.rpckit import AsgiClient``, ``from sync.helpers import sid``.
-No ``sys.path`` edits and no relative imports.
+No import-path edits and no relative imports.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sectorhooks.cli import run
 from sectorhooks.config import load_config, parse_config, resolve_sqlite_url
 from sectorhooks.errors import ConfigError
+from support import bundled_module
 
 THREE_MISTAKES = """
 [Common.Sync]
@@ -192,11 +193,8 @@ def test_a_missing_postgres_driver_names_the_url_key_and_the_extra(
 
 
 def test_a_missing_mysql_driver_of_a_sink_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sectorhooks.loader import bundled_plugins_dir
-
-    monkeypatch.syspath_prepend(str(bundled_plugins_dir()))
     monkeypatch.setitem(sys.modules, "pymysql", None)
-    from sqlsync.sink import create_engine  # the bundled sink's own module
+    create_engine = bundled_module("sqlsync", "sink").create_engine  # the bundled sink's own module
 
     with pytest.raises(ModuleNotFoundError) as info:
         create_engine("mysql+pymysql://root@127.0.0.1:3306/test")

@@ -1,5 +1,6 @@
-"""What every test folder shares: polling (:func:`wait_for`) and the environment of the helper
-processes tests start (:func:`python_env`).
+"""What every test folder shares: polling (:func:`wait_for`), the environment of the helper
+processes tests start (:func:`python_env`), a bundled plugin's module without a host
+(:func:`bundled_module`).
 
 Import scheme (the same in every folder): ``tests/`` is the import root (``pythonpath`` in
 ``pyproject.toml``'s ``[tool.pytest.ini_options]``), each test folder is a package under it, and
@@ -11,6 +12,7 @@ No import-path edits and no relative imports.
 from __future__ import annotations
 
 from .paths import ROOT, TESTS, python_env
+from .plugins import bundled_module
 from .waiting import wait_for
 
-__all__ = ["ROOT", "TESTS", "python_env", "wait_for"]
+__all__ = ["ROOT", "TESTS", "bundled_module", "python_env", "wait_for"]

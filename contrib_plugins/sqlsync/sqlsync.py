@@ -1,40 +1,33 @@
 """sqlsync: mirror every sector-state change into SQL tables (SQLite, PostgreSQL, MariaDB/MySQL).
 
-One plugin serves every configured instance (``[[Common.Syncers]]`` naming ``sqlsync``): state
-is kept per ``syncer.name`` and created on the first event. Event hooks only buffer
-``state_json`` (already serialized by the host: never re-serialized here); ``Flush`` reduces
-the buffer to the last state per sector and writes it in one transaction (see ``sink.py``).
-SQLAlchemy is imported on first use, not when the host loads the plugin.
+The reference SyncSectorState plugin. Its hooks only buffer each change as a :class:`Change`;
+``Flush`` writes the buffer in one transaction, retried while the error is transient: the newest
+state of each sector into ``<prefix>sectors``, by an upsert that never moves a row to a lower
+``version`` (the host delivers at least once: a replay must change nothing), and every change
+into the append-only ``<prefix>sector_events``. ``state_json`` is stored as the host serialized it.
+One plugin serves every instance (each ``[[Common.Syncers]]`` naming it), each with its own
+``Meta`` and database. SQLAlchemy is imported on first use, not when the host loads the plugin.
 
-Meta keys (all optional):
-
-- ``url``: SQLAlchemy URL, e.g. ``postgresql+psycopg://user@host/db``,
-  ``mysql+pymysql://root@127.0.0.1/db``, ``sqlite:////var/lib/sh/mirror.sqlite``. Default: the
-  SQLite file ``sqlsync-<instance>.sqlite`` in the data directory (``DataDir`` of this plugin's
-  ``[Common.Plugins.Config.sqlsync]`` table or ``data_dir`` given by the host at onInit, else
-  ``$SECTORHOOKS_DATA_DIR``, else ``~/.sectorhooks``).
-- ``table_prefix``: prepended to ``sectors`` / ``sector_events`` (letters, digits, ``_``).
-- ``batch_size``: rows per ``executemany`` inside a flush's one transaction (default 5000).
-- ``events``: keep the append-only ``sector_events`` history (default true).
-- ``retries``: attempts on a transient database error before ``Flush`` raises (default 3).
-
-Where it runs is the host's business: by default each instance's hooks and ``Flush`` run in a
-worker process the host supervises (``[[Common.Syncers]] Isolation``), so the sink's CPU work is
-beside the host's writers, not under their GIL.
+Beside this module, each named for what it does, none needed to follow this one: ``settings.py``
+(``Meta`` keys), ``sink.py`` (the engine; what a driver's error means), ``rows.py`` (a state's
+JSON as column values), ``refused_rows.py`` (a batch the database refuses: write all but the bad
+changes), ``schema_evolution.py``, ``read_back.py`` (for ``sync verify``) and one measured
+speed-up, ``msgspec_rows.py`` (used when msgspec is installed; ``rows.py`` is the plain path).
 """
 
 from __future__ import annotations
 
-import difflib
+import json
 import logging
-import os
-import re
 import threading
-from pathlib import Path
+import time
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
 
 from sectorhooks_spec import (
     AllocatedSector,
+    Rejected,
     RejectedChanges,
     SectorhooksError,
     SectorID,
@@ -42,145 +35,277 @@ from sectorhooks_spec import (
     Workspace,
 )
 
+# Besides the hooks, the host looks up read_rows(url, table_prefix) (``sync verify`` reads a sink
+# back with it) and default_url(name) (where an instance without a url writes).
+from .read_back import read_rows as read_rows
+from .rows import NESTED, Row, row_builder, scalar_fields
+from .settings import CONFIG, PLUGIN, masked, settings_from_meta
+from .settings import default_url as default_url
+
 if TYPE_CHECKING:
-    from .sink import Sink
+    import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
-
-PLUGIN = "sqlsync"
-META_KEYS = ("url", "table_prefix", "batch_size", "events", "retries")
-#: Keys of earlier versions, with what replaced them.
-REMOVED_KEYS = {
-    "worker": "the host runs every syncer in a worker process of its own: [[Common.Syncers]] Isolation",
-    "nice": "the host runs every syncer in a worker process of its own: [[Common.Syncers]] Isolation",
-}
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{0,48}$")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+#: Seconds before the first retry of a transient error; doubled each time, at most 2 s.
+BACKOFF = 0.1
 
 
 class SinkUnavailable(SectorhooksError):
     """The sink's database stayed unreachable through every retry; nothing of the batch was written."""
 
 
-class _Instance:
-    """One syncer instance: its settings, its pending changes, its sink (opened lazily)."""
+@attrs.frozen
+class Change:
+    """One buffered change: the sector, its workspace, the event, the state as the host serialized it."""
 
-    def __init__(self, syncer: SyncerInstance, settings: Dict[str, Any]):
-        self.name = syncer.name
-        self.settings = dict(settings)
-        self.pending: List[Any] = []  # flat: 5 items per change (sink.Change)
-        self.lock = threading.Lock()
-        self._sink: Optional[Sink] = None
+    miner: int
+    number: int
+    workspace: str  # "online" or "offline" (hooks get a Workspace or its plain string)
+    event: str  # import, init, update, finalize or restore
+    state_json: str
 
-    @property
-    def sink(self) -> Sink:
-        if self._sink is None:
-            from .sink import Sink
 
-            self._sink = Sink(self.name, **self.settings)
-        return self._sink
+# --- the tables and their upsert ----------------------------------------------------------------
 
-    def unavailable(self, batch: List[Any], why: str) -> SinkUnavailable:
-        return SinkUnavailable(
-            f"{PLUGIN} instance {self.name!r}: database {_masked(self.settings['url'])} unavailable "
-            f"after {self.settings['retries']} attempt(s), {len(batch) // 5} change(s) not written: {why}"
+
+class Schema:
+    """The two tables of one sink (one ``table_prefix``), their SQL, and the ``sectors`` row builder."""
+
+    def __init__(
+        self, prefix: str = "", scalars: Optional[Sequence[Tuple[str, str]]] = None, decoder: str = "auto"
+    ):
+        import sqlalchemy as sa
+        from sqlalchemy.dialects import mysql
+
+        self.scalars = tuple(scalar_fields() if scalars is None else scalars)
+        types = {"bool": sa.Boolean, "int": sa.BigInteger, "float": sa.Double, "str": sa.Text}
+        text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+        opts: Dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+        def key(*names: str) -> List[sa.Column[int]]:
+            return [sa.Column(n, sa.BigInteger(), primary_key=True, autoincrement=False) for n in names]
+
+        self.metadata = sa.MetaData()
+        self.sectors = sa.Table(
+            f"{prefix}sectors",
+            self.metadata,
+            *key("miner", "number"),
+            sa.Column("workspace", sa.String(16)),
+            *[sa.Column(column, sa.String(255)) for column in NESTED],
+            *[sa.Column(n, types[kind](), nullable=n != "version") for n, kind in self.scalars],
+            sa.Column("state_json", text, nullable=False),
+            **opts,
+        )
+        self.events = sa.Table(
+            f"{prefix}sector_events",
+            self.metadata,
+            *key("miner", "number", "version"),
+            sa.Column("event", sa.String(16), nullable=False),
+            sa.Column("workspace", sa.String(16)),
+            sa.Column("updated_at", sa.Double()),
+            sa.Column("state_json", text, nullable=False),
+            **opts,
+        )
+        self.sector_columns = tuple(c.name for c in self.sectors.columns)
+        self.event_columns = tuple(c.name for c in self.events.columns)
+        self.row = row_builder(self.scalars, decoder)
+
+    def ensure(self, conn: sa.Connection, events: bool) -> List[str]:
+        """Create the missing tables, add the missing columns; returns what it did (for the log)."""
+        import sqlalchemy as sa
+
+        from .schema_evolution import add_missing_columns
+
+        tables = [self.sectors, self.events] if events else [self.sectors]
+        existing = set(sa.inspect(conn).get_table_names())
+        new = [t for t in tables if t.name not in existing]
+        self.metadata.create_all(conn, tables=new)
+        old = [t for t in tables if t.name in existing]
+        return [f"created table {t.name}" for t in new] + add_missing_columns(conn, old)
+
+    def upsert_sql(self, dialect: sa.Dialect) -> str:
+        """Insert-or-update of ``sectors`` rows that never moves a row to a lower ``version``."""
+        t, cols, insert = _insert(dialect, self.sectors.name, self.sector_columns)
+        v = _q(dialect, "version")
+        rest = [c for c in cols[2:] if c != v]
+        if dialect.name in ("mysql", "mariadb"):
+            # Assignments run left to right and see earlier ones: version must come last.
+            sets = [f"{c} = IF(VALUES({v}) > {v}, VALUES({c}), {c})" for c in rest]
+            sets.append(f"{v} = GREATEST({v}, VALUES({v}))")
+            return f"{insert} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+        sets = [f"{c} = excluded.{c}" for c in [*rest, v]]
+        return (
+            f"{insert} ON CONFLICT ({cols[0]}, {cols[1]}) DO UPDATE SET {', '.join(sets)}"
+            f" WHERE {t}.{v} < excluded.{v}"
         )
 
+    def events_sql(self, dialect: sa.Dialect) -> str:
+        """Append to ``sector_events``, ignoring a (miner, number, version) already there."""
+        _, cols, insert = _insert(dialect, self.events.name, self.event_columns)
+        if dialect.name in ("mysql", "mariadb"):  # not INSERT IGNORE: that would also hide data errors
+            return f"{insert} ON DUPLICATE KEY UPDATE {cols[2]} = {cols[2]}"
+        return f"{insert} ON CONFLICT ({', '.join(cols[:3])}) DO NOTHING"
+
+
+def _insert(dialect: sa.Dialect, table: str, columns: Sequence[str]) -> Tuple[str, List[str], str]:
+    t, cols = _q(dialect, table), [_q(dialect, c) for c in columns]
+    marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(cols))
+    return t, cols, f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({marks})"
+
+
+def _q(dialect: sa.Dialect, name: str) -> str:
+    return dialect.identifier_preparer.quote(name)  # type: ignore[no-any-return]
+
+
+# --- writing a batch ------------------------------------------------------------------------------
+
+
+@attrs.define
+class SinkWriter:
+    """Writes an instance's batches into its database: the tables on first use, then one
+    transaction per batch, retried with backoff while the error is transient."""
+
+    label: str
+    url: str
+    prefix: str
+    batch_size: int
+    events: bool
+    retries: int
+    decoder: str = "auto"
+    schema: Schema = attrs.field(init=False)
+    _engine: Optional[sa.Engine] = attrs.field(init=False, default=None)
+    _schema_ok: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.schema = Schema(self.prefix, decoder=self.decoder)
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            from .sink import create_engine
+
+            self._engine = create_engine(self.url)
+        return self._engine
+
     def close(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+        """Dispose of the engine's connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def write(self, changes: Sequence[Change]) -> List[Rejected]:
+        """Write a batch; returns the changes the database refused, with why (the rest is written).
+        Raises what no change explains: a transient error after the retries, or a fatal one."""
+        from .sink import classify, describe
+
+        try:
+            rows, events = self.rows(changes)
+            self.transaction(rows, events)
+            return []
+        except Exception as exc:
+            if classify(exc) == "transient":
+                raise
+            log.warning("sqlsync %s: a batch failed, finding its bad changes: %s", self.label, describe(exc))
+            from .refused_rows import write_around
+
+            return write_around(self, changes, exc)
+
+    def rows(self, changes: Sequence[Change]) -> Tuple[List[Row], List[Row]]:
+        """The ``sectors`` rows (each sector's newest state, in first-seen order) and the
+        ``sector_events`` rows (one per sector and version) of a batch."""
+        build, columns = self.schema.row, self.schema.sector_columns
+        v, t = columns.index("version"), columns.index("updated_at")
+        newest: Dict[Tuple[int, int], Row] = {}
+        events: Dict[Tuple[int, int, int], Row] = {}
+        for c in changes:
+            row = build(c.miner, c.number, c.workspace, c.state_json)
+            if (c.miner, c.number) not in newest or newest[c.miner, c.number][v] < row[v]:
+                newest[c.miner, c.number] = row
+            key = (c.miner, c.number, row[v])
+            if self.events and key not in events:
+                events[key] = (*key, c.event, c.workspace, row[t], c.state_json)
+        rows = list(newest.values())
+        if self.engine.dialect.name == "postgresql":  # its text cannot hold NUL (state_json has it escaped)
+            rows = [tuple(x.replace("\x00", "\ufffd") if type(x) is str else x for x in r) for r in rows]
+        return rows, list(events.values())
+
+    def transaction(self, rows: Sequence[Row], events: Sequence[Row]) -> None:
+        """Upsert ``rows`` and append ``events`` in one transaction, retried while the error is transient."""
+        from .sink import classify
+
+        for attempt in range(1, self.retries + 1):
+            try:
+                return self._transaction(rows, events)
+            except Exception as exc:
+                if attempt == self.retries or classify(exc) != "transient":
+                    raise
+                log.warning(
+                    "sqlsync %s: transient error (attempt %d), retrying: %s", self.label, attempt, exc
+                )
+                time.sleep(min(BACKOFF * 2 ** (attempt - 1), 2.0))
+
+    def _transaction(self, rows: Sequence[Row], events: Sequence[Row]) -> None:
+        try:
+            if not self._schema_ok:
+                with self.engine.begin() as conn:
+                    for what in self.schema.ensure(conn, self.events):
+                        log.info("sqlsync %s: %s", self.label, what)
+                self._schema_ok = True
+            dialect = self.engine.dialect
+            upsert, append = self.schema.upsert_sql(dialect), self.schema.events_sql(dialect)
+            with self.engine.begin() as conn:
+                for i in range(0, len(rows), self.batch_size):
+                    conn.exec_driver_sql(upsert, rows[i : i + self.batch_size])
+                for i in range(0, len(events), self.batch_size):
+                    conn.exec_driver_sql(append, events[i : i + self.batch_size])
+        except Exception as exc:
+            from .sink import classify
+
+            if classify(exc) != "row":
+                self._schema_ok = False  # a dropped or recreated database needs its tables again
+            raise
+
+
+# --- instances, hooks and Flush -----------------------------------------------------------------
+
+
+@attrs.define
+class _Instance:
+    """One syncer instance: its settings, its sink, the changes buffered since its last flush."""
+
+    name: str
+    settings: Dict[str, Any]
+    sink: SinkWriter
+    pending: List[Change] = attrs.Factory(list)
+    lock: threading.Lock = attrs.Factory(threading.Lock)
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 _INSTANCES: Dict[str, _Instance] = {}
 _REGISTRY_LOCK = threading.Lock()
-_CONFIG: Dict[str, Any] = {}
-
-
-def _meta_error(name: str, key: str, problem: str) -> ValueError:
-    return ValueError(f"{PLUGIN} instance {name!r}: meta key {key!r} {problem}")
-
-
-def settings_from_meta(name: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
-    """Check an instance's ``Meta`` table; a bad key is a ``ValueError`` naming it and the fix."""
-    for key in meta:
-        if key in REMOVED_KEYS:
-            raise _meta_error(name, key, f"was removed: {REMOVED_KEYS[key]}")
-        if key not in META_KEYS:
-            close = difflib.get_close_matches(str(key), META_KEYS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(META_KEYS)}"
-            raise _meta_error(name, key, f"is unknown ({hint})")
-    url = meta.get("url")
-    if url is None:
-        url = default_url(name)
-    elif not isinstance(url, str) or not url.strip():
-        raise _meta_error(name, "url", f"must be a SQLAlchemy URL string, got {url!r}")
-    prefix = meta.get("table_prefix", "")
-    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
-        raise _meta_error(
-            name, "table_prefix", f"must be letters, digits or '_' (at most 48), got {prefix!r}"
-        )
-    return {
-        "url": url,
-        "prefix": prefix,
-        "batch_size": _positive_int(name, meta, "batch_size", 5000),
-        "events": _boolean(name, meta, "events", True),
-        "retries": _positive_int(name, meta, "retries", 3),
-    }
-
-
-def _positive_int(name: str, meta: Mapping[str, Any], key: str, default: int) -> int:
-    value = meta.get(key, default)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _meta_error(name, key, f"must be a positive integer, got {value!r}")
-    return value
-
-
-def _boolean(name: str, meta: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = meta.get(key, default)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    if not isinstance(value, bool):
-        raise _meta_error(name, key, f"must be true or false, got {value!r}")
-    return value
-
-
-def default_url(name: str) -> str:
-    """``sqlite:///<data dir>/sqlsync-<name>.sqlite``, the sink of an instance with no ``url``."""
-    base = _CONFIG.get("DataDir") or _CONFIG.get("data_dir") or os.environ.get("SECTORHOOKS_DATA_DIR")
-    root = Path(str(base or "~/.sectorhooks")).expanduser()
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    return f"sqlite:///{root / f'sqlsync-{safe}.sqlite'}"
 
 
 def _instance(syncer: SyncerInstance) -> _Instance:
+    """The instance ``syncer`` names, created (its ``Meta`` checked) on its first event."""
     inst = _INSTANCES.get(syncer.name)
-    if inst is None:
-        with _REGISTRY_LOCK:
-            inst = _INSTANCES.get(syncer.name)
-            if inst is None:
-                settings = settings_from_meta(syncer.name, syncer.meta or {})
-                if settings["url"].startswith("sqlite:///"):
-                    Path(settings["url"][len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-                inst = _INSTANCES[syncer.name] = _Instance(syncer, settings)
-                log.info("%s instance %r writes to %s", PLUGIN, syncer.name, _masked(settings["url"]))
+    if inst is not None:
+        return inst
+    with _REGISTRY_LOCK:
+        inst = _INSTANCES.get(syncer.name)
+        if inst is None:
+            settings = settings_from_meta(syncer.name, syncer.meta or {})
+            sink = SinkWriter(syncer.name, **settings)
+            inst = _INSTANCES[syncer.name] = _Instance(syncer.name, settings, sink)
+            log.info("%s instance %r writes to %s", PLUGIN, syncer.name, masked(settings["url"]))
     return inst
-
-
-def _masked(url: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
-
-
-# --- lifecycle -------------------------------------------------------------------------------
 
 
 def setup(config: Mapping[str, Any]) -> None:
     """``onInit``: remember the plugin's config table (``DataDir`` for default SQLite sinks)."""
-    _CONFIG.clear()
-    _CONFIG.update(config or {})
+    CONFIG.clear()
+    CONFIG.update(config or {})
 
 
 def close() -> None:
@@ -191,20 +316,11 @@ def close() -> None:
         _INSTANCES.clear()
 
 
-# --- events: buffer only -----------------------------------------------------------------------
-
-_ONLINE = Workspace.ONLINE.value
-_OFFLINE = Workspace.OFFLINE.value
-# Workspace is a str enum: this maps the enum and its plain string alike, without a call.
-_WS = {Workspace.ONLINE: _ONLINE, Workspace.OFFLINE: _OFFLINE}
-
-
 def on_import(syncer: SyncerInstance, workspace: Workspace, state_json: str) -> None:
-    """``OnImport``: buffer the imported state."""
-    from .sink import sector_key
-
-    miner, number = sector_key(state_json)
-    _instance(syncer).pending.extend((miner, number, _WS[workspace], "import", state_json))
+    """``OnImport``: buffer the imported state (an import carries no separate sector id)."""
+    sid = json.loads(state_json)["id"]
+    change = Change(int(sid["miner"]), int(sid["number"]), Workspace(workspace).value, "import", state_json)
+    _instance(syncer).pending.append(change)
 
 
 def on_init(
@@ -214,26 +330,27 @@ def on_init(
     states_json: Sequence[str],
 ) -> None:
     """``OnInit``: buffer the initial states of newly allocated sectors."""
-    ws = _WS[workspace]
-    pending = _instance(syncer).pending
+    pending, ws = _instance(syncer).pending, Workspace(workspace).value
     for s, js in zip(sectors, states_json):
-        pending.extend((s.id.miner, s.id.number, ws, "init", js))
+        pending.append(Change(s.id.miner, s.id.number, ws, "init", js))
 
 
 def on_update(syncer: SyncerInstance, sector_id: SectorID, workspace: Workspace, state_json: str) -> None:
     """``OnUpdate``: buffer the new state."""
-    inst = _INSTANCES.get(syncer.name) or _instance(syncer)
-    inst.pending.extend((sector_id.miner, sector_id.number, _WS[workspace], "update", state_json))
+    change = Change(sector_id.miner, sector_id.number, Workspace(workspace).value, "update", state_json)
+    _instance(syncer).pending.append(change)
 
 
 def on_finalize(syncer: SyncerInstance, sector_id: SectorID, state_json: str) -> None:
     """``OnFinalize``: buffer the state, now in the offline workspace."""
-    _instance(syncer).pending.extend((sector_id.miner, sector_id.number, _OFFLINE, "finalize", state_json))
+    change = Change(sector_id.miner, sector_id.number, "offline", "finalize", state_json)
+    _instance(syncer).pending.append(change)
 
 
 def on_restore(syncer: SyncerInstance, sector_id: SectorID, state_json: str) -> None:
     """``OnRestore``: buffer the state, back in the online workspace."""
-    _instance(syncer).pending.extend((sector_id.miner, sector_id.number, _ONLINE, "restore", state_json))
+    change = Change(sector_id.miner, sector_id.number, "online", "restore", state_json)
+    _instance(syncer).pending.append(change)
 
 
 def flush(syncer: SyncerInstance) -> None:
@@ -243,40 +360,16 @@ def flush(syncer: SyncerInstance) -> None:
         batch, inst.pending = inst.pending, []
         if not batch:
             return
-        from .sink import classify, describe
-
         try:
             rejected = inst.sink.write(batch)
         except Exception as exc:
+            from .sink import classify, describe
+
             if isinstance(exc, SectorhooksError) or classify(exc) != "transient":
                 raise
-            raise inst.unavailable(batch, describe(exc)) from exc
+            raise SinkUnavailable(
+                f"{PLUGIN} instance {inst.name!r}: database {masked(inst.settings['url'])} unavailable after "
+                f"{inst.settings['retries']} attempt(s), {len(batch)} change(s) not written: {describe(exc)}"
+            ) from exc
     if rejected:
         raise RejectedChanges(rejected)
-
-
-# --- reading a sink back (``sync verify``, the demo's equality check) -------------------------
-
-
-def read_rows(url: str, table_prefix: str = "") -> Dict[str, Tuple[int, str]]:
-    """``str(SectorID) -> (version, state_json)`` as stored in ``<prefix>sectors`` ({} if absent)."""
-    from .sink import create_engine
-
-    if not _PREFIX_RE.match(table_prefix):
-        raise ValueError(f"{PLUGIN}: bad table_prefix {table_prefix!r}")
-    import sqlalchemy as sa
-
-    u = sa.engine.make_url(url)
-    if u.get_backend_name() == "sqlite" and u.database and not Path(u.database).exists():
-        return {}  # do not create an empty file by looking
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            table = f"{table_prefix}sectors"
-            if not sa.inspect(conn).has_table(table):
-                return {}
-            q = engine.dialect.identifier_preparer.quote
-            sql = f"SELECT miner, number, version, state_json FROM {q(table)}"
-            return {f"s-t0{m}-{n}": (int(v), s) for m, n, v, s in conn.exec_driver_sql(sql)}
-    finally:
-        engine.dispose()

@@ -317,7 +317,7 @@ def test_gc_pause_is_shared_by_sinks_building_rows_at_once_and_restores_the_host
     import gc
 
     assert host.records["sqlsync"].bound is not None
-    sink = importlib.import_module("sectorhooks_plugins.sqlsync.sink")
+    sink = importlib.import_module("sectorhooks_plugins.sqlsync.gc_pause")
     was = gc.isenabled()
     try:
         gc.enable()

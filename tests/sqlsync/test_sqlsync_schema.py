@@ -60,7 +60,7 @@ def test_an_older_sectors_table_gains_the_missing_columns_and_keeps_its_rows(hos
 
 def test_a_field_added_to_sector_state_becomes_a_new_column(host: PluginHost, backend_url: str):
     rows = _plugin_module(host, "rows")
-    schema_mod = _plugin_module(host, "schema")
+    schema_mod = _plugin_module(host, "sqlsync")
 
     @attrs.frozen
     class GrownState(SectorState):
@@ -103,7 +103,7 @@ def test_missing_events_table_is_created_when_events_are_switched_on(host: Plugi
 def test_upsert_sql_guards_the_version_on_every_dialect(host: PluginHost):
     from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-    schema = _plugin_module(host, "schema").Schema("p_")
+    schema = _plugin_module(host, "sqlsync").Schema("p_")
     lite = schema.upsert_sql(sqlite.dialect())
     assert 'ON CONFLICT (miner, "number") DO UPDATE SET' in lite or "ON CONFLICT (miner, number)" in lite
     assert lite.endswith("WHERE p_sectors.version < excluded.version")

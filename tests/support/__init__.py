@@ -11,8 +11,8 @@ No import-path edits and no relative imports.
 
 from __future__ import annotations
 
-from .paths import ROOT, TESTS, python_env
-from .plugins import bundled_module
-from .waiting import wait_for
+from support.paths import ROOT, TESTS, python_env
+from support.plugins import bundled_module
+from support.waiting import wait_for
 
 __all__ = ["ROOT", "TESTS", "bundled_module", "python_env", "wait_for"]

@@ -219,11 +219,12 @@ class SinkWriter:
         events: Dict[Tuple[int, int, int], Row] = {}
         for c in changes:
             row = build(c.miner, c.number, c.workspace, c.state_json)
-            if (c.miner, c.number) not in newest or newest[c.miner, c.number][v] < row[v]:
-                newest[c.miner, c.number] = row
-            key = (c.miner, c.number, row[v])
-            if self.events and key not in events:
-                events[key] = (*key, c.event, c.workspace, row[t], c.state_json)
+            sector, version = (c.miner, c.number), row[v]
+            if sector not in newest or newest[sector][v] < version:
+                newest[sector] = row
+            if self.events:  # the first change of each (sector, version)
+                key = (c.miner, c.number, version)
+                events.setdefault(key, (*key, c.event, c.workspace, row[t], c.state_json))
         rows = list(newest.values())
         if self.engine.dialect.name == "postgresql":  # its text cannot hold NUL (state_json has it escaped)
             rows = [tuple(x.replace("\x00", "\ufffd") if type(x) is str else x for x in r) for r in rows]

@@ -16,11 +16,12 @@ bundled ``sqlkv`` on a SQLite file in the data directory, and wraps it in a
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import threading
 import time
-from typing import Any, Callable, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, Union
 
 import attrs
 
@@ -269,3 +270,18 @@ def open_kvstore(host: Any, config: Any, policy: RetryPolicy = DEFAULT_POLICY) -
             ),
         )
     return RetryingKVStore(store, policy, plugin=name)
+
+
+@contextlib.contextmanager
+def kv_only(config: Any) -> Iterator[KVStore]:
+    """Just the host's KV store (KVStore plugins loaded and started, nothing else), closed on exit:
+    for commands that read or write the KV without running a host (``token``, ``demo``'s checks)."""
+    from .host import PluginHost
+
+    with PluginHost(config).load() as host:
+        host.start(kinds=[Kind.KV_STORE])
+        kv = open_kvstore(host, config)
+        try:
+            yield kv
+        finally:
+            kv.close()

@@ -145,23 +145,15 @@ def _kv_file(config: HostConfig) -> Optional[Path]:
 def _existing_kv(config: HostConfig) -> Iterator[Optional[Any]]:
     """The config's KV store opened alone (KVStore plugins only), or ``None`` when it cannot
     hold anything yet (a SQLite file that does not exist; memdb, which lives in one process)."""
-    from sectorhooks_spec import Kind
-
-    from ..host import PluginHost
-    from ..kv import open_kvstore
+    from ..kv import kv_only
 
     kv_file = _kv_file(config)
     name = config.db.plugin_name if config.db is not None else "sqlkv"
     if name == "memdb" or (kv_file is not None and not kv_file.exists()):
         yield None
         return
-    with PluginHost(config).load() as host:
-        host.start(kinds=[Kind.KV_STORE])
-        kv = open_kvstore(host, config)
-        try:
-            yield kv
-        finally:
-            kv.close()
+    with kv_only(config) as kv:
+        yield kv
 
 
 def _first_sector(kv: Any) -> Optional[str]:

@@ -45,10 +45,7 @@ def open_runtime(config: HostConfig, *, start_sync: bool = True, freeze_gc: bool
 @contextlib.contextmanager
 def open_store(config: HostConfig) -> Iterator[Any]:
     """Just the host's KV store (KVStore plugins started, nothing else), for ``token`` commands."""
-    from sectorhooks_spec import Kind
-
-    from ..host import PluginHost
-    from ..kv import open_kvstore
+    from ..kv import kv_only
 
     if config.db is not None and config.db.plugin_name == "memdb":
         raise ConfigError(
@@ -58,13 +55,8 @@ def open_store(config: HostConfig) -> Iterator[Any]:
             "use a persistent KV (sqlkv, rediskv) for API tokens",
         )
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    with PluginHost(config).load() as host:
-        host.start(kinds=[Kind.KV_STORE])
-        kv = open_kvstore(host, config)
-        try:
-            yield kv
-        finally:
-            kv.close()
+    with kv_only(config) as kv:
+        yield kv
 
 
 def check_listen(listen: str, dev_mode: bool, where: str = "[Common.API] Listen") -> tuple:

@@ -4,7 +4,8 @@
 nothing. :func:`retry_update` runs the whole function again after a "full jitter" backoff
 (a random delay in ``[0, min(max_delay, base_delay * 2**n))``), bounded both by a number of
 attempts and by total time, then raises :class:`~sectorhooks.errors.KVRetryExhausted` naming
-the collection, the attempts and the elapsed time. Only conflicts are retried: a
+the collection, the attempts and the elapsed time. tenacity runs the retries (the first call
+runs without it: the usual, conflict-free, call costs no retry machinery). Only conflicts are retried: a
 ``StoreUnavailable`` (server gone) or an exception of ``fn`` goes straight to the caller, and
 so does ``CommitOutcomeUnknown`` (the commit may have applied: re-running could apply it twice).
 
@@ -21,9 +22,10 @@ import random
 import re
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, List, Mapping, NoReturn, Optional, TypeVar, Union
 
 import attrs
+import tenacity
 
 from sectorhooks_spec import Kind
 from sectorhooks_spec.errors import TransactionConflict
@@ -70,6 +72,46 @@ def _describe(target: Any) -> str:
     return f"collection {name!r}" if isinstance(name, str) else f"store {target!r}"
 
 
+class _Budget:
+    """tenacity's callbacks for one retried call: the policy's attempts and time, on the caller's
+    ``clock`` (tests pass a fake one), full-jitter waits, and :class:`KVRetryExhausted` at the end."""
+
+    def __init__(
+        self,
+        what: str,
+        policy: RetryPolicy,
+        clock: Callable[[], float],
+        rng: Optional[random.Random],
+        on_conflict: Optional[OnConflict],
+        start: float,
+    ):
+        self.what, self.policy, self.clock, self.rng, self.on_conflict = what, policy, clock, rng, on_conflict
+        self.start = start
+
+    def after(self, state: tenacity.RetryCallState) -> None:
+        if self.on_conflict is not None:
+            self.on_conflict(state.attempt_number, _conflict(state))
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        return self.policy.backoff(state.attempt_number, self.rng)
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        """Out of attempts, or the next wait would end past ``max_seconds``."""
+        if state.attempt_number >= self.policy.attempts:
+            return True
+        return self.clock() - self.start + state.upcoming_sleep > self.policy.max_seconds
+
+    def give_up(self, state: tenacity.RetryCallState) -> NoReturn:
+        exc = _conflict(state)
+        raise KVRetryExhausted(self.what, state.attempt_number, self.clock() - self.start, exc) from exc
+
+
+def _conflict(state: tenacity.RetryCallState) -> TransactionConflict:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    assert isinstance(exc, TransactionConflict)  # only conflicts are retried
+    return exc
+
+
 def _retry(
     run: Callable[[], T],
     what: str,
@@ -80,21 +122,26 @@ def _retry(
     on_conflict: Optional[OnConflict],
 ) -> T:
     start = clock()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return run()
-        except TransactionConflict as exc:
-            if on_conflict is not None:
-                on_conflict(attempt, exc)
-            elapsed = clock() - start
-            if attempt >= policy.attempts:
-                raise KVRetryExhausted(what, attempt, elapsed, exc) from exc
-            delay = policy.backoff(attempt, rng)
-            if elapsed + delay > policy.max_seconds:
-                raise KVRetryExhausted(what, attempt, elapsed, exc) from exc
-            sleep(delay)
+    try:
+        return run()  # the usual call: no conflict, no retry machinery (tenacity costs ~10 us a call)
+    except TransactionConflict as exc:
+        first: List[TransactionConflict] = [exc]
+    budget = _Budget(what, policy, clock, rng, on_conflict, start)
+
+    def attempt() -> T:
+        if first:  # tenacity's attempt 1 is the call above: hand it its conflict, do not run again
+            raise first.pop()
+        return run()
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransactionConflict),
+        after=budget.after,
+        wait=budget.wait,
+        stop=budget.stop,
+        retry_error_callback=budget.give_up,
+        sleep=sleep,
+    )
+    return retrying(attempt)
 
 
 def retry_update(
@@ -106,12 +153,15 @@ def retry_update(
     clock: Callable[[], float] = time.monotonic,
     rng: Optional[random.Random] = None,
     on_conflict: Optional[OnConflict] = None,
+    what: Optional[str] = None,
 ) -> T:
     """``target.update(fn)``, run again on ``TransactionConflict`` within ``policy``.
 
-    ``fn`` may run several times: keep side effects out of it (or make them idempotent).
+    ``fn`` may run several times: keep side effects out of it (or make them idempotent). ``what``
+    names the target in :class:`KVRetryExhausted` (default: its collection or store).
     """
-    return _retry(lambda: target.update(fn), _describe(target), policy, sleep, clock, rng, on_conflict)
+    what = what or _describe(target)
+    return _retry(lambda: target.update(fn), what, policy, sleep, clock, rng, on_conflict)
 
 
 def retry_view(
@@ -123,9 +173,11 @@ def retry_view(
     clock: Callable[[], float] = time.monotonic,
     rng: Optional[random.Random] = None,
     on_conflict: Optional[OnConflict] = None,
+    what: Optional[str] = None,
 ) -> T:
     """``target.view(fn)`` with the same retries (a backend without snapshots may conflict)."""
-    return _retry(lambda: target.view(fn), _describe(target), policy, sleep, clock, rng, on_conflict)
+    what = what or _describe(target)
+    return _retry(lambda: target.view(fn), what, policy, sleep, clock, rng, on_conflict)
 
 
 class _Counter:

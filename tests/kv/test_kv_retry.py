@@ -162,3 +162,12 @@ def test_retrying_store_retries_a_real_redis_conflict(redis_prefix: Any) -> None
         assert store.conflicts == 2
     finally:
         store.close()
+
+
+def test_what_names_the_target_in_the_error() -> None:
+    """The registry's retries (``registry._kv``) name what they were doing, e.g. a lease."""
+    target, t = Flaky(conflicts(10)), FakeTime()
+    with pytest.raises(KVRetryExhausted, match=r"update on lease 'scrape' still conflicting after 2 attempt"):
+        policy = RetryPolicy(attempts=2)
+        retry_update(target, lambda txn: None, policy, sleep=t.sleep, clock=t.clock, what="lease 'scrape'")
+    assert target.calls == 2 and len(t.sleeps) == 1

@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import functools
 import math
-import random
 import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql as my
@@ -71,8 +71,10 @@ PLUGIN = "sqlkv"
 FLUSH_AT, FLUSH_BYTES = 5000, 16 << 20
 #: First and largest page of a scan (pages double: early close stays cheap, long scans fast).
 SCAN_FIRST, SCAN_MAX = 128, 4096
-#: Plain (non-transaction) operations retry a conflict this many times, within lock_timeout.
+#: Plain (non-transaction) operations retry a conflict this many times, within lock_timeout,
+#: waiting a random time of up to 2, 4, 8... ms (at most 100 ms) between tries.
 PLAIN_ATTEMPTS = 5
+_PLAIN_BACKOFF = tenacity.wait_random_exponential(multiplier=0.002, max=0.1)
 
 T = TypeVar("T")
 Item = Tuple[bytes, bytes]
@@ -479,27 +481,45 @@ class SQLStore:
             raise
 
     def _plain(self, phase: str, op: Callable[[_Conn], T]) -> T:
-        """Run one idempotent single-statement operation in autocommit, retrying what is safe."""
+        """Run one idempotent single-statement operation in autocommit, retrying what is safe: a
+        conflict up to ``PLAIN_ATTEMPTS`` times within lock_timeout (full-jitter backoff), a lost
+        connection once, at once, on a fresh connection (the stale ones were retired)."""
         start = time.monotonic()
-        delay = 0.002
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                conn = self._connect()
-                try:
-                    with self._errors(phase, conn):
-                        return op(conn)
-                finally:
-                    conn.release()
-            except TransactionConflict:
-                if attempt >= PLAIN_ATTEMPTS or time.monotonic() - start > self.lock_timeout:
-                    raise
-                time.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, 0.1)
-            except StoreUnavailable:
-                if attempt >= 2:  # one retry on a fresh connection: the stale ones were retired
-                    raise
+        try:
+            return self._plain_once(phase, op)  # the usual call: no retry machinery
+        except (TransactionConflict, StoreUnavailable) as exc:
+            first: List[KVError] = [exc]
+
+        def attempt() -> T:
+            if first:  # tenacity's attempt 1 is the call above: hand it its error, do not run again
+                raise first.pop()
+            return self._plain_once(phase, op)
+
+        def retry(state: tenacity.RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(exc, TransactionConflict):
+                return True
+            return isinstance(exc, StoreUnavailable) and state.attempt_number < 2
+
+        def conflict(state: tenacity.RetryCallState) -> bool:
+            return state.outcome is not None and isinstance(state.outcome.exception(), TransactionConflict)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            return _PLAIN_BACKOFF(state) if conflict(state) else 0.0
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            out_of_budget = time.monotonic() - start > self.lock_timeout
+            return conflict(state) and (state.attempt_number >= PLAIN_ATTEMPTS or out_of_budget)
+
+        return tenacity.Retrying(retry=retry, wait=wait, stop=stop, reraise=True)(attempt)
+
+    def _plain_once(self, phase: str, op: Callable[[_Conn], T]) -> T:
+        conn = self._connect()
+        try:
+            with self._errors(phase, conn):
+                return op(conn)
+        finally:
+            conn.release()
 
     @contextmanager
     def _write_slot(self) -> Iterator[None]:

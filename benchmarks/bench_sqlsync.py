@@ -110,7 +110,7 @@ def _run_ours(host: Any, db: Path, changes: Changes, events: bool, decoder: str)
     on_update(syncer=syncer, sector_id=sid0, workspace=ws, fields={}, state=None, state_json=js0)
     flush(syncer=syncer)
     module = host.records["sqlsync"].bound.module
-    sink = module._INSTANCES[syncer.name].sink
+    sink = module._INSTANCES[syncer.name]
     if decoder == "json":  # what a host without msgspec gets
         rows = sys.modules[module.__package__ + ".rows"]
         sink.schema.row = rows.row_builder(sink.schema.scalars, "json")

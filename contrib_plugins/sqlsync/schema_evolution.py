@@ -1,4 +1,5 @@
-"""Tables only ever grow: a column an older table lacks is added, nothing is dropped or changed.
+"""Tables only ever grow: a missing table is created, a column an older table lacks is added,
+nothing is dropped or changed.
 
 A field added to ``SectorState`` becomes a ``sectors`` column (see ``rows.scalar_fields``); a
 sink created by an earlier version gets it with ``ALTER TABLE ... ADD COLUMN`` on first use.
@@ -10,6 +11,16 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import sqlalchemy as sa
+
+
+def ensure_tables(conn: sa.Connection, metadata: sa.MetaData, tables: Sequence[sa.Table]) -> List[str]:
+    """Create those of ``tables`` that do not exist, add the missing columns to the others;
+    returns what it did (for the log)."""
+    existing = set(sa.inspect(conn).get_table_names())
+    new = [t for t in tables if t.name not in existing]
+    metadata.create_all(conn, tables=new)
+    old = [t for t in tables if t.name in existing]
+    return [f"created table {t.name}" for t in new] + add_missing_columns(conn, old)
 
 
 def add_missing_columns(conn: sa.Connection, tables: Sequence[sa.Table]) -> List[str]:

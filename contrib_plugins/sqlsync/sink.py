@@ -3,15 +3,22 @@
 ``classify`` sorts an error into ``"row"`` (the database refuses the data: find the changes at
 fault, write the rest), ``"transient"`` (lost connection, deadlock, serialization failure, busy
 database: retry, and if it lasts, fail the flush so the host delivers the batch again) or
-``"fatal"`` (anything else, e.g. a permission the sink's user lacks: raised).
+``"fatal"`` (anything else, e.g. a permission the sink's user lacks: raised). ``retrying`` is
+the policy for the transient ones.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Dict
 
 import sqlalchemy as sa
+import tenacity
+
+log = logging.getLogger(__name__)
+#: Seconds before the first retry of a transient error; doubled each time, at most 2 s.
+BACKOFF = 0.1
 
 # SQLSTATE classes: 22 data exception, 23 integrity violation -> the row is at fault; so is
 # 42804 datatype mismatch (a value of another type than its column's, e.g. a boolean for a bigint).
@@ -58,6 +65,25 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
         return "transient"
     return "fatal"
+
+
+def retrying(label: str, attempts: int) -> tenacity.Retrying:
+    """Call a function up to ``attempts`` times while it raises a transient error, with backoff
+    (:data:`BACKOFF`, doubled each time, at most 2 s), logging each retry; then its error is raised."""
+
+    def warn(call: tenacity.RetryCallState) -> None:
+        error = call.outcome.exception() if call.outcome else None
+        log.warning(
+            "sqlsync %s: transient error (attempt %d), retrying: %s", label, call.attempt_number, error
+        )
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=BACKOFF, max=2.0),
+        retry=tenacity.retry_if_exception(lambda exc: classify(exc) == "transient"),
+        before_sleep=warn,
+        reraise=True,
+    )
 
 
 def describe(exc: BaseException) -> str:

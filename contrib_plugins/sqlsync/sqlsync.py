@@ -2,17 +2,14 @@
 
 The reference SyncSectorState plugin. Its hooks only buffer each change as a :class:`Change`;
 ``Flush`` writes the buffer in one transaction, retried while the error is transient: the newest
-state of each sector into ``<prefix>sectors``, by an upsert that never moves a row to a lower
+state of each sector into ``<prefix>sectors`` by an upsert that never moves a row to a lower
 ``version`` (the host delivers at least once: a replay must change nothing), and every change
-into the append-only ``<prefix>sector_events``. ``state_json`` is stored as the host serialized it.
-One plugin serves every instance (each ``[[Common.Syncers]]`` naming it), each with its own
-``Meta`` and database. SQLAlchemy is imported on first use, not when the host loads the plugin.
+into the append-only ``<prefix>sector_events``. One plugin serves every instance (each
+``[[Common.Syncers]]`` naming it), each with its own ``Meta`` and database.
 
-Beside this module, each named for what it does, none needed to follow this one: ``settings.py``
-(``Meta`` keys), ``sink.py`` (the engine; what a driver's error means), ``rows.py`` (a state's
-JSON as column values), ``refused_rows.py`` (a batch the database refuses: write all but the bad
-changes), ``schema_evolution.py``, ``read_back.py`` (for ``sync verify``) and one measured
-speed-up, ``msgspec_rows.py`` (used when msgspec is installed; ``rows.py`` is the plain path).
+Beside it, each named for what it does: ``settings.py`` (``Meta`` keys), ``sink.py`` (the engine;
+what a driver's error means), ``rows.py`` (a state's JSON as column values), ``refused_rows.py``,
+``schema_evolution.py``, ``read_back.py`` and ``msgspec_rows.py`` (a measured speed-up of ``rows.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
@@ -46,8 +42,6 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
-#: Seconds before the first retry of a transient error; doubled each time, at most 2 s.
-BACKOFF = 0.1
 
 
 class SinkUnavailable(SectorhooksError):
@@ -112,16 +106,9 @@ class Schema:
 
     def ensure(self, conn: sa.Connection, events: bool) -> List[str]:
         """Create the missing tables, add the missing columns; returns what it did (for the log)."""
-        import sqlalchemy as sa
+        from .schema_evolution import ensure_tables
 
-        from .schema_evolution import add_missing_columns
-
-        tables = [self.sectors, self.events] if events else [self.sectors]
-        existing = set(sa.inspect(conn).get_table_names())
-        new = [t for t in tables if t.name not in existing]
-        self.metadata.create_all(conn, tables=new)
-        old = [t for t in tables if t.name in existing]
-        return [f"created table {t.name}" for t in new] + add_missing_columns(conn, old)
+        return ensure_tables(conn, self.metadata, [self.sectors, self.events] if events else [self.sectors])
 
     def upsert_sql(self, dialect: sa.Dialect) -> str:
         """Insert-or-update of ``sectors`` rows that never moves a row to a lower ``version``."""
@@ -162,8 +149,8 @@ def _q(dialect: sa.Dialect, name: str) -> str:
 
 @attrs.define
 class SinkWriter:
-    """Writes an instance's batches into its database: the tables on first use, then one
-    transaction per batch, retried with backoff while the error is transient."""
+    """One syncer instance: the changes its hooks buffered (``pending``), and its database, written
+    one transaction per batch (the tables created on first use), retried while the error is transient."""
 
     label: str
     url: str
@@ -175,6 +162,8 @@ class SinkWriter:
     schema: Schema = attrs.field(init=False)
     _engine: Optional[sa.Engine] = attrs.field(init=False, default=None)
     _schema_ok: bool = attrs.field(init=False, default=False)
+    pending: List[Change] = attrs.field(init=False, factory=list)
+    lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)  # one flush at a time
 
     def __attrs_post_init__(self) -> None:
         self.schema = Schema(self.prefix, decoder=self.decoder)
@@ -199,8 +188,7 @@ class SinkWriter:
         from .sink import classify, describe
 
         try:
-            rows, events = self.rows(changes)
-            self.transaction(rows, events)
+            self.transaction(*self.rows(changes))
             return []
         except Exception as exc:
             if classify(exc) == "transient":
@@ -232,18 +220,9 @@ class SinkWriter:
 
     def transaction(self, rows: Sequence[Row], events: Sequence[Row]) -> None:
         """Upsert ``rows`` and append ``events`` in one transaction, retried while the error is transient."""
-        from .sink import classify
+        from .sink import retrying
 
-        for attempt in range(1, self.retries + 1):
-            try:
-                return self._transaction(rows, events)
-            except Exception as exc:
-                if attempt == self.retries or classify(exc) != "transient":
-                    raise
-                log.warning(
-                    "sqlsync %s: transient error (attempt %d), retrying: %s", self.label, attempt, exc
-                )
-                time.sleep(min(BACKOFF * 2 ** (attempt - 1), 2.0))
+        retrying(self.label, self.retries)(self._transaction, rows, events)
 
     def _transaction(self, rows: Sequence[Row], events: Sequence[Row]) -> None:
         try:
@@ -270,25 +249,11 @@ class SinkWriter:
 # --- instances, hooks and Flush -----------------------------------------------------------------
 
 
-@attrs.define
-class _Instance:
-    """One syncer instance: its settings, its sink, the changes buffered since its last flush."""
-
-    name: str
-    settings: Dict[str, Any]
-    sink: SinkWriter
-    pending: List[Change] = attrs.Factory(list)
-    lock: threading.Lock = attrs.Factory(threading.Lock)
-
-    def close(self) -> None:
-        self.sink.close()
-
-
-_INSTANCES: Dict[str, _Instance] = {}
+_INSTANCES: Dict[str, SinkWriter] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def _instance(syncer: SyncerInstance) -> _Instance:
+def _instance(syncer: SyncerInstance) -> SinkWriter:
     """The instance ``syncer`` names, created (its ``Meta`` checked) on its first event."""
     inst = _INSTANCES.get(syncer.name)
     if inst is not None:
@@ -296,10 +261,9 @@ def _instance(syncer: SyncerInstance) -> _Instance:
     with _REGISTRY_LOCK:
         inst = _INSTANCES.get(syncer.name)
         if inst is None:
-            settings = settings_from_meta(syncer.name, syncer.meta or {})
-            sink = SinkWriter(syncer.name, **settings)
-            inst = _INSTANCES[syncer.name] = _Instance(syncer.name, settings, sink)
-            log.info("%s instance %r writes to %s", PLUGIN, syncer.name, masked(settings["url"]))
+            inst = SinkWriter(syncer.name, **settings_from_meta(syncer.name, syncer.meta or {}))
+            _INSTANCES[syncer.name] = inst
+            log.info("%s instance %r writes to %s", PLUGIN, syncer.name, masked(inst.url))
     return inst
 
 
@@ -332,8 +296,7 @@ def on_init(
 ) -> None:
     """``OnInit``: buffer the initial states of newly allocated sectors."""
     pending, ws = _instance(syncer).pending, Workspace(workspace).value
-    for s, js in zip(sectors, states_json):
-        pending.append(Change(s.id.miner, s.id.number, ws, "init", js))
+    pending.extend(Change(s.id.miner, s.id.number, ws, "init", js) for s, js in zip(sectors, states_json))
 
 
 def on_update(syncer: SyncerInstance, sector_id: SectorID, workspace: Workspace, state_json: str) -> None:
@@ -362,15 +325,15 @@ def flush(syncer: SyncerInstance) -> None:
         if not batch:
             return
         try:
-            rejected = inst.sink.write(batch)
+            rejected = inst.write(batch)
         except Exception as exc:
             from .sink import classify, describe
 
             if isinstance(exc, SectorhooksError) or classify(exc) != "transient":
                 raise
             raise SinkUnavailable(
-                f"{PLUGIN} instance {inst.name!r}: database {masked(inst.settings['url'])} unavailable after "
-                f"{inst.settings['retries']} attempt(s), {len(batch)} change(s) not written: {describe(exc)}"
+                f"{PLUGIN} instance {inst.label!r}: database {masked(inst.url)} unavailable after "
+                f"{inst.retries} attempt(s), {len(batch)} change(s) not written: {describe(exc)}"
             ) from exc
     if rejected:
         raise RejectedChanges(rejected)

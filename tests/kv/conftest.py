@@ -1,5 +1,10 @@
 """KV fixtures: ``kv_store`` runs a test once per bundled backend, each on a fresh database.
 
+``sectorhooks_target`` does the same for the installed conformance suite
+(:mod:`sectorhooks.testing.kv_contracts`, imported by ``test_kv_conformance.py``): each bundled
+backend is the plugin under test, loaded through the host from its directory exactly as
+``pytest --sectorhooks-plugin contrib_plugins/sqlkv --sectorhooks-meta url=...`` would.
+
 Backends: ``memdb``, ``sqlkv-sqlite`` (a file in tmp_path), ``sqlkv-postgresql`` and
 ``sqlkv-mariadb`` (a fresh database each, dropped afterwards), ``rediskv`` (a unique key prefix,
 deleted afterwards). Server backends fail under ``CI=true`` and are skipped elsewhere when the
@@ -15,6 +20,7 @@ import attrs
 import pytest
 
 from kv import kvplugins
+from sectorhooks.testing.target import KVTraits, PluginUnderTest
 
 BACKENDS = ("memdb", "sqlkv-sqlite", "sqlkv-postgresql", "sqlkv-mariadb", "rediskv")
 SERVER_BACKENDS = ("sqlkv-postgresql", "sqlkv-mariadb", "rediskv")
@@ -50,6 +56,16 @@ def make_spec(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> S
     raise ValueError(backend)
 
 
+#: What each backend must show in the isolation contracts (see KVTraits).
+TRAITS = {
+    "memdb": KVTraits(locking=True, snapshots=True, view_blocks_writers=True),
+    "sqlkv-sqlite": KVTraits(locking=True, snapshots=True, view_blocks_writers=False),
+    "sqlkv-mariadb": KVTraits(locking=True, snapshots=True, view_blocks_writers=False),
+    "sqlkv-postgresql": KVTraits(locking=False, snapshots=True, view_blocks_writers=False),
+    "rediskv": KVTraits(locking=False, snapshots=False, view_blocks_writers=False),
+}
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -58,6 +74,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store_spec(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> StoreSpec:
     return make_spec(request, backend, tmp_path)
+
+
+@pytest.fixture
+def sectorhooks_target(store_spec: StoreSpec) -> PluginUnderTest:
+    """Each bundled backend as the conformance suite's plugin under test (a fresh database each)."""
+    return PluginUnderTest(
+        kvplugins.CONTRIB / store_spec.plugin, store_spec.meta, store_spec.backend, TRAITS[store_spec.backend]
+    )
 
 
 @pytest.fixture

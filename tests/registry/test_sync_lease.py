@@ -10,6 +10,7 @@ from registry.regkit import CONTRIB
 from sectorhooks.config import DBConfig, HostConfig, PluginsConfig, SyncerConfig, SyncSettings
 from sectorhooks.registry import lease_factory, open_registry
 from sectorhooks.runtime import Runtime
+from sectorhooks.sync import DispatcherState
 from sectorhooks_spec import AllocatedSector, LatestState, SectorID
 from support import wait_for
 
@@ -47,25 +48,33 @@ def test_a_syncer_runs_on_exactly_one_replica_and_moves_when_that_replica_stops(
         r1 = _replica(config, leases)
         try:
             d1 = r1.sync.dispatcher("mirror")
-            wait_for(lambda: d1.state in ("running", "idle"), 30, "replica 1 to take the syncer")
+            wait_for(
+                lambda: d1.state in (DispatcherState.RUNNING, DispatcherState.IDLE),
+                30,
+                "replica 1 to take the syncer",
+            )
             r2 = _replica(config, leases)
             try:
                 d2 = r2.sync.dispatcher("mirror")
-                wait_for(lambda: d2.state == "standby", 30, "replica 2 to stand by")
+                wait_for(lambda: d2.state is DispatcherState.STANDBY, 30, "replica 2 to stand by")
                 sids = [SectorID(1000, n) for n in range(20)]
                 r1.state.init_sectors([AllocatedSector(s, 8) for s in sids])
                 for s in sids:
                     r1.state.update(s, latest_state=LatestState("PC1"))
                 head = r1.state.log.head()
                 wait_for(lambda: d1.cursor == head, 30, "replica 1 to deliver")
-                assert d2.state == "standby" and d2.cursor == 0  # never delivered a thing
+                assert d2.state is DispatcherState.STANDBY and d2.cursor == 0  # never delivered a thing
             except BaseException:
                 r2.close()
                 raise
         finally:
             r1.close()  # stops its dispatcher and releases the lease
         try:
-            wait_for(lambda: d2.state in ("running", "idle"), 15, "replica 2 to take over")
+            wait_for(
+                lambda: d2.state in (DispatcherState.RUNNING, DispatcherState.IDLE),
+                15,
+                "replica 2 to take over",
+            )
             for s in sids:
                 r2.state.update(s, latest_state=LatestState("Finalize"))
             head = r2.state.log.head()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,6 +13,7 @@ import pytest
 from sectorhooks.changelog import Event
 from sectorhooks.errors import SyncError
 from sectorhooks.runtime import Runtime
+from sectorhooks.sync import DispatcherState
 from sectorhooks_spec import AllocatedSector, LatestState
 from support import wait_for
 from sync.helpers import FAST, kv_rows, make_config, open_runtime, plugin_module, sealing_run, sid
@@ -153,7 +155,7 @@ def test_on_failure_stop_halts_the_syncer_at_the_event(tmp_path: Path, recorder:
         rt.state.update(sid(1), removed=True)
         rt.state.update(sid(0), abort_reason="x")
         assert not rt.sync.wait_idle(5)
-        wait_for(lambda: rt.sync.dispatcher("a").state == "stopped", what="syncer a stops")
+        wait_for(lambda: rt.sync.dispatcher("a").state is DispatcherState.STOPPED, what="syncer a stops")
         status = {s["name"]: s for s in rt.sync.status()}
         assert status["a"]["cursor"] == 0 and status["a"]["dead_letters"] == 0  # stuck at the init entry
         assert status["b"]["lag_events"] == 0
@@ -179,11 +181,40 @@ def test_sink_down_retries_without_dead_letters_then_catches_up(tmp_path: Path, 
         from sectorhooks.sync.dispatcher import RETRY_BATCH
 
         assert RETRY_BATCH < FAST.batch_size
-        assert rt.sync.dispatcher("a")._limit <= RETRY_BATCH < rt.sync.dispatcher("b")._limit
+        assert rt.sync.dispatcher("a").read_limit <= RETRY_BATCH < rt.sync.dispatcher("b").read_limit
         rec.DOWN["a"] = False
         assert rt.sync.wait_idle(30)
         assert rec.read_rows("a") == kv_rows(rt.state)
         assert rt.sync.records.count_dead("a") == 0
+
+
+def test_a_down_sink_is_retried_on_the_exponential_backoff_schedule(tmp_path: Path, recorder: Any) -> None:
+    # The wait after failed attempt n is min(base * 2**(n-1), max) plus up to base of jitter.
+    base, most = 0.05, 0.2
+    settings = attrs.evolve(FAST, backoff_base=base, backoff_max=most)
+    with runtime(tmp_path, ("a", "recorder", {"url": "a"}), settings=settings) as rt:
+        rec = plugin_module(rt, "recorder")
+        rec.DOWN["a"] = True
+        rt.state.init_sectors([AllocatedSector(sid(0), 8)])
+        wait_for(lambda: len(rec.FLUSHES.get("a", ())) >= 6, 30, what="six Flush attempts")
+        rec.DOWN["a"] = False
+        times = rec.FLUSHES["a"][:6]
+        for n, (before, after) in enumerate(zip(times, times[1:]), start=1):
+            wait = min(base * 2 ** (n - 1), most)
+            assert wait <= after - before < wait + base + 1.0, (n, after - before)
+        assert rt.sync.wait_idle(10)
+        assert rt.sync.records.count_dead("a") == 0
+
+
+def test_dispatcher_states_read_as_their_plain_strings(tmp_path: Path, recorder: Any) -> None:
+    # JSON, `sync status` tables and states read back from the KV see the value, not the enum.
+    for state in DispatcherState:
+        assert (str(state), f"{state}", json.dumps(state)) == (state.value, state.value, f'"{state.value}"')
+    with runtime(tmp_path, ("a", "recorder", {"url": "a"})) as rt:
+        assert rt.sync.wait_idle(10)
+        wait_for(lambda: rt.sync.dispatcher("a").state is DispatcherState.IDLE, what="a goes idle")
+        row = {s["name"]: s for s in rt.sync.status()}["a"]
+        assert json.loads(json.dumps(row))["state"] == "idle" and row["state"] == DispatcherState.IDLE
 
 
 def test_stop_delivers_the_log_to_healthy_sinks_first_and_does_not_wait_for_a_down_one(
@@ -197,7 +228,9 @@ def test_stop_delivers_the_log_to_healthy_sinks_first_and_does_not_wait_for_a_do
         sealing_run(rt.state, sectors=20, updates=10)
         head = rt.state.log.head()
         assert rt.sync.dispatcher("slow").cursor < head
-        wait_for(lambda: rt.sync.dispatcher("down").state == "retrying", what="the down sink retries")
+        wait_for(
+            lambda: rt.sync.dispatcher("down").state is DispatcherState.RETRYING, what="the down sink retries"
+        )
         started = time.monotonic()
         rt.sync.stop(timeout=60)
         assert time.monotonic() - started < 30  # the down sink was not waited for
@@ -335,12 +368,18 @@ def test_sync_retry_from_another_process_resumes_a_stopped_syncer(tmp_path: Path
         host.state.init_sectors([AllocatedSector(sid(0), 8)])
         host.state.init_sectors([AllocatedSector(sid(1), 8)])
         host.state.update(sid(0), removed=True)
-        wait_for(lambda: host.sync.dispatcher("a").state == "stopped", what="a stops at sector 1's init")
+        wait_for(
+            lambda: host.sync.dispatcher("a").state is DispatcherState.STOPPED,
+            what="a stops at sector 1's init",
+        )
         with open_runtime(config, start_sync=False) as cli:  # what `sectorhooks sync retry a` opens
             (s,) = cli.sync.status()
             assert s["state"] == "stopped" and "poisoned sector s-t01000-1" in s["last_error"]
             rec.POISON["a"] = set()
             assert cli.sync.retry_dead_letters("a") == 0
-        wait_for(lambda: host.sync.dispatcher("a").state != "stopped", what="the host notices the resume")
+        wait_for(
+            lambda: host.sync.dispatcher("a").state is not DispatcherState.STOPPED,
+            what="the host notices the resume",
+        )
         assert host.sync.wait_idle(20)
         assert rec.read_rows("a") == kv_rows(host.state)

@@ -5,19 +5,20 @@
 syncer instance from its own cursor.
 
 Modules: ``records`` (cursors, dead letters, operator requests), ``syncers`` (instances from the
-config), ``dispatcher`` (one thread per syncer: lease, cursor, rounds), ``delivery`` (one batch:
-hooks, ``Flush``, retries, dead letters), ``runners`` and ``worker`` (where the hooks run),
+config), ``dispatcher`` (one thread per syncer: lease, cursor, and each batch from the log through
+hooks and ``Flush``, with retries and dead letters), ``runners`` and ``worker`` (where the hooks run),
 ``operator`` (``sync retry`` / ``backfill`` where the syncer may be delivered), ``service`` (all
 of it).
 """
 
-from .dispatcher import Dispatcher
+from .dispatcher import Dispatcher, DispatcherState
 from .records import LeaseLost, Records
 from .service import SyncService, compare
 from .syncers import Lease, Syncer, resolve_syncers
 
 __all__ = [
     "Dispatcher",
+    "DispatcherState",
     "Lease",
     "LeaseLost",
     "Records",

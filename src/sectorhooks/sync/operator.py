@@ -45,7 +45,7 @@ def run(service: SyncService, d: Dispatcher, action: str, wait: Optional[float] 
         return service.perform(d, action, follow=not d.alive)
     if not d.alive and d.lease.acquire():
         with _renewing(d.lease) as lost:
-            d._fence = d.lease.fence  # the action's cursor writes are fenced like a dispatcher's
+            d.use_fence(d.lease.fence)  # the action's cursor writes are fenced like a dispatcher's
             try:
                 result = service.perform(d, action, follow=True)
             finally:
@@ -62,7 +62,7 @@ def run(service: SyncService, d: Dispatcher, action: str, wait: Optional[float] 
 def serve(service: SyncService, d: Dispatcher) -> None:
     """In the delivering dispatcher's thread: run the pending request of its syncer, if any."""
     try:
-        req = service.records.take_request(d.name, d._fence)
+        req = service.records.take_request(d.name, d.fence)
     except KVError as exc:
         log.warning("syncer %r: cannot read operator requests: %s", d.name, describe(exc))
         return

@@ -30,7 +30,7 @@ from ..config import HostConfig
 from ..errors import SyncError
 from ..host import PluginHost, PluginStatus
 from . import operator
-from .dispatcher import Dispatcher
+from .dispatcher import Dispatcher, DispatcherState, backoff
 from .records import Records
 from .runners import HookRunner, InProcessRunner
 from .syncers import Lease, Syncer, describe, resolve_syncers
@@ -39,6 +39,10 @@ from .worker import WorkerRunner, worker_init
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL = 1.0
+_FAILING = (DispatcherState.RETRYING, DispatcherState.STOPPED, DispatcherState.CRASHED)  # not drained on stop
+_GAVE_UP = (DispatcherState.STOPPED, DispatcherState.CRASHED)  # wait_idle() does not wait for these
+_FIRST_HAND = (DispatcherState.UNAVAILABLE, DispatcherState.CRASHED)  # status from this process
+_MAY_HANG = (DispatcherState.RUNNING, DispatcherState.RETRYING, DispatcherState.IDLE, DispatcherState.HUNG)
 
 
 class SyncService:
@@ -143,7 +147,7 @@ class SyncService:
         """What this host's heartbeat says it runs: each syncer started here (with its state,
         ``standby`` while another replica holds it) and every active plugin."""
         syncers = {
-            name: (d.state if d.holding or not d.alive else "standby")
+            name: (d.state if d.holding or not d.alive else DispatcherState.STANDBY)
             for name, d in self._dispatchers.items()
             if d.started
         }
@@ -182,9 +186,7 @@ class SyncService:
         except KVError as exc:  # the KV is down: nothing can be delivered now
             log.warning("sync stop: cannot read the log head to drain it: %s", describe(exc))
             return
-        behind = self._until_delivered(
-            head, budget, lambda d: d.holding and d.state not in ("retrying", "stopped", "crashed")
-        )
+        behind = self._until_delivered(head, budget, lambda d: d.holding and d.state not in _FAILING)
         if behind:
             names = ", ".join(f"{d.name} ({head - d.cursor} behind)" for d in behind)
             log.warning("sync stop: stopping before %s delivered the log; it will on the next start", names)
@@ -222,7 +224,7 @@ class SyncService:
             self.log.head(),
             timeout,
             lambda d: not d.syncer.unavailable,
-            gives_up=lambda d: d.state in ("stopped", "crashed"),
+            gives_up=lambda d: d.state in _GAVE_UP,
         )
         return not behind
 
@@ -280,21 +282,24 @@ class SyncService:
                     lag_seconds = round(max(0.0, now - header_of(raw).get("t", now)), 3)
             else:
                 lag_seconds = 0.0
-            if d.alive or d.state in ("unavailable", "crashed"):  # what this process knows first-hand
-                state = d.state if d.holding or not d.alive else "standby"
+            state: str
+            if d.alive or d.state in _FIRST_HAND:  # what this process knows first-hand
+                state = d.state if d.holding or not d.alive else DispatcherState.STANDBY
                 if d.holding and self._started:
                     where.update(host=self.heartbeat.id, last_host=self.heartbeat.id, last_seen=None)
             elif seen.live is not None:  # another live host runs it: the fresher of its beat and record
                 said, recorded = seen.live.syncers.get(name), rec.get("state")
                 newer = float(rec.get("at") or 0) > seen.live.beat  # a beat is up to a second old
-                if recorded and (not said or (newer and not (recorded == "running" and said == "idle"))):
-                    said = recorded  # ("running" is what every cursor save writes; "idle" is finer)
-                state = said or "running"
+                # "running" is what every cursor save writes; "idle" from the beat is finer.
+                finer = recorded == DispatcherState.RUNNING and said == DispatcherState.IDLE
+                if recorded and (not said or (newer and not finer)):
+                    said = recorded
+                state = said or DispatcherState.RUNNING
             else:  # nobody delivers it now, whatever the records last said
-                state = "stopped" if seen.last is not None or rec else "no host"
+                state = DispatcherState.STOPPED if seen.last is not None or rec else DispatcherState.NO_HOST
             hung = d.hung() if d.alive else rec.get("hung")
-            if hung is not None and state in ("running", "retrying", "idle", "hung"):
-                state = "hung"
+            if hung is not None and state in _MAY_HANG:
+                state = DispatcherState.HUNG
             worker = d.runner.info()
             if not d.alive:  # another process delivers it (or did last): what it recorded
                 worker.update(crashes=rec.get("crashes", 0), last_exit=rec.get("last_exit", ""))
@@ -352,8 +357,8 @@ class SyncService:
     def _retry(self, d: Dispatcher) -> int:
         if not d.resume():  # not stopped here; maybe stopped in a host that is not running now
             rec = self.records.cursor(d.name)
-            if rec is not None and rec.get("state") == "stopped":
-                self.records.write_cursor(d.name, state="resume")
+            if rec is not None and rec.get("state") == DispatcherState.STOPPED:
+                self.records.write_cursor(d.name, state=DispatcherState.RESUME)
         delivered = 0
         with d.lock:
             letters = list(self.records.dead_letters(d.name))
@@ -383,9 +388,7 @@ class SyncService:
         for page in _chunks(self._current_states(), self.settings.batch_size):
             self._deliver_with_retries(d, page)
             sent += len(page)
-        d.records.write_cursor(d.name, d._fence, seq=head, state="running")
-        d._saved = head
-        d._advanced(head)
+        d.move_cursor(head)
         log.info("syncer %r backfilled %d sector(s); following the log from %d", d.name, sent, head)
         return sent
 
@@ -399,11 +402,9 @@ class SyncService:
                 )
 
     def _deliver_with_retries(self, d: Dispatcher, events: Sequence[Event]) -> None:
-        s = self.settings
         for attempt in tenacity.Retrying(
-            wait=tenacity.wait_exponential(multiplier=s.backoff_base, max=s.backoff_max)
-            + tenacity.wait_random(0, s.backoff_base),
-            stop=tenacity.stop_after_attempt(max(1, s.max_attempts)),
+            wait=backoff(self.settings),
+            stop=tenacity.stop_after_attempt(max(1, self.settings.max_attempts)),
             reraise=True,
         ):
             with attempt:

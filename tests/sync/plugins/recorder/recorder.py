@@ -5,7 +5,8 @@ Per syncer instance (``syncer.name``): hooks buffer ``(sector, version, state_js
 ``DELIVERED``. Switches, keyed by instance name: ``POISON`` (sectors whose events raise in the
 hook), ``DOWN`` (Flush raises ConnectionError), ``REJECT`` ((sector, version) pairs Flush
 rejects), ``SLOW`` (seconds each hook sleeps). ``read_rows(url)`` returns ``ROWS[url]``, so an
-instance whose meta ``url`` is its name can be verified.
+instance whose meta ``url`` is its name can be verified. ``FLUSHES`` holds when each ``Flush`` was
+called (``time.monotonic()``).
 """
 
 import threading
@@ -23,10 +24,11 @@ POISON = {}  # name -> set of sector strings
 DOWN = {}  # name -> bool
 REJECT = {}  # name -> set of (sector, version)
 SLOW = {}  # name -> seconds
+FLUSHES = {}  # name -> [time.monotonic() of each Flush call]
 
 
 def reset():
-    for table in (ROWS, DELIVERED, PENDING, CALLS, ARGS, POISON, DOWN, REJECT, SLOW):
+    for table in (ROWS, DELIVERED, PENDING, CALLS, ARGS, POISON, DOWN, REJECT, SLOW, FLUSHES):
         table.clear()
 
 
@@ -79,6 +81,8 @@ def on_restore(syncer, sector_id, state_json):
 
 def flush(syncer):
     name = syncer.name
+    with LOCK:
+        FLUSHES.setdefault(name, []).append(time.monotonic())
     if DOWN.get(name):
         raise ConnectionError(f"sink {name} is down")
     with LOCK:

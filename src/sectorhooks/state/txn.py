@@ -40,17 +40,9 @@ class Current:
         self.ws, self.state, self.data, self.text = ws, state, data, text
 
 
-_KEYS: Dict[SectorID, bytes] = {}  # sector -> its KV key (formatting it costs 4x a lookup)
-
-
 def key_of(sid: SectorID) -> bytes:
     """``sid.key`` as the KV key (bytes)."""
-    key = _KEYS.get(sid)
-    if key is None:
-        if len(_KEYS) >= 1 << 16:
-            _KEYS.clear()
-        key = _KEYS[sid] = sid.key.encode()
-    return key
+    return sid.key.encode()
 
 
 def _json_dumps(data: Dict[str, Any]) -> str:

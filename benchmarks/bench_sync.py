@@ -151,7 +151,7 @@ def bench_ours(per_thread: int, sectors: int, sync: str, syncing: bool = True) -
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     try:
         config = _config(tmp, _sinks(tmp), sync)
-        with Runtime.open(config, filestores=False, freeze_gc=True, start_sync=syncing) as rt:
+        with Runtime.open(config, filestores=False, start_sync=syncing) as rt:
             _init(rt, sectors)
             if syncing and not rt.sync.wait_idle(120):
                 raise RuntimeError("sinks did not take the initial states")
@@ -178,9 +178,7 @@ def bench_naive(per_thread: int, sectors: int, sync: str) -> Tuple[float, float]
     tmp = Path(tempfile.mkdtemp(prefix="bench-naive-"))
     try:
         sinks = _sinks(tmp)
-        with Runtime.open(
-            _config(tmp, sinks, sync), start_sync=False, filestores=False, freeze_gc=True
-        ) as rt:
+        with Runtime.open(_config(tmp, sinks, sync), start_sync=False, filestores=False) as rt:
             on_update = rt.host.impl("sqlsync", "sync_on_update")
             on_init = rt.host.impl("sqlsync", "sync_on_init")
             flush = rt.host.impl("sqlsync", "sync_flush")

@@ -12,7 +12,6 @@ call the plugins. Neither the state manager nor the sync service imports the oth
 
 from __future__ import annotations
 
-import gc
 import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
@@ -54,18 +53,12 @@ class Runtime:
         filestores: bool = True,
         registry: bool = True,
         sync_options: Optional[Dict[str, Any]] = None,
-        freeze_gc: bool = False,
     ) -> Runtime:
         """Load plugins, open the KV, the change log, the state manager, the syncers and the file stores.
 
         With ``registry`` (the default) this host registers its plugins in the shared registry,
         scrapes their health under the scrape lease, and runs each syncer's dispatcher only while
         it holds that syncer's lease, so several replicas on one KV cooperate.
-
-        ``freeze_gc`` is for a process that is the host (``serve``, ``demo``): once started,
-        everything allocated so far (modules, plugins, engines) moves out of the cyclic GC's
-        generations (``gc.freeze``), so its collections only walk what the running host
-        allocates (measured: 4-6% more changes/s in ``benchmarks/bench_sync.py``).
         """
         from .changelog import ChangeLog
         from .kv import open_kvstore
@@ -103,9 +96,6 @@ class Runtime:
         except BaseException:
             rt.close()
             raise
-        if freeze_gc:
-            gc.collect()
-            gc.freeze()
         return rt
 
     def _committed(self, head: int, entries: Sequence[Tuple[int, bytes]]) -> None:

@@ -421,19 +421,3 @@ def test_a_failed_commit_leaves_no_trace_in_state_or_cache(
     again = rt.state.update(sid(1), need_rebuild=True)
     assert (again.version, again.abort_reason, again.need_rebuild) == (3, "", True)
     assert [e.header["v"] for e in log_events(rt.state)[1:]] == [2, 3]
-
-
-def test_a_host_process_can_freeze_its_startup_objects_out_of_the_gc(tmp_path: Path) -> None:
-    """``freeze_gc`` (serve, demo): what startup allocated leaves the collected generations."""
-    import gc
-
-    gc.unfreeze()
-    try:
-        with Runtime.open(make_config(tmp_path, kv="memdb", plugins=()), freeze_gc=True) as rt:
-            frozen = gc.get_freeze_count()
-            assert frozen > 1000  # modules, plugins, the store: everything alive at that point
-            rt.state.init_sectors([AllocatedSector(sid(1), 8)])
-            assert rt.state.get(sid(1)).version == 1
-    finally:
-        gc.unfreeze()
-    assert gc.get_freeze_count() == 0

@@ -96,7 +96,7 @@ def run_demo(
     report = progress or (lambda phase, done, total: None)
     _prepare_sqlite_dirs(config)
     t0 = time.perf_counter()
-    with Runtime.open(config, freeze_gc=True) as rt:
+    with Runtime.open(config) as rt:
         t_open = time.perf_counter()
         roles = store_roles(config)
         pipeline = Pipeline(

@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def open_runtime(config: HostConfig, *, start_sync: bool = True, freeze_gc: bool = False) -> Iterator[Any]:
+def open_runtime(config: HostConfig, *, start_sync: bool = True) -> Iterator[Any]:
     """The lead's :class:`~sectorhooks.runtime.Runtime` (``.host``, ``.kv``, ``.state``, ``.sync``)."""
     from ..runtime import Runtime
 
-    with Runtime.open(config, start_sync=start_sync, filestores=False, freeze_gc=freeze_gc) as rt:
+    with Runtime.open(config, start_sync=start_sync, filestores=False) as rt:
         yield rt
 
 
@@ -201,7 +201,7 @@ def serve(
         signal.signal(sig, _on_signal)
     try:
         nofile = transport.raise_open_file_limit()  # before plugins and pools open theirs
-        opened = runtime_factory(config) if runtime_factory else open_runtime(config, freeze_gc=True)
+        opened = runtime_factory(config) if runtime_factory else open_runtime(config)
         with opened as rt:
             gate = gate_factory(rt) if gate_factory is not None else None
             app = build_app(rt, tokens=TokenStore(rt.kv), gate=gate, limits=limits, dev_mode=dev_mode)

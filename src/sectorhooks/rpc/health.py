@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..config import SyncSettings
 from ..host import PluginHost, PluginStatus
+from ..sync.dispatcher import DispatcherState
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,15 @@ T = TypeVar("T")
 #: Seconds a check may take before it counts as failing (it goes on in its thread).
 CHECK_TIMEOUT = 5.0
 #: Syncer states in which it delivers (or another replica does, for ``standby``).
-DELIVERING = frozenset({"running", "idle", "standby", "resuming", "not started"})
+DELIVERING = frozenset(
+    {
+        DispatcherState.RUNNING,
+        DispatcherState.IDLE,
+        DispatcherState.STANDBY,
+        DispatcherState.RESUMING,
+        DispatcherState.NOT_STARTED,
+    }
+)
 
 
 class ProbeTimeout(Exception):
@@ -157,7 +166,7 @@ def syncer_problem(row: Dict[str, Any], max_lag: float) -> Optional[str]:
     why = state
     if row.get("last_error"):
         why += f": {row['last_error']}"
-    if state in ("stopped", "no host") and not row.get("last_error"):
+    if state in (DispatcherState.STOPPED, DispatcherState.NO_HOST) and not row.get("last_error"):
         why += " (no live host delivers it)"
     behind = f"{row['lag_events']} event(s) behind"
     behind += f", the oldest {lag:.1f}s old" if isinstance(lag, (int, float)) else ", age unknown"

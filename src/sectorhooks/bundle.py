@@ -29,7 +29,7 @@ from sectorhooks_spec.manifest import load_toml
 
 from . import loader
 from .config import HostConfig, PluginsConfig
-from .errors import SectorhooksError
+from .errors import BuildError, SectorhooksError
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,6 @@ _SKIP_DIRS = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".bak", ".orig", ".swp", "~")
 _BUILD_TIME_RE = re.compile(r"^build_time[ \t]*=[^\n]*$", re.MULTILINE)
 _ANCHOR_RE = re.compile(r"^(?:version|name)[ \t]*=[^\n]*$", re.MULTILINE)
-
-
-class BuildError(SectorhooksError):
-    """A plugin could not be bundled; lists every problem found."""
-
-    def __init__(self, src: Path, problems: List[str]):
-        self.src, self.problems = src, problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"cannot build plugin from {src}: {len(problems)} problem(s):\n{lines}")
 
 
 @attrs.frozen

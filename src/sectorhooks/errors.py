@@ -6,7 +6,8 @@ and are re-exported here, so ``from sectorhooks.errors import ...`` reaches all 
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -24,6 +25,7 @@ from sectorhooks_spec.errors import (
 )
 
 __all__ = [
+    "BuildError",
     "CommitOutcomeUnknown",
     "ConfigError",
     "DecodeError",
@@ -32,20 +34,29 @@ __all__ = [
     "KVError",
     "KVRetryExhausted",
     "KeyNotFound",
+    "LeaseLost",
+    "LogTrimmed",
     "ManifestError",
+    "NeedsTransaction",
     "NormalizedNameClashError",
+    "NotRegisteredError",
     "OpenFileLimitError",
     "PluginCallBusy",
     "PluginCallError",
     "PluginCallTimeout",
     "PluginLoadError",
     "PluginNotActiveError",
+    "ProbeTimeout",
     "Problem",
+    "RpcError",
     "SectorhooksError",
     "StoreUnavailable",
+    "SyncLeaseLost",
+    "SyncerStopped",
     "TransactionConflict",
     "UnknownPluginError",
     "UnsafePluginFilesError",
+    "WorkerStartError",
 ]
 
 
@@ -287,3 +298,88 @@ class OpenFileLimitError(SectorhooksError):
             f"{fits} connection(s), fewer than {least}; raise it (LimitNOFILE=65536 in the systemd unit, "
             "or `ulimit -n 65536` in the shell that starts `sectorhooks serve`)"
         )
+
+
+# --- registry -------------------------------------------------------------------------------------
+
+
+class NotRegisteredError(SectorhooksError):
+    """The registry has no plugin with that id; names the known ones and the fix."""
+
+    def __init__(self, pid: str, known: List[str]):
+        self.pid = pid
+        names = ", ".join(repr(k) for k in sorted(known)) or "none"
+        super().__init__(
+            f"plugin {pid!r} is not registered (registered: {names}); "
+            "register it with `sectorhooks registry register` or by starting `sectorhooks serve`"
+        )
+
+
+class LeaseLost(SectorhooksError):
+    """This process no longer holds a registry lease (``sectorhooks.registry.Lease``): it expired
+    and someone else took it, so our fence is stale."""
+
+    def __init__(self, key: str, fence: int, current: Optional[Dict[str, Any]]):
+        self.key, self.fence, self.current = key, fence, current
+        now = (
+            f"fence {current.get('fence')} held by {current.get('holder') or '-'}" if current else "no record"
+        )
+        super().__init__(f"lease {key!r}: our fence {fence} is stale ({now}); the write was refused")
+
+
+# --- sync -----------------------------------------------------------------------------------------
+
+
+class SyncLeaseLost(SectorhooksError):
+    """A syncer's cursor was advanced by another holder with a newer fencing token: this process
+    lost the syncer's lease and stands by."""
+
+
+class SyncerStopped(SectorhooksError):
+    """``on_failure = "stop"``: the syncer gave up on an event (its dispatcher waits for a resume)."""
+
+
+class WorkerStartError(Exception):
+    """The worker process could not start or could not load the plugin."""
+
+
+# --- state and change log -------------------------------------------------------------------------
+
+
+class NeedsTransaction(Exception):
+    """A group cannot be computed from the trusted cache alone (a read, a delete): use ``update``."""
+
+
+class LogTrimmed(Exception):
+    """A reader asked for entries that were already trimmed (its cursor is below the floor)."""
+
+
+# --- RPC and bundles ------------------------------------------------------------------------------
+
+
+class RpcError(Exception):
+    """An error that becomes a JSON-RPC error object: ``code``, ``message`` and optional ``data``."""
+
+    def __init__(self, code: int, message: str, data: Any = None):
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The ``error`` member of a response."""
+        err: Dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            err["data"] = self.data
+        return err
+
+
+class ProbeTimeout(Exception):
+    """A health check did not answer within its deadline."""
+
+
+class BuildError(SectorhooksError):
+    """A plugin could not be bundled; lists every problem found."""
+
+    def __init__(self, src: Path, problems: List[str]):
+        self.src, self.problems = src, problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"cannot build plugin from {src}: {len(problems)} problem(s):\n{lines}")

@@ -13,6 +13,7 @@ import pytest
 from registry.regkit import opened, write_config
 from sectorhooks.errors import RouteRefused
 from sectorhooks.registry import Registry, RouteGate, Scraper, Status, register_host
+from sectorhooks.registry.records import generation_of
 from support import wait_for
 
 
@@ -144,3 +145,16 @@ def test_json_rpc_calls_are_gated_with_a_clear_error(env):
     registry.set_status("greet", Status.STOPPED, "maintenance")
     resp = call("acme")
     assert resp["error"]["code"] == -32010 and "status STOPPED: maintenance" in resp["error"]["message"]
+
+
+def test_a_registry_write_reaches_every_gate_over_the_same_store_object(env):
+    """The write counter lives on the store object (no process-wide table keyed by ``id()``):
+    registries and gates over one store share it; a gate over another store object keeps its own."""
+    _, host, kv = env
+    gate, registry = RouteGate(kv, cache_ttl=3600), Registry(kv)
+    assert registry.generation is generation_of(kv) is generation_of(kv)
+    before = registry.generation.value
+    register_host(registry, host)
+    assert registry.generation.value > before
+    assert refused(gate, "Greet", ACME) == "not_running"
+    assert generation_of(object.__new__(type(kv))) is not generation_of(kv)

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from sectorhooks.sync import LeaseLost
+from sectorhooks.sync import SyncLeaseLost
 from sectorhooks_spec import AllocatedSector, LatestState
 from support import wait_for
 from sync.helpers import make_config, open_runtime, plugin_module, sid
@@ -86,7 +86,7 @@ def test_only_the_lease_holder_delivers_and_a_stale_holder_is_fenced(tmp_path: P
             head = r2.state.log.head()
             wait_for(lambda: d2.cursor == head, what="r2 delivers from the saved cursor")
             wait_for(lambda: d1.state == "standby", what="r1 notices it lost the lease")
-            with pytest.raises(LeaseLost, match="lease lost"):
+            with pytest.raises(SyncLeaseLost, match="lease lost"):
                 r1.sync.records.write_cursor("a", stale_fence, seq=1)
             # Each host imports its own copy of the plugin module. r1's copy holds what r1 delivered:
             # everything up to v2, and possibly one batch it sent before noticing the revoked lease

@@ -6,13 +6,10 @@ from typing import List, Optional, Sequence, Tuple
 
 from sectorhooks_spec import KVStore, StoreTxn
 
+from ..errors import LogTrimmed
 from .events import AnyEvent, RawEntry, parse
 from .format import FLOOR, HEAD, LOG, META, read_int, seq_key
 from .recent import Recent
-
-
-class LogTrimmed(Exception):
-    """A reader asked for entries that were already trimmed (its cursor is below the floor)."""
 
 
 def _block_digits(limit: int) -> int:

@@ -5,9 +5,9 @@
 ``unknown`` / ``not_running`` / ``no_tenant`` / ``not_enabled`` / ``expired`` and a message that
 says what to do. It reads a snapshot of every route (``public``) and the tenants of each plugin
 (``active_tenant`` of ``plugin_<id>`` in ``private``, read only) taken in one KV read and kept
-for ``cache_ttl`` seconds; a registry write in this process drops it at once (a generation
-counter, one dict lookup per call), other replicas' writes are seen within ``cache_ttl``. Expiry
-is compared with the clock on every call, so it needs no refresh and no restart.
+for ``cache_ttl`` seconds; a registry write in this process drops it at once (the store's
+registry generation counter, one attribute read per call), other replicas' writes are seen
+within ``cache_ttl``. Expiry is compared with the clock on every call, so it needs no refresh and no restart.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sectorhooks_spec.kvstore import KVStore, StoreTxn
 
 from ..errors import RouteRefused
 from . import _kv
-from .records import PRIVATE, PUBLIC, ROUTE_PREFIX, Route, Status, Tenant, decode, generation, plugin_key
+from .records import PRIVATE, PUBLIC, ROUTE_PREFIX, Route, Status, Tenant, decode, generation_of, plugin_key
 
 #: JSON-RPC error code of every refusal (the gateway's NAMESPACE_REFUSED).
 ROUTE_REFUSED = -32010
@@ -87,6 +87,7 @@ class RouteGate:
         self.store, self.cache_ttl, self.tenants, self.clock = store, cache_ttl, tenants, clock
         self._snapshot: Optional[Snapshot] = None
         self._loaded_at = 0.0
+        self._changes = generation_of(store)
         self._generation = -1
         self._lock = threading.Lock()
 
@@ -98,7 +99,7 @@ class RouteGate:
         """The current snapshot, reloaded when stale."""
         snap = self._snapshot
         now = time.monotonic()
-        gen = generation(self.store)
+        gen = self._changes.value
         if snap is not None and now - self._loaded_at < self.cache_ttl and gen == self._generation:
             return snap
         with self._lock:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Optional
 
 from sectorhooks_spec.kvstore import KVStore, StoreTxn
 
-from ..errors import SectorhooksError
+from ..errors import LeaseLost
 from . import _kv
 from .records import decode, encode
 
@@ -31,17 +31,6 @@ log = logging.getLogger(__name__)
 
 #: Collection of leases other than ``scrape_state`` (which the seed puts in ``public``).
 LEASE_COLLECTION = "leases"
-
-
-class LeaseLost(SectorhooksError):
-    """This process no longer holds the lease (it expired and someone else took it)."""
-
-    def __init__(self, key: str, fence: int, current: Optional[Dict[str, Any]]):
-        self.key, self.fence, self.current = key, fence, current
-        now = (
-            f"fence {current.get('fence')} held by {current.get('holder') or '-'}" if current else "no record"
-        )
-        super().__init__(f"lease {key!r}: our fence {fence} is stale ({now}); the write was refused")
 
 
 class Lease:

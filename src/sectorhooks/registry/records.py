@@ -198,18 +198,35 @@ class Route:
         return sorted({k.split(".", 1)[0] for k, v in self.register_addons.items() if v == f"{pid}/{k}"})
 
 
-# In-process change counter per store: registry writes bump it, gates compare it (a dict lookup)
-# to drop their cache at once after a local change; other replicas' changes wait out the TTL.
-_generations: Dict[int, int] = {}
-_gen_lock = threading.Lock()
+class Generation:
+    """In-process counter of registry writes over one store: :meth:`Registry.transact` bumps it,
+    a ``RouteGate`` compares ``value`` (an attribute read) to drop its cache at once after a local
+    change; other replicas' changes wait out the gate's TTL. It lives on the store object (see
+    :func:`generation_of`), so every registry and gate over the same store share it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def bump(self) -> None:
+        """Mark every gate cache over the store in this process as stale."""
+        with self._lock:
+            self.value += 1
 
 
-def bump_generation(store: object) -> None:
-    """Mark every gate cache over ``store`` in this process as stale."""
-    with _gen_lock:
-        _generations[id(store)] = _generations.get(id(store), 0) + 1
+_attach_lock = threading.Lock()
 
 
-def generation(store: object) -> int:
-    """Current change counter of ``store`` in this process."""
-    return _generations.get(id(store), 0)
+def generation_of(store: object) -> Generation:
+    """The :class:`Generation` of ``store``, kept on it as ``registry_generation`` (set on first
+    use). A store object that takes no attributes gets a counter per caller: its gates then see
+    this process's changes only after their TTL, as they see other replicas' changes."""
+    with _attach_lock:
+        gen = getattr(store, "registry_generation", None)
+        if not isinstance(gen, Generation):
+            gen = Generation()
+            try:
+                store.registry_generation = gen  # type: ignore[attr-defined]
+            except AttributeError:  # __slots__: nowhere to keep it
+                pass
+    return gen

@@ -17,7 +17,7 @@ import attrs
 
 from sectorhooks_spec.kvstore import KVStore, StoreTxn
 
-from ..errors import SectorhooksError
+from ..errors import NotRegisteredError, SectorhooksError
 from . import _kv, secret
 from .records import (
     ALL_REGISTERED,
@@ -29,26 +29,14 @@ from .records import (
     Route,
     Status,
     Tenant,
-    bump_generation,
     decode,
     encode,
+    generation_of,
     plugin_key,
     route_key,
 )
 
 log = logging.getLogger(__name__)
-
-
-class NotRegisteredError(SectorhooksError):
-    """The registry has no plugin with that id; names the known ones and the fix."""
-
-    def __init__(self, pid: str, known: List[str]):
-        self.pid = pid
-        names = ", ".join(repr(k) for k in sorted(known)) or "none"
-        super().__init__(
-            f"plugin {pid!r} is not registered (registered: {names}); "
-            "register it with `sectorhooks registry register` or by starting `sectorhooks serve`"
-        )
 
 
 @attrs.frozen
@@ -81,6 +69,8 @@ class Registry:
     def __init__(self, store: KVStore, clock: Callable[[], float] = time.time):
         self.store = store
         self.clock = clock
+        #: Bumped after every write; the route gates over ``store`` in this process compare it.
+        self.generation = generation_of(store)
         # A KV transaction may touch only collections that exist on some backends.
         store.open_collection(PUBLIC)
         store.open_collection(PRIVATE)
@@ -90,7 +80,7 @@ class Registry:
         try:
             return _kv.update(self.store, fn, what)
         finally:
-            bump_generation(self.store)
+            self.generation.bump()
 
     # --- registration ---------------------------------------------------------------
 

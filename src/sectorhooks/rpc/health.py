@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..config import SyncSettings
+from ..errors import ProbeTimeout
 from ..host import PluginHost, PluginStatus
 from ..sync.dispatcher import DispatcherState
 
@@ -42,10 +43,6 @@ DELIVERING = frozenset(
         DispatcherState.NOT_STARTED,
     }
 )
-
-
-class ProbeTimeout(Exception):
-    """A check did not answer within its deadline."""
 
 
 class _Call:

@@ -19,6 +19,8 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
 
 import attrs
 
+from ..errors import RpcError
+
 log = logging.getLogger(__name__)
 
 # --- error codes: the standard ones, then ours (-32000..-32099 is the server-error range) ------
@@ -56,21 +58,6 @@ ERROR_CODES: Dict[int, str] = {
 }
 
 Id = Union[str, int, float, None]
-
-
-class RpcError(Exception):
-    """An error that becomes a JSON-RPC error object: ``code``, ``message`` and optional ``data``."""
-
-    def __init__(self, code: int, message: str, data: Any = None):
-        super().__init__(message)
-        self.code, self.message, self.data = code, message, data
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The ``error`` member of a response."""
-        err: Dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            err["data"] = self.data
-        return err
 
 
 @attrs.frozen

@@ -24,7 +24,7 @@ from sectorhooks_spec.kvstore import GetFromPeek
 
 from ..changelog.format import HEAD, META, Header, encode_entry, read_int
 from ..changelog.writer import LogWriter
-from ..errors import SectorNotFound, SectorStateError
+from ..errors import NeedsTransaction, SectorNotFound, SectorStateError
 from .fields import evolve_checked
 
 COLLECTIONS: Dict[Workspace, str] = {Workspace.ONLINE: "sectors/online", Workspace.OFFLINE: "sectors/offline"}
@@ -228,10 +228,6 @@ class GroupTxn:
         if self.log is not None:
             self.head1 = self.log.finish()
         return self.head1
-
-
-class NeedsTransaction(Exception):
-    """A group cannot be computed from the trusted cache alone (a read, a delete): use ``update``."""
 
 
 class _Recorded(GetFromPeek):

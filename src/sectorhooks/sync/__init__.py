@@ -11,19 +11,20 @@ hooks and ``Flush``, with retries and dead letters), ``runners`` and ``worker`` 
 of it).
 """
 
+from ..errors import SyncLeaseLost
 from .dispatcher import Dispatcher, DispatcherState
-from .records import LeaseLost, Records
+from .records import Records
 from .service import SyncService, compare
-from .syncers import Lease, Syncer, resolve_syncers
+from .syncers import Syncer, SyncerLease, resolve_syncers
 
 __all__ = [
     "Dispatcher",
     "DispatcherState",
-    "Lease",
-    "LeaseLost",
     "Records",
+    "SyncLeaseLost",
     "SyncService",
     "Syncer",
+    "SyncerLease",
     "compare",
     "resolve_syncers",
 ]

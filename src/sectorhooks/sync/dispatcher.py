@@ -31,10 +31,10 @@ from sectorhooks_spec import KVError
 
 from ..changelog import ChangeLog, Event, LogTrimmed, decoded
 from ..config import SyncSettings
-from ..errors import FlushFailed
-from .records import LeaseLost, Records
+from ..errors import FlushFailed, SyncerStopped, SyncLeaseLost
+from .records import Records
 from .runners import CLOSED, HUNG, LOST, UNAVAILABLE, HookFailure, HookRunner, InProcessRunner
-from .syncers import Lease, Syncer, describe
+from .syncers import Syncer, SyncerLease, describe
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ class DispatcherState(str, enum.Enum):
         return self.value
 
 
-class Stopped(Exception):
-    """``on_failure = "stop"``: the syncer gave up on an event."""
-
-
 class _Retry(Exception):
     """Back off and try the rest of the batch again."""
 
@@ -93,7 +89,7 @@ class Dispatcher:
         records: Records,
         settings: SyncSettings,
         progress: threading.Condition,
-        lease: Optional[Lease] = None,
+        lease: Optional[SyncerLease] = None,
         backfill: Optional[Callable[[Dispatcher], int]] = None,
         serve: Optional[Callable[[Dispatcher], None]] = None,
         runner: Optional[HookRunner] = None,
@@ -273,11 +269,11 @@ class Dispatcher:
                 self._serve_requests()
                 try:
                     n = self.step()
-                except LeaseLost as exc:
+                except SyncLeaseLost as exc:
                     log.warning("%s", exc)
                     self._holding = False
                     continue
-                except Stopped:
+                except SyncerStopped:
                     self._wait_for_resume()
                     continue
                 except _Retry:  # stopping while backing off
@@ -628,7 +624,7 @@ class Dispatcher:
         if self.settings.on_failure == "stop":
             self.state, self.last_error = DispatcherState.STOPPED, f"event {ev.seq} failed {n} times: {error}"
             self._persist_error(DispatcherState.STOPPED)
-            raise Stopped(self.last_error)
+            raise SyncerStopped(self.last_error)
         self._dead_letter(ev, error, n)
         return True
 

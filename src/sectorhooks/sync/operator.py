@@ -23,7 +23,7 @@ from sectorhooks_spec.errors import KVError
 
 from ..errors import SyncError
 from .dispatcher import RENEW_EVERY, Dispatcher
-from .syncers import Lease, describe
+from .syncers import SyncerLease, describe
 
 if TYPE_CHECKING:
     from .service import SyncService
@@ -120,7 +120,7 @@ def _ask_holder(service: SyncService, d: Dispatcher, action: str, wait: float) -
         time.sleep(ANSWER_POLL)
 
 
-def holder_of(lease: Optional[Lease]) -> str:
+def holder_of(lease: Optional[SyncerLease]) -> str:
     """Who holds ``lease``, as its record says (or ``"another host"``)."""
     state = getattr(lease, "state", None)
     try:
@@ -133,7 +133,7 @@ def holder_of(lease: Optional[Lease]) -> str:
 
 
 @contextmanager
-def _renewing(lease: Lease) -> Iterator[threading.Event]:
+def _renewing(lease: SyncerLease) -> Iterator[threading.Event]:
     """Renew ``lease`` every ``RENEW_EVERY`` seconds while the block runs; the event is set if
     a renewal failed (another host took the syncer over)."""
     stop, lost = threading.Event(), threading.Event()

@@ -25,17 +25,13 @@ from urllib.parse import quote
 
 from sectorhooks_spec import KVStore, StoreTxn
 
-from ..errors import SectorhooksError, SyncError
+from ..errors import SyncError, SyncLeaseLost
 
 CURSORS = "sync/cursor"
 DEAD = "sync/dead"
 REQUESTS = "sync/request"
 OPEN = ("pending", "running")  # states of an unfinished request
 STALE_REQUEST = 3600.0  # seconds after which an unfinished request no longer blocks a new one
-
-
-class LeaseLost(SectorhooksError):
-    """Another holder with a newer fencing token advanced this syncer's cursor."""
 
 
 def _name_key(name: str) -> bytes:
@@ -83,7 +79,7 @@ def _merge_cursor(t: StoreTxn, name: str, fence: Optional[int], changes: Dict[st
     rec.update(_read_cursor(t, name) or {})
     if fence is not None:
         if rec.get("fence") is not None and rec["fence"] > fence:
-            raise LeaseLost(f"syncer {name!r}: lease lost (cursor fence {rec['fence']} > ours {fence})")
+            raise SyncLeaseLost(f"syncer {name!r}: lease lost (cursor fence {rec['fence']} > ours {fence})")
         rec["fence"] = fence
     rec.update(changes)
     rec["at"] = time.time()
@@ -112,7 +108,7 @@ class Records:
         return self.store.view(lambda t: {name: _read_cursor(t, name) for name in names})
 
     def write_cursor(self, name: str, fence: Optional[int] = None, **changes: Any) -> Dict[str, Any]:
-        """Merge ``changes`` into the cursor record; refuse (:class:`LeaseLost`) a stale ``fence``."""
+        """Merge ``changes`` into the cursor record; refuse (:class:`SyncLeaseLost`) a stale ``fence``."""
         return self.store.update(lambda t: _merge_cursor(t, name, fence, changes))
 
     def add_dead(

@@ -33,7 +33,7 @@ from . import operator
 from .dispatcher import Dispatcher, DispatcherState, backoff
 from .records import Records
 from .runners import HookRunner, InProcessRunner
-from .syncers import Lease, Syncer, describe, resolve_syncers
+from .syncers import Syncer, SyncerLease, describe, resolve_syncers
 from .worker import WorkerRunner, worker_init
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class SyncService:
         *,
         log: ChangeLog,
         sectors: Mapping[Workspace, str],
-        lease_factory: Optional[Callable[[str], Lease]] = None,
+        lease_factory: Optional[Callable[[str], SyncerLease]] = None,
         trim_interval: float = TRIM_INTERVAL,
         heartbeat_ttl: float = liveness.TTL,
     ):

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 FLUSH = "sync_flush"
 
 
-class Lease(Protocol):
+class SyncerLease(Protocol):
     """Exclusive right to run one syncer's dispatcher across host replicas (see SyncService)."""
 
     fence: int

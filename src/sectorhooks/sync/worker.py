@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection, Pipe
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..config import SyncSettings
+from ..errors import WorkerStartError
 from .runners import CLOSED, CRASHED, HUNG, RAISED, Busy, FlushResult, HookFailure, rejected_from_json
 from .syncers import FLUSH, Syncer
 
@@ -89,10 +90,6 @@ def exit_text(code: Optional[int]) -> str:
             name = "?"
         return f"killed by signal {-code} ({name})"
     return f"exit status {code}"
-
-
-class WorkerStartError(Exception):
-    """The worker process could not start or could not load the plugin."""
 
 
 class WorkerRunner:

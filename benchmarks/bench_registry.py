@@ -82,7 +82,7 @@ def _open(tmp: Path, plugin: str, meta: Dict[str, Any]) -> Tuple[Any, Any]:
     from sectorhooks.config import DBConfig, HostConfig, PluginsConfig
     from sectorhooks.host import PluginHost
     from sectorhooks.kv import open_kvstore
-    from sectorhooks_spec import Kind
+    from sectorhooks_spec.kinds import Kind
 
     pdir = tmp / "plugins" / "bench"
     if not pdir.exists():

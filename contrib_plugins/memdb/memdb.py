@@ -18,8 +18,8 @@ import threading
 from bisect import bisect_left, insort
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
-from sectorhooks_spec.errors import KVError
-from sectorhooks_spec.kvstore import (
+from sectorhooks_spec import KVError
+from sectorhooks_spec.backend import (
     GetFromPeek,
     check_collection_name,
     check_key,

@@ -25,9 +25,8 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from sectorhooks_spec.errors import KVError, StoreUnavailable, TransactionConflict
-from sectorhooks_spec.kvstore import (
-    CommitOutcomeUnknown,
+from sectorhooks_spec import CommitOutcomeUnknown, KVError, StoreUnavailable, TransactionConflict
+from sectorhooks_spec.backend import (
     GetFromPeek,
     check_collection_name,
     check_key,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-from sectorhooks_spec.meta import MetaReader
+from sectorhooks_spec import MetaReader
 
 PLUGIN = "rediskv"
 META_KEYS = ("url", "prefix", "pool_size", "pool_timeout", "socket_timeout", "connect_timeout", "client_name")

@@ -19,7 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from sectorhooks_spec import INT64_MAX, INT64_MIN, Rejected
-from sectorhooks_spec.sector import text_problem
+from sectorhooks_spec.backend import text_problem
 
 from .rows import Row, version_and_time
 from .sink import classify, describe

@@ -31,8 +31,9 @@ from sectorhooks_spec import (
     Workspace,
 )
 
-# Besides the hooks, the host looks up read_rows(url, table_prefix) (``sync verify`` reads a sink
-# back with it) and default_url(name) (where an instance without a url writes).
+# read_back is the ReadBack extension point (``sync verify`` pages through the sink with it);
+# read_rows(url, table_prefix) and default_url(name) are kept for tests and tools.
+from .read_back import read_back as read_back
 from .read_back import read_rows as read_rows
 from .rows import NESTED, Row, row_builder, scalar_fields
 from .settings import CONFIG, PLUGIN, masked, settings_from_meta

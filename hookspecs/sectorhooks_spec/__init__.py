@@ -1,4 +1,21 @@
-"""sectorhooks plugin SPI: everything a plugin author may use, in one screen."""
+"""sectorhooks plugin SPI: what a plugin author uses, in one screen.
+
+Tiers:
+
+* this package: the hook marker, the store protocols (KVStore, FileStore), the sector models and
+  codec, the errors a plugin raises or catches, ``MetaReader``, and the contract types:
+  :class:`SyncerInstance` / :class:`SyncedRow` (SyncSectorState, ``ReadBack``),
+  :class:`JsonRpcNamespace` / :class:`PluginRpcError` (RegisterJsonRpc permissions and codes);
+* :mod:`sectorhooks_spec.backend`: helpers for backend authors (key checks, ``GetFromPeek``,
+  SQLite statement batching, value screens for sinks);
+* host-side modules, importable but not for plugins: :mod:`.manifest` (the manifest model and
+  its checker), :mod:`.kinds` (kinds and extension points), :mod:`.specs` (the hookspecs),
+  :mod:`.markers` (``hookspec``, the project name).
+
+The contracts the host relies on are documented where they are declared: thread- and
+multi-process safety in :mod:`.kvstore`, RPC permissions in :mod:`.rpc`, error codes in
+:class:`PluginRpcError`, read-back in :mod:`.sync`.
+"""
 
 from .codec import dumps, from_jsonable, loads, to_jsonable
 from .errors import (
@@ -7,8 +24,7 @@ from .errors import (
     FileStoreError,
     KeyNotFound,
     KVError,
-    ManifestError,
-    Problem,
+    PluginRpcError,
     Rejected,
     RejectedChanges,
     SectorhooksError,
@@ -16,11 +32,10 @@ from .errors import (
     TransactionConflict,
 )
 from .filestore import FileStore, InstanceInfo, PathType, StoreConfig
-from .kinds import DRIVER_KINDS, EXT_POINTS, LIFECYCLE_HOOKS, ExtPoint, Kind
 from .kvstore import Collection, Guard, GuardedPut, KVIterator, KVStore, StoreTxn, Txn
-from .manifest import MANIFEST_FILE, Export, Manifest, check_manifest, parse_manifest
-from .markers import PROJECT_NAME, hookimpl, hookspec
+from .markers import hookimpl
 from .meta import MetaReader
+from .rpc import DEFAULT_RPC_PERM, JsonRpcNamespace, RpcPerm
 from .sector import (
     INT64_MAX,
     INT64_MIN,
@@ -40,45 +55,37 @@ from .sector import (
     Workspace,
     check_storable,
 )
-from .specs import ALL_SPECS, SyncerInstance
+from .sync import SyncedRow, SyncerInstance
 
 __all__ = [
-    "ALL_SPECS",
-    "DRIVER_KINDS",
-    "EXT_POINTS",
+    "DEFAULT_RPC_PERM",
     "INT64_MAX",
     "INT64_MIN",
-    "LIFECYCLE_HOOKS",
-    "MANIFEST_FILE",
-    "PROJECT_NAME",
     "AllocatedSector",
     "Collection",
     "CommitOutcomeUnknown",
     "DecodeError",
-    "Export",
-    "ExtPoint",
     "FileStore",
     "FileStoreError",
     "Guard",
     "GuardedPut",
     "InstanceInfo",
+    "JsonRpcNamespace",
     "KVError",
     "KVIterator",
     "KVStore",
     "KeyNotFound",
-    "Kind",
     "LatestState",
-    "Manifest",
-    "ManifestError",
     "MessageInfo",
     "MetaReader",
     "PathType",
     "Piece",
+    "PluginRpcError",
     "PreCommitInfo",
-    "Problem",
     "ProofInfo",
     "Rejected",
     "RejectedChanges",
+    "RpcPerm",
     "SectorID",
     "SectorState",
     "SectorhooksError",
@@ -86,6 +93,7 @@ __all__ = [
     "StoreConfig",
     "StoreTxn",
     "StoreUnavailable",
+    "SyncedRow",
     "SyncerInstance",
     "TerminateInfo",
     "Ticket",
@@ -94,13 +102,10 @@ __all__ = [
     "UpgradedInfo",
     "ValueOutOfBounds",
     "Workspace",
-    "check_manifest",
     "check_storable",
     "dumps",
     "from_jsonable",
     "hookimpl",
-    "hookspec",
     "loads",
-    "parse_manifest",
     "to_jsonable",
 ]

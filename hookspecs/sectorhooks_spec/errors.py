@@ -6,7 +6,7 @@ The host's own errors (``sectorhooks.errors``) derive from :class:`SectorhooksEr
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import attrs
 
@@ -121,3 +121,39 @@ class RejectedChanges(SectorhooksError):
         shown = "; ".join(f"{r.sector} v{r.version}: {r.reason}" for r in self.rejected[:5])
         more = f" (+{len(self.rejected) - 5} more)" if len(self.rejected) > 5 else ""
         super().__init__(f"{len(self.rejected)} change(s) rejected by the sink: {shown}{more}")
+
+
+# --- JSON-RPC methods ------------------------------------------------------------------
+
+
+class PluginRpcError(SectorhooksError):
+    """Raised by a RegisterJsonRpc method to answer with a JSON-RPC error of its own choosing.
+
+    The caller gets ``{"code": code, "message": message, "data": data}`` (``data`` left out when
+    ``None``; it must be JSON data). Pick ``code`` outside -32768..-32000, the range JSON-RPC and
+    the host use (the host's codes are listed in the README), except -32602 (invalid params),
+    which a method may raise for a parameter its annotations cannot check. Example::
+
+        from sectorhooks_spec import PluginRpcError
+
+        class Counter:
+            def Get(self, name: str) -> int:
+                if name not in COUNTERS:
+                    raise PluginRpcError(-40404, f"no counter named {name!r}", data={"name": name})
+                return COUNTERS[name]
+
+    The contract underneath is two plain attributes, still accepted on any exception (so a
+    plugin needs no import): an integer ``rpc_code`` (not a bool) and an optional ``rpc_data``;
+    the message is ``str(exc)``. Any other exception a method raises is answered -32603 (a
+    :class:`SectorhooksError` -32000, :class:`KeyNotFound` -32004), see the README.
+    """
+
+    rpc_code: int
+    rpc_data: Any
+
+    def __init__(self, code: int, message: str, data: Any = None):
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(f"PluginRpcError code must be an int, got {type(code).__name__} {code!r}")
+        self.rpc_code = code
+        self.rpc_data = data
+        super().__init__(message)

@@ -44,7 +44,7 @@ EXT_POINTS: Mapping[Kind, Tuple[ExtPoint, ...]] = {
         ExtPoint("Constructor", "filestore_constructor", doc="Constructor(config) -> FileStore"),
     ),
     Kind.REGISTER_JSON_RPC: (
-        ExtPoint("Handler", "jsonrpc_handler", doc="Handler() -> (namespace, handler)"),
+        ExtPoint("Handler", "jsonrpc_handler", doc="Handler() -> JsonRpcNamespace(name, handler, perms)"),
     ),
     Kind.SYNC_SECTOR_STATE: (
         ExtPoint("OnImport", "sync_on_import"),
@@ -53,6 +53,12 @@ EXT_POINTS: Mapping[Kind, Tuple[ExtPoint, ...]] = {
         ExtPoint("OnFinalize", "sync_on_finalize"),
         ExtPoint("OnRestore", "sync_on_restore"),
         ExtPoint("Flush", "sync_flush", required=False),
+        ExtPoint(
+            "ReadBack",
+            "sync_read_back",
+            required=False,
+            doc="ReadBack(syncer, after, limit) -> [SyncedRow]: a page of the sink, for sync verify",
+        ),
     ),
 }
 

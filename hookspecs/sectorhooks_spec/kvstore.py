@@ -7,6 +7,14 @@ whole function with a bounded, jittered backoff. ``view`` sees one consistent sn
 backend can give it. A lost connection is :class:`~sectorhooks_spec.errors.StoreUnavailable`,
 ``get`` of a missing key is :class:`~sectorhooks_spec.errors.KeyNotFound`.
 
+**Threads and processes.** A store must be safe to use from several threads at once (the host
+calls it from its RPC threads, the state writer and every sync dispatcher), and a database
+must be safe to open from several processes at once: ``sectorhooks token create`` and ``sync
+status|retry|verify`` open the same ``[Common.DB]`` while ``serve`` runs, and several host
+replicas may share one store. A backend that allows one process at a time (``dbm``, a plain
+file) cannot be the host's KV store; serialize writes inside the backend, never by assuming one
+caller. ``update``'s optimistic conflict (``TransactionConflict``) is how concurrent writers meet.
+
 A transaction may touch several collections of one store (``txn.collection(name)``): that is
 how the host writes a sector's state and its change-log entry atomically.
 
@@ -15,7 +23,8 @@ Rules every bundled backend keeps (and the conformance suite checks):
 * collection names match :data:`COLLECTION_NAME_RE` (1-128 of ``A-Z a-z 0-9 _ . / -``); keys are
   ``bytes`` of at most :data:`MAX_KEY_SIZE` bytes (the portable limit: SQL indexes cap key size),
   values are ``bytes`` of any size the server accepts. Anything else is a ``TypeError`` /
-  ``ValueError`` raised before touching the store.
+  ``ValueError`` raised before touching the store (:mod:`sectorhooks_spec.backend` has the
+  checks: ``check_collection_name``, ``check_key``, ``check_value``).
 * the ``Txn`` given to ``fn`` and the iterators it returns are valid only while ``fn`` runs.
 * a ``put``/``delete`` on a ``view`` transaction raises :class:`~sectorhooks_spec.errors.KVError`.
 * writes made while a scan of the same transaction is being iterated may or may not be seen by
@@ -35,7 +44,7 @@ import re
 from typing import Callable, Iterator, Optional, Protocol, Sequence, Tuple, TypeVar, runtime_checkable
 
 from .errors import CommitOutcomeUnknown as CommitOutcomeUnknown
-from .errors import KeyNotFound  # defined with the other errors
+from .errors import KeyNotFound as KeyNotFound  # defined with the other errors
 
 T = TypeVar("T")
 
@@ -156,64 +165,3 @@ class GuardedPut(Protocol):
         (``TransactionConflict`` and ``StoreUnavailable`` mean nothing was written).
         """
         ...
-
-
-def check_collection_name(name: object, plugin: str = "") -> str:
-    """Return ``name`` if it is a valid collection name, else raise ``TypeError``/``ValueError``."""
-    who = f"{plugin}: " if plugin else ""
-    if not isinstance(name, str):
-        raise TypeError(f"{who}collection name must be str, got {type(name).__name__}")
-    if not COLLECTION_NAME_RE.match(name):
-        raise ValueError(
-            f"{who}invalid collection name {name!r}: use 1-128 characters of A-Z a-z 0-9 _ . / -"
-        )
-    return name
-
-
-def check_key(key: object) -> bytes:
-    """Return ``key`` as ``bytes`` (bytearray/memoryview are copied); reject str and oversize keys."""
-    if isinstance(key, bytes):
-        out = key
-    elif isinstance(key, (bytearray, memoryview)):
-        out = bytes(key)
-    else:
-        raise TypeError(f"keys are bytes, got {type(key).__name__} {key!r:.60}; encode it first")
-    if len(out) > MAX_KEY_SIZE:
-        raise ValueError(
-            f"key of {len(out)} bytes is longer than MAX_KEY_SIZE={MAX_KEY_SIZE}: {out[:40]!r}..."
-        )
-    return out
-
-
-def check_value(value: object) -> bytes:
-    """Return ``value`` as ``bytes`` (bytearray/memoryview are copied); reject anything else."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(f"values are bytes, got {type(value).__name__}; serialize it first")
-
-
-def prefix_upper_bound(prefix: bytes) -> Optional[bytes]:
-    """Smallest key greater than every key starting with ``prefix``; ``None`` if there is none.
-
-    ``b"ab"`` -> ``b"ac"``, ``b"a\\xff"`` -> ``b"b"``, ``b""`` and ``b"\\xff\\xff"`` -> ``None``.
-    """
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-class GetFromPeek:
-    """Mixin for backend authors: ``get`` in terms of the class's own ``peek`` and ``name``."""
-
-    name: str
-    peek: Callable[[bytes], Optional[bytes]]
-
-    def get(self, key: bytes) -> bytes:
-        """Value of ``key``; raises ``KeyNotFound`` when missing."""
-        value = self.peek(key)
-        if value is None:
-            raise KeyNotFound(self.name, key)
-        return value

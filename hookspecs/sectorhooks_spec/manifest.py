@@ -1,7 +1,10 @@
 """``manifest.toml``: the model and its strict, report-everything validation.
 
 Keys (the original's, plus ours): ``name``, ``description``, ``kind``, ``onInit``, ``onShutdown``,
-``export = [{extPoint, impl}]``; ``module``, ``version``, ``requires``, ``build_time``.
+``export = [{extPoint, impl}]``; ``module``, ``version``, ``requires``, ``build_time``; for
+kind RegisterJsonRpc, ``perms = { Method = "read" }`` (the permission each JSON-RPC method
+needs: ``read``, ``write`` or ``admin``; a method left out needs ``write``, see
+:mod:`sectorhooks_spec.rpc`).
 :func:`check_manifest` returns every problem at once; :func:`parse_manifest` raises them as one
 :class:`~sectorhooks_spec.errors.ManifestError`.
 """
@@ -17,6 +20,7 @@ import attrs
 
 from .errors import ManifestError, Problem
 from .kinds import LIFECYCLE_HOOKS, Kind, ext_points
+from .rpc import RPC_PERMS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +33,8 @@ _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
+#: A JSON-RPC method name (the host's rule for a handler's public routines).
+_METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 
 KNOWN_KEYS = (
     "name",
@@ -41,6 +47,7 @@ KNOWN_KEYS = (
     "requires",
     "build_time",
     "export",
+    "perms",
 )
 EXPORT_KEYS = ("extPoint", "impl")
 
@@ -70,6 +77,8 @@ class Manifest:
     requires: Tuple[str, ...] = ()
     build_time: str = ""
     exports: Tuple[Export, ...] = ()
+    #: RegisterJsonRpc only: method name -> permission (``read``/``write``/``admin``).
+    perms: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
     @property
     def qualified_name(self) -> str:
@@ -179,6 +188,7 @@ def check_manifest(data: Mapping[str, Any], path: str) -> Tuple[Optional[Manifes
                 bad(f"requires[{i}]", "empty requirement")
 
     exports = _check_exports(data.get("export", []), kind, path, problems)
+    perms = _check_perms(data.get("perms"), kind, path, problems)
 
     if kind is not None:
         exported = {e.ext_point for e in exports}
@@ -215,8 +225,53 @@ def check_manifest(data: Mapping[str, Any], path: str) -> Tuple[Optional[Manifes
         requires=tuple(requires),
         build_time=build_time,
         exports=tuple(exports),
+        perms=perms,
     )
     return manifest, problems
+
+
+def _check_perms(raw: Any, kind: Optional[Kind], path: str, problems: List[Problem]) -> Dict[str, str]:
+    """The well-formed entries of ``perms = { Method = "read" }`` (each bad one is a problem)."""
+    if raw is None:
+        return {}
+    example = 'perms = { Hello = "read" }'
+    if kind is not None and kind is not Kind.REGISTER_JSON_RPC:
+        problems.append(
+            Problem(
+                path,
+                "perms",
+                f"perms is for kind RegisterJsonRpc (JSON-RPC method permissions), not {kind.value}",
+                "remove the perms key",
+            )
+        )
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(
+            Problem(
+                path, "perms", f"must be a table of method = permission, got {type(raw).__name__}", example
+            )
+        )
+        return {}
+    out: Dict[str, str] = {}
+    allowed = ", ".join(map(repr, RPC_PERMS))
+    for method, perm in raw.items():
+        field = f"perms.{method}"
+        if not _METHOD_RE.fullmatch(method):
+            problems.append(
+                Problem(
+                    path,
+                    field,
+                    f"{method!r} is not a method name",
+                    "a public method of the handler: a letter, then letters, digits or '_'",
+                )
+            )
+        elif perm not in RPC_PERMS:
+            shown = perm if isinstance(perm, str) else type(perm).__name__
+            hint = _suggest(perm, RPC_PERMS) if isinstance(perm, str) else f"allowed: {allowed}"
+            problems.append(Problem(path, field, f"unknown permission {shown!r}", hint))
+        else:
+            out[method] = perm
+    return out
 
 
 def _check_exports(raw: Any, kind: Optional[Kind], path: str, problems: List[Problem]) -> List[Export]:
@@ -289,3 +344,17 @@ def parse_manifest(text: str, path: str = MANIFEST_FILE) -> Manifest:
     if problems or manifest is None:
         raise ManifestError(path, problems, plugin=manifest.name if manifest else None)
     return manifest
+
+
+__all__ = [
+    "EXPORT_KEYS",
+    "KNOWN_KEYS",
+    "MANIFEST_FILE",
+    "Export",
+    "Manifest",
+    "ManifestError",
+    "Problem",
+    "check_manifest",
+    "load_toml",
+    "parse_manifest",
+]

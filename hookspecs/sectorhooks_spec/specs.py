@@ -7,26 +7,14 @@ them to these hooks. An implementation may accept any subset of a spec's argumen
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence, Tuple
-
-import attrs
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from .filestore import FileStore, StoreConfig
 from .kvstore import KVStore
 from .markers import hookspec
+from .rpc import JsonRpcNamespace
 from .sector import AllocatedSector, SectorID, SectorState, Workspace
-
-
-@attrs.frozen
-class SyncerInstance:
-    """One configured syncer (``[[Common.Syncers]]``): its name and its ``Meta`` table.
-
-    A plugin serving several instances (fan-out to several databases) keys its state by ``name``.
-    """
-
-    name: str
-    plugin_name: str
-    meta: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+from .sync import SyncedRow, SyncerInstance
 
 
 class LifecycleSpecs:
@@ -96,17 +84,21 @@ class RegisterJsonRpcSpecs:
     """``kind = "RegisterJsonRpc"``: add JSON-RPC methods. Every such plugin is called."""
 
     @hookspec
-    def jsonrpc_handler(self) -> Tuple[str, Any]:
-        """``Handler()``: return ``(namespace, handler)``.
+    def jsonrpc_handler(self) -> Union[JsonRpcNamespace, Tuple[str, Any]]:
+        """``Handler()``: return a :class:`~sectorhooks_spec.rpc.JsonRpcNamespace` (or the older
+        ``(namespace, handler)`` tuple).
 
-        Each public method of ``handler`` (sync or ``async``) becomes ``Namespace.Method``. Example::
+        Each public method of ``handler`` (sync or ``async``) becomes ``Namespace.Method``; it
+        needs the permission ``perms`` gives it (else the manifest's ``perms`` table, else
+        ``"write"``: see :mod:`sectorhooks_spec.rpc`). To answer with an error code of your own,
+        raise :class:`~sectorhooks_spec.errors.PluginRpcError`. Example::
 
             class Greeter:
                 def Hello(self, name: str) -> str:
                     return f"hello {name}"
 
             def handler():
-                return "Greeter", Greeter()
+                return JsonRpcNamespace("Greeter", Greeter(), perms={"Hello": "read"})
         """
         raise NotImplementedError
 
@@ -177,6 +169,29 @@ class SyncSectorStateSpecs:
     @hookspec
     def sync_flush(self, syncer: SyncerInstance) -> None:
         """``Flush`` (optional): make everything received so far durable, then return."""
+
+    @hookspec
+    def sync_read_back(
+        self, syncer: SyncerInstance, after: Optional[SectorID], limit: int
+    ) -> Sequence[SyncedRow]:
+        """``ReadBack`` (optional): one page of what ``syncer``'s sink holds, for ``sync verify``.
+
+        At most ``limit`` :class:`~sectorhooks_spec.sync.SyncedRow`, ordered by sector id
+        (miner, then number), each strictly after ``after`` (``None``: from the first). The host
+        asks for the next page after the last row's ``sector_id`` until a page is short. Read
+        with the instance's own settings (``syncer.meta``); an empty or absent sink is ``[]``.
+        A syncer without it is reported *unverifiable* by ``sync verify`` and the demo. Example::
+
+            def read_back(syncer, after, limit):
+                sql = "SELECT miner, number, version, state_json FROM sectors"
+                args = []
+                if after is not None:
+                    sql += " WHERE (miner, number) > (?, ?)"
+                    args = [after.miner, after.number]
+                rows = db(syncer).execute(sql + " ORDER BY miner, number LIMIT ?", [*args, limit])
+                return [SyncedRow(SectorID(m, n), v, s) for m, n, v, s in rows]
+        """
+        raise NotImplementedError
 
 
 #: Every spec class, in the order the host adds them to its PluginManager.

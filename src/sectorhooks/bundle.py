@@ -24,8 +24,7 @@ from typing import Dict, List, Optional, Tuple
 
 import attrs
 
-from sectorhooks_spec import MANIFEST_FILE, Manifest
-from sectorhooks_spec.manifest import load_toml
+from sectorhooks_spec.manifest import MANIFEST_FILE, Manifest, load_toml
 
 from . import loader
 from .config import HostConfig, PluginsConfig

@@ -25,8 +25,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from sectorhooks_spec import MANIFEST_FILE
-from sectorhooks_spec.manifest import load_toml
+from sectorhooks_spec.manifest import MANIFEST_FILE, load_toml
 
 from .errors import SectorhooksError
 

@@ -242,6 +242,19 @@ class SyncError(SectorhooksError):
     """A sync command failed: unknown syncer, unsupported verify, a sink that cannot be read."""
 
 
+class SinkUnverifiable(SyncError):
+    """A syncer's sink cannot be read back: its plugin does not export ``ReadBack``."""
+
+    def __init__(self, syncer: str, plugin: str):
+        self.syncer, self.plugin = syncer, plugin
+        super().__init__(
+            f"sync verify is not supported for syncer {syncer!r}: plugin {plugin!r} has no ReadBack "
+            "extension point, so its sink is unverifiable (add "
+            '{ extPoint = "ReadBack", impl = "read_back" } to its manifest.toml export: '
+            "see sectorhooks_spec.sync)"
+        )
+
+
 class PluginCallBusy(SectorhooksError):
     """A plugin's JSON-RPC namespace is at its limit of calls in flight; this call never started."""
 

@@ -26,7 +26,10 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import attrs
 import pluggy
 
-from sectorhooks_spec import ALL_SPECS, PROJECT_NAME, Kind, Manifest, ManifestError, Problem
+from sectorhooks_spec.kinds import Kind
+from sectorhooks_spec.manifest import Manifest, ManifestError, Problem
+from sectorhooks_spec.markers import PROJECT_NAME
+from sectorhooks_spec.specs import ALL_SPECS
 
 from . import loader
 from .config import HostConfig

@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterator, List, Mapping, NoReturn, Optional, T
 import attrs
 import tenacity
 
-from sectorhooks_spec import Kind
 from sectorhooks_spec.errors import TransactionConflict
+from sectorhooks_spec.kinds import Kind
 from sectorhooks_spec.kvstore import Collection, GuardedPut, KVIterator, KVStore, StoreTxn, Txn
 
 from .errors import ConfigError, KVRetryExhausted, PluginCallError

@@ -31,9 +31,16 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import attrs
 
-from sectorhooks_spec import MANIFEST_FILE, PROJECT_NAME, Manifest, ManifestError, Problem
 from sectorhooks_spec.kinds import KIND_HOOKS
-from sectorhooks_spec.manifest import check_manifest, load_toml
+from sectorhooks_spec.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    ManifestError,
+    Problem,
+    check_manifest,
+    load_toml,
+)
+from sectorhooks_spec.markers import PROJECT_NAME
 
 from .errors import PluginLoadError, UnsupportedHookImplError
 

@@ -16,7 +16,8 @@ import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
-from sectorhooks_spec import FileStore, Kind, KVStore
+from sectorhooks_spec import FileStore, KVStore
+from sectorhooks_spec.kinds import Kind
 
 from .config import HostConfig
 from .host import PluginHost

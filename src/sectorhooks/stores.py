@@ -14,7 +14,8 @@ import random
 import re
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from sectorhooks_spec import FileStore, FileStoreError, Kind, StoreConfig
+from sectorhooks_spec import FileStore, FileStoreError, StoreConfig
+from sectorhooks_spec.kinds import Kind
 
 from .config import HostConfig
 from .errors import (

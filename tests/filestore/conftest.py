@@ -10,7 +10,8 @@ import pytest
 from sectorhooks.config import HostConfig, PluginsConfig
 from sectorhooks.host import PluginHost
 from sectorhooks.loader import bundled_plugins_dir
-from sectorhooks_spec import FileStore, Kind, StoreConfig
+from sectorhooks_spec import FileStore, StoreConfig
+from sectorhooks_spec.kinds import Kind
 
 FSSTORE_DIR = bundled_plugins_dir() / "fsstore"
 

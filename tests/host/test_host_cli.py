@@ -14,7 +14,9 @@ from host.hostkit import KV_MANIFEST, SYNC_MODULE, load_host, write_plugin, writ
 from sectorhooks.cli import main
 from sectorhooks.host import PluginStatus
 from sectorhooks.loader import bundled_plugins_dir
-from sectorhooks_spec import Kind, SectorID, SectorState, SyncerInstance, Workspace, dumps, parse_manifest
+from sectorhooks_spec import JsonRpcNamespace, SectorID, SectorState, SyncerInstance, Workspace, dumps
+from sectorhooks_spec.kinds import Kind
+from sectorhooks_spec.manifest import parse_manifest
 
 
 def run(*args: str) -> Result:
@@ -200,7 +202,8 @@ def test_plugin_new_scaffold_passes_check_and_loads(tmp_path: Path, kind: Kind) 
         assert host.broadcast("sync_flush", syncer=syncer).ok
         assert record.bound.module.LATEST == {("s", state.id): state}  # type: ignore[union-attr]
     if kind is Kind.REGISTER_JSON_RPC:
-        ((_, (namespace, api)),) = host.broadcast("jsonrpc_handler").results
+        ((_, value),) = host.broadcast("jsonrpc_handler").results
+        namespace, api = JsonRpcNamespace.of(value).name, JsonRpcNamespace.of(value).handler
         assert namespace == name[:1].upper() + name[1:] and api.Hello("you") == "hello you"
     host.shutdown()
     assert record.bound.module.CONFIG == {}  # type: ignore[union-attr]

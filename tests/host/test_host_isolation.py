@@ -11,7 +11,8 @@ import pytest
 from host.hostkit import KV_MANIFEST, SYNC_MODULE, load_host, sync_manifest, write_plugin
 from sectorhooks.errors import PluginCallError, PluginNotActiveError, UnknownPluginError
 from sectorhooks.host import PluginHost, PluginStatus
-from sectorhooks_spec import Kind, SectorID, SectorState, SyncerInstance, Workspace, dumps
+from sectorhooks_spec import SectorID, SectorState, SyncerInstance, Workspace, dumps
+from sectorhooks_spec.kinds import Kind
 
 RAISING_SYNC = SYNC_MODULE.replace(
     'def on_update(syncer, state):\n    CALLS.append(("update", syncer.name, state.id))',

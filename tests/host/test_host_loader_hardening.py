@@ -25,7 +25,8 @@ from sectorhooks import loader
 from sectorhooks.cli import main
 from sectorhooks.config import HostConfig
 from sectorhooks.host import PluginHost, PluginStatus
-from sectorhooks_spec import Kind, ManifestError
+from sectorhooks_spec.kinds import Kind
+from sectorhooks_spec.manifest import ManifestError
 
 GOOD_MODULE = "def open_store(meta):\n    return 'good'\n"
 

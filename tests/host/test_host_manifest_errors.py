@@ -20,7 +20,7 @@ from host.hostkit import (
     write_plugin,
 )
 from sectorhooks.host import PluginStatus
-from sectorhooks_spec import ManifestError, parse_manifest
+from sectorhooks_spec.manifest import ManifestError, parse_manifest
 
 
 class Case(NamedTuple):
@@ -357,7 +357,7 @@ def test_module_not_found_names_module_and_directory(tmp_path: Path) -> None:
 
 
 def test_problem_without_hint_or_position_renders_plainly() -> None:
-    from sectorhooks_spec import Problem
+    from sectorhooks_spec.manifest import Problem
 
     assert str(Problem("m.toml", "name", "bad")) == "m.toml: [name] bad"
     assert str(Problem("m.toml", "<toml>", "bad", "fix", 3, 4)) == "m.toml:3:4: [<toml>] bad (fix)"

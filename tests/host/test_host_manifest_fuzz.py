@@ -12,9 +12,8 @@ from typing import Any, Dict, List
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sectorhooks_spec import EXT_POINTS, Kind, Manifest, ManifestError, parse_manifest
-from sectorhooks_spec.kinds import ext_points
-from sectorhooks_spec.manifest import EXPORT_KEYS, KNOWN_KEYS
+from sectorhooks_spec.kinds import EXT_POINTS, Kind, ext_points
+from sectorhooks_spec.manifest import EXPORT_KEYS, KNOWN_KEYS, Manifest, ManifestError, parse_manifest
 
 if sys.version_info >= (3, 11):
     import tomllib

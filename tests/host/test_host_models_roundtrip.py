@@ -18,10 +18,8 @@ from sectorhooks_spec import (
     INT64_MIN,
     AllocatedSector,
     DecodeError,
-    Export,
     InstanceInfo,
     LatestState,
-    Manifest,
     MessageInfo,
     Piece,
     PreCommitInfo,
@@ -40,6 +38,7 @@ from sectorhooks_spec import (
     loads,
     to_jsonable,
 )
+from sectorhooks_spec.manifest import Export, Manifest
 from sectorhooks_spec.sector import int64, non_negative
 
 

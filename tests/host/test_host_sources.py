@@ -13,7 +13,8 @@ import pytest
 from host.hostkit import KV_MANIFEST, SYNC_MODULE, load_host, sync_manifest, write_plugin, write_zip
 from sectorhooks.host import PluginStatus, set_disabled
 from sectorhooks.loader import argnames
-from sectorhooks_spec import Kind, SectorID, SectorState, SyncerInstance, Workspace, dumps
+from sectorhooks_spec import SectorID, SectorState, SyncerInstance, Workspace, dumps
+from sectorhooks_spec.kinds import Kind
 
 ZIP_MODULE = """
 from .helpers import greet

@@ -1,4 +1,4 @@
-"""sectorhooks_spec.sqlbatch: multi-row statements write exactly what executemany writes."""
+"""sectorhooks_spec.backend.MultiRow: multi-row statements write exactly what executemany writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sectorhooks_spec.sqlbatch import MultiRow
+from sectorhooks_spec.backend import MultiRow
 
 UPSERT = (
     "INSERT INTO t (k, v, n) VALUES (?, ?, ?) "

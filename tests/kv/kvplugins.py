@@ -14,8 +14,7 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping
 
-from sectorhooks_spec import parse_manifest
-from sectorhooks_spec.manifest import Manifest
+from sectorhooks_spec.manifest import Manifest, parse_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the plugins are loaded from; ``SECTORHOOKS_KV_CONTRIB`` points elsewhere (mutation checks).

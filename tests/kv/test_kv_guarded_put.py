@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from kv import kvplugins
 from sectorhooks.kv import RetryingKVStore, guarded_put
 from sectorhooks_spec import GuardedPut
-from sectorhooks_spec.sqlbatch import MAX_PARAMS
+from sectorhooks_spec.backend import MAX_PARAMS
 
 SQLKV = ("sqlkv-sqlite", "sqlkv-postgresql", "sqlkv-mariadb")
 ALL_SQLKV = pytest.mark.parametrize("backend", SQLKV)  # overrides conftest's every-backend fixture

@@ -11,8 +11,8 @@ from typing import Any, Dict
 import pytest
 
 from kv import kvplugins
-from sectorhooks_spec import Kind
 from sectorhooks_spec.errors import StoreUnavailable
+from sectorhooks_spec.kinds import Kind
 from support import python_env
 
 PLUGINS = ("memdb", "sqlkv", "rediskv")

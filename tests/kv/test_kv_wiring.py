@@ -13,8 +13,9 @@ from sectorhooks.config import parse_config
 from sectorhooks.errors import PluginCallError, UnknownPluginError
 from sectorhooks.host import PluginHost
 from sectorhooks.kv import RetryingKVStore, open_kvstore
-from sectorhooks_spec import Kind, KVStore
+from sectorhooks_spec import KVStore
 from sectorhooks_spec.errors import StoreUnavailable
+from sectorhooks_spec.kinds import Kind
 
 
 def make_host(tmp_path: Path, db: Optional[Dict[str, Any]] = None, extra: Tuple[Path, ...] = ()) -> tuple:

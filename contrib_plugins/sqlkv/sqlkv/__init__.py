@@ -34,7 +34,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
-from sectorhooks_spec.meta import MetaReader
+from sectorhooks_spec import MetaReader
 
 PLUGIN = "sqlkv"
 META_KEYS = (

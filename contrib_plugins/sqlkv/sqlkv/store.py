@@ -51,18 +51,18 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql as my
 
-from sectorhooks_spec.errors import KVError, StoreUnavailable, TransactionConflict
-from sectorhooks_spec.kvstore import (
+from sectorhooks_spec import CommitOutcomeUnknown, Guard, KVError, StoreUnavailable, TransactionConflict
+from sectorhooks_spec.backend import (
+    EXACT_UP_TO,
     MAX_KEY_SIZE,
-    CommitOutcomeUnknown,
+    MAX_PARAMS,
     GetFromPeek,
-    Guard,
+    MultiRow,
     check_collection_name,
     check_key,
     check_value,
     prefix_upper_bound,
 )
-from sectorhooks_spec.sqlbatch import EXACT_UP_TO, MAX_PARAMS, MultiRow
 
 from . import MMAP_SIZE
 
@@ -131,7 +131,7 @@ class _Conn:
 
 def _execute(conn: _Conn, stmt: _Stmt, columns: Tuple[str, ...], rows: List[tuple]) -> None:
     """One row: execute (psycopg's executemany enters pipeline mode, slower for one); more:
-    multi-row statements on SQLite (see ``sectorhooks_spec.sqlbatch``), else executemany."""
+    multi-row statements on SQLite (see ``sectorhooks_spec.backend.MultiRow``), else executemany."""
     params = stmt.bind_rows(columns, rows)
     if len(params) == 1:
         conn.cur.execute(stmt.sql, params[0])

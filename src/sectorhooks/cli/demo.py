@@ -60,8 +60,17 @@ def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
 
 
 def _print_summary(s: Dict[str, Any], where: str) -> None:
-    ok = s["consistent"]
-    verdict = "[bold green]consistent: every sink equals the KV[/]" if ok else "[bold red]NOT consistent[/]"
+    unverifiable = s.get("unverifiable") or []
+    if not s["consistent"]:
+        verdict = "[bold red]NOT consistent[/]"
+    elif unverifiable:
+        checked = len(s["sinks"]) - len(unverifiable)
+        verdict = (
+            f"[bold yellow]consistent where checked ({checked} sink(s) equal the KV); could not check "
+            f"{escape(', '.join(unverifiable))}: no ReadBack extension point (unverifiable)[/]"
+        )
+    else:
+        verdict = "[bold green]consistent: every sink equals the KV[/]"
     run = Table(title="sectorhooks demo", show_header=False, title_justify="left")
     run.add_column(style="bold")
     run.add_column()
@@ -97,7 +106,7 @@ def _print_summary(s: Dict[str, Any], where: str) -> None:
         left = col in ("sink", "plugin")
         sinks.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)
     for k in s["sinks"]:
-        eq = {True: "[green]yes[/]", False: "[red]NO[/]", None: "[yellow]unchecked[/]"}[k["equal_to_kv"]]
+        eq = {True: "[green]yes[/]", False: "[red]NO[/]", None: "[yellow]unverifiable[/]"}[k["equal_to_kv"]]
         lag_s = k["lag_seconds"]
         sinks.add_row(
             escape(k["name"]),

@@ -12,7 +12,8 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from sectorhooks_spec import Kind, ManifestError
+from sectorhooks_spec.kinds import Kind
+from sectorhooks_spec.manifest import ManifestError
 
 from .. import loader, scaffold
 from ..config import HostConfig, PluginsConfig

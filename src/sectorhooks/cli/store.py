@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 from rich.markup import escape
 from rich.table import Table
 
-from sectorhooks_spec import Kind
+from sectorhooks_spec.kinds import Kind
 
 from ..errors import SectorhooksError
 from ..host import PluginHost

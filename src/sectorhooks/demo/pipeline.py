@@ -30,6 +30,7 @@ import attrs
 from sectorhooks_spec import (
     AllocatedSector,
     FileStore,
+    JsonRpcNamespace,
     LatestState,
     MessageInfo,
     PathType,
@@ -360,5 +361,5 @@ def _counter_handler(rt: Any) -> Optional[Any]:
     impl = rt.host.impl("atomic_counter", "jsonrpc_handler")
     if impl is None:
         return None
-    namespace, handler = impl()
-    return handler if namespace == "AtomicCounter" else None
+    reg = JsonRpcNamespace.of(impl())  # or the older (namespace, handler) tuple
+    return reg.handler if reg.name == "AtomicCounter" else None

@@ -1,21 +1,24 @@
 """Check that every sink holds exactly what the KV holds, and the counters match the sectors.
 
 The KV side is read straight from the state collections (raw JSON, no model decoding), the sink
-side through the syncer plugin's module-level ``read_rows(url, table_prefix)`` (sqlsync has it);
+side through the syncer plugin's ``ReadBack`` extension point, a page at a time (sqlsync has it);
 :func:`sectorhooks.sync.compare` compares them sector by sector as parsed JSON plus version: a
-missing row, an extra row, another version or any changed field is a difference.
+missing row, an extra row, another version or any changed field is a difference. A sink whose
+plugin has no ``ReadBack`` is *unverifiable*: ``equal_to_kv`` is ``None`` and ``unverifiable``
+says why; it is never counted as equal.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from sectorhooks_spec import SectorID
+from sectorhooks_spec import JsonRpcNamespace, SectorID, SyncerInstance
 
 from ..state import COLLECTIONS
 from ..sync import compare
+from ..sync.readback import read_all, read_back_impl
 from .pipeline import COUNTER_PREFIX
 
 log = logging.getLogger(__name__)
@@ -39,24 +42,6 @@ def differences(kv: Rows, sink: Mapping[str, Tuple[int, Any]]) -> List[str]:
     return compare(iter(kv.items()), dict(sink), limit=len(kv) + len(sink) + 1)
 
 
-def _module(rt: Any, plugin: str) -> Any:
-    record = rt.host.records.get(plugin)
-    return getattr(getattr(record, "bound", None), "module", None)
-
-
-def _reader(rt: Any, plugin: str) -> Optional[Callable[..., Any]]:
-    fn = getattr(_module(rt, plugin), "read_rows", None)
-    return fn if callable(fn) else None
-
-
-def _url(rt: Any, plugin: str, name: str, meta: Mapping[str, Any]) -> Any:
-    """The sink URL: ``Meta.url``, else the plugin's default for the instance (sqlsync has one)."""
-    resolve = getattr(_module(rt, plugin), "settings_from_meta", None)
-    if meta.get("url") is None and callable(resolve):
-        return resolve(name, meta)["url"]
-    return meta.get("url")
-
-
 def _syncers(rt: Any) -> List[Tuple[str, str, Mapping[str, Any]]]:
     """(name, plugin, meta) of every syncer the sync service runs."""
     configured = {s.name: s for s in rt.config.syncers}
@@ -68,7 +53,8 @@ def _syncers(rt: Any) -> List[Tuple[str, str, Mapping[str, Any]]]:
 
 
 def verify_sinks(rt: Any, kv: Optional[Rows] = None) -> List[Dict[str, Any]]:
-    """One dict per syncer: rows, equal_to_kv (None when it cannot be read back), differences."""
+    """One dict per syncer: rows, equal_to_kv (None when it cannot be read back: then
+    ``unverifiable`` says why), differences."""
     kv = kv_rows(rt) if kv is None else kv
     status = {s["name"]: s for s in rt.sync.status()}
     out = []
@@ -86,13 +72,15 @@ def verify_sinks(rt: Any, kv: Optional[Rows] = None) -> List[Dict[str, Any]]:
             "lag_seconds": st.get("lag_seconds"),
             "dead_letters": st.get("dead_letters", 0),
             "last_error": st.get("last_error"),
+            "unverifiable": None,
         }
-        reader = _reader(rt, plugin)
-        if reader is None:
-            entry["examples"] = [f"plugin {plugin!r} has no read_rows(url, table_prefix): cannot compare"]
+        impl = read_back_impl(rt.host, plugin)
+        if impl is None:
+            entry["unverifiable"] = f"plugin {plugin!r} has no ReadBack extension point: cannot compare"
+            entry["examples"] = [entry["unverifiable"]]
         else:
             try:
-                rows = reader(_url(rt, plugin, name, meta), meta.get("table_prefix", "") or "")
+                rows = read_all(impl, SyncerInstance(name, plugin, dict(meta)))
             except Exception as exc:
                 log.error("reading sink %r back failed: %s", name, exc)
                 entry["equal_to_kv"] = False
@@ -112,7 +100,7 @@ def verify_counters(rt: Any, kv: Rows, miners: List[int]) -> Dict[str, Dict[str,
     impl = rt.host.impl("atomic_counter", "jsonrpc_handler")
     if impl is None:
         return {}
-    _, handler = impl()
+    handler = JsonRpcNamespace.of(impl()).handler
     sealed: Dict[int, int] = {m: 0 for m in miners}
     for sid, raw in kv.items():
         miner = int(sid.split("-")[1][2:])

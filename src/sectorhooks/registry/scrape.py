@@ -16,7 +16,8 @@ import time
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple, cast
 
-from sectorhooks_spec import Kind, KVStore
+from sectorhooks_spec import JsonRpcNamespace, KVStore
+from sectorhooks_spec.kinds import Kind
 
 from ..config import HostConfig
 from ..host import PluginHost, PluginRecord, PluginStatus
@@ -53,7 +54,8 @@ def addons_of(host: PluginHost, record: PluginRecord) -> Dict[str, str]:
         impl = host.impl(record.name, "jsonrpc_handler")
         if impl is None:
             return {}
-        namespace, handler = impl()
+        reg = JsonRpcNamespace.of(impl())  # or the older (namespace, handler) tuple
+        namespace, handler = reg.name, reg.handler
         out = {namespace: f"{pid}/{namespace}"}
         for attr in dir(handler):
             if not attr.startswith("_") and callable(getattr(handler, attr, None)):

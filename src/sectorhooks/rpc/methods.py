@@ -1,13 +1,15 @@
 """The method table: ``Namespace.Method`` -> handler, permission, signature checks; and dispatch.
 
 A namespace belongs to one owner (the host, or one RegisterJsonRpc plugin); a second claim is
-refused with an error naming both. Each public routine (no leading ``_``) of the handler becomes a
-method. Its permission is, first found: the function's ``__sectorhooks_perm__`` attribute, the
-handler's ``__sectorhooks_perms__`` mapping (method name -> perm), else ``write``. Plain attributes,
-so a plugin needs no import::
-
-    class Counter:
-        __sectorhooks_perms__ = {"Get": "read"}
+refused with an error naming both. A plugin's ``Handler()`` returns a
+:class:`~sectorhooks_spec.JsonRpcNamespace` (or the older ``(namespace, handler)`` tuple). Each
+public routine (no leading ``_``) of the handler becomes a method. Its permission is, first found
+(the contract is declared in :mod:`sectorhooks_spec.rpc`): the registration's ``perms``, the
+manifest's ``perms`` table, the function's ``__sectorhooks_perm__`` attribute, the handler's
+``__sectorhooks_perms__`` mapping (method name -> perm), else ``write``. A ``perms`` entry that
+names no method of the handler refuses the namespace (a typo would leave the method at
+``write``). A handler's error code: :class:`~sectorhooks_spec.PluginRpcError`, or any exception
+with an integer ``rpc_code`` attribute (see :func:`map_exception`).
 
 Params are bound to the signature with :mod:`inspect` before the call (-32602 on mismatch), and
 checked against simple annotations (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``,
@@ -28,8 +30,18 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Opti
 import anyio.to_thread
 import attrs
 
-from sectorhooks_spec import DecodeError, KeyNotFound, SectorhooksError, StoreUnavailable, TransactionConflict
+from sectorhooks_spec import (
+    DEFAULT_RPC_PERM,
+    DecodeError,
+    JsonRpcNamespace,
+    KeyNotFound,
+    PluginRpcError,
+    SectorhooksError,
+    StoreUnavailable,
+    TransactionConflict,
+)
 from sectorhooks_spec.codec import to_jsonable
+from sectorhooks_spec.rpc import PERM_ATTR, PERMS_ATTR, RPC_CODE_ATTR, RPC_DATA_ATTR
 
 from ..errors import KVRetryExhausted, RouteRefused, RpcNamespaceError
 from . import protocol as p
@@ -37,9 +49,8 @@ from .auth import PERMISSIONS, CallContext, check_perm
 
 log = logging.getLogger(__name__)
 
-PERM_ATTR = "__sectorhooks_perm__"
-PERMS_MAP_ATTR = "__sectorhooks_perms__"
-DEFAULT_PLUGIN_PERM = "write"
+PERMS_MAP_ATTR = PERMS_ATTR
+DEFAULT_PLUGIN_PERM: str = DEFAULT_RPC_PERM
 HOST = "<host>"
 NAMESPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
@@ -170,10 +181,14 @@ def _make_method(namespace: str, name: str, func: Callable[..., Any], owner: str
 
 
 def map_exception(method: Method, exc: BaseException) -> p.RpcError:
-    """The error object for an exception a handler raised (domain errors keep their message)."""
-    code = getattr(exc, "rpc_code", None)
+    """The error object for an exception a handler raised (domain errors keep their message).
+
+    A :class:`~sectorhooks_spec.PluginRpcError` (or any exception with an integer ``rpc_code``
+    attribute, and optionally ``rpc_data``) picks its code; the SPI's errors map to the host's.
+    """
+    code: Any = exc.rpc_code if isinstance(exc, PluginRpcError) else getattr(exc, RPC_CODE_ATTR, None)
+    data: Any = exc.rpc_data if isinstance(exc, PluginRpcError) else getattr(exc, RPC_DATA_ATTR, None)
     if isinstance(code, int) and not isinstance(code, bool):
-        data = getattr(exc, "rpc_data", None)
         try:
             data = to_jsonable(data)
         except TypeError:
@@ -195,6 +210,15 @@ def map_exception(method: Method, exc: BaseException) -> p.RpcError:
     return p.internal_error(f"plugin {method.owner!r} method {method.name!r}", exc)
 
 
+def registration(plugin: str, value: Any) -> JsonRpcNamespace:
+    """What a RegisterJsonRpc plugin's ``Handler()`` returned, as a :class:`JsonRpcNamespace`
+    (the older ``(namespace, handler)`` tuple accepted); else :class:`RpcNamespaceError`."""
+    try:
+        return JsonRpcNamespace.of(value)
+    except TypeError as exc:
+        raise RpcNamespaceError(plugin, "?", str(exc)) from None
+
+
 class MethodRegistry:
     """Every served method by full name; ``dispatch`` is the :class:`~.protocol.Engine`'s callback."""
 
@@ -206,12 +230,22 @@ class MethodRegistry:
         self.refused: Dict[str, str] = {}  # plugin -> why its namespace was refused
 
     def add(
-        self, namespace: Any, handler: Any, owner: str = HOST, default_perm: str = DEFAULT_PLUGIN_PERM
+        self,
+        namespace: Any,
+        handler: Any,
+        owner: str = HOST,
+        default_perm: str = DEFAULT_PLUGIN_PERM,
+        perms: Optional[Mapping[str, str]] = None,
+        manifest_perms: Optional[Mapping[str, str]] = None,
     ) -> List[str]:
         """Serve ``handler``'s public methods as ``namespace.*``; returns their names.
 
+        A method's permission: ``perms`` (the plugin's registration), else ``manifest_perms``
+        (its manifest's ``perms`` table), else the function's ``__sectorhooks_perm__``, else the
+        handler's ``__sectorhooks_perms__``, else ``default_perm``.
         Raises :class:`RpcNamespaceError` (nothing added) if the namespace is taken or invalid,
-        the handler has no public method, or a method declares an unknown permission.
+        the handler has no public method, a method declares an unknown permission, or ``perms``
+        / ``manifest_perms`` names a method the handler does not have.
         """
         if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
             raise RpcNamespaceError(
@@ -232,12 +266,36 @@ class MethodRegistry:
             raise RpcNamespaceError(
                 owner, namespace, f"Handler() returned the class {handler.__name__}; return an instance"
             )
-        perms = getattr(handler, PERMS_MAP_ATTR, None) or {}
+        attr_perms = getattr(handler, PERMS_MAP_ATTR, None) or {}
+        routines = _routines(handler)
+        declared = [
+            ("JsonRpcNamespace perms", perms or {}),
+            ("manifest.toml perms", manifest_perms or {}),
+        ]
+        for where, table in declared:
+            for name in table:
+                if name not in routines:
+                    close = difflib.get_close_matches(str(name), list(routines), n=1)
+                    hint = (
+                        f"did you mean {close[0]!r}?" if close else f"methods: {', '.join(sorted(routines))}"
+                    )
+                    raise RpcNamespaceError(
+                        owner,
+                        namespace,
+                        f"{where} names method {name!r}, which handler {type(handler).__name__} "
+                        f"does not have ({hint})",
+                    )
         methods = []
-        for name, func in sorted(_routines(handler).items()):
+        for name, func in sorted(routines.items()):
             if not METHOD_RE.match(name):
                 raise RpcNamespaceError(owner, namespace, f"invalid method name {name!r}")
-            perm = getattr(func, PERM_ATTR, None) or perms.get(name) or default_perm
+            perm = (
+                (perms or {}).get(name)
+                or (manifest_perms or {}).get(name)
+                or getattr(func, PERM_ATTR, None)
+                or attr_perms.get(name)
+                or default_perm
+            )
             try:
                 check_perm(perm, f"permission of method {name!r}")
             except ValueError as exc:
@@ -255,15 +313,17 @@ class MethodRegistry:
     def load_plugins(self, host: Any) -> None:
         """Call every RegisterJsonRpc plugin's ``Handler()`` and add its namespace; failures are logged."""
         for impl in host.impls("jsonrpc_handler"):
+            record = host.records.get(impl.plugin)
+            manifest = record.manifest if record is not None else None
             try:
-                value = impl()
-                if not (isinstance(value, (tuple, list)) and len(value) == 2):
-                    raise RpcNamespaceError(
-                        impl.plugin,
-                        "?",
-                        f"Handler() must return (namespace, handler), got {type(value).__name__}",
-                    )
-                names = self.add(value[0], value[1], owner=impl.plugin)
+                reg = registration(impl.plugin, impl())
+                names = self.add(
+                    reg.name,
+                    reg.handler,
+                    owner=impl.plugin,
+                    perms=reg.perms,
+                    manifest_perms=manifest.perms if manifest is not None else None,
+                )
             except RpcNamespaceError as exc:
                 self._problem(impl.plugin, str(exc))
             except Exception as exc:
@@ -271,7 +331,7 @@ class MethodRegistry:
                     impl.plugin, f"plugin {impl.plugin!r} Handler() raised {type(exc).__name__}: {exc}"
                 )
             else:
-                log.info("plugin %r serves %d JSON-RPC method(s) under %r", impl.plugin, len(names), value[0])
+                log.info("plugin %r serves %d JSON-RPC method(s) under %r", impl.plugin, len(names), reg.name)
 
     def _problem(self, plugin: str, message: str) -> None:
         log.error("%s", message)
@@ -341,4 +401,4 @@ class MethodRegistry:
         return m.func(*args, **kwargs)
 
 
-__all__ = ["PERMISSIONS", "Gate", "Method", "MethodRegistry", "map_exception"]
+__all__ = ["PERMISSIONS", "Gate", "Method", "MethodRegistry", "map_exception", "registration"]

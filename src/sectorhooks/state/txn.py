@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 import attrs
 
 from sectorhooks_spec import INT64_MAX, DecodeError, SectorID, SectorState, StoreTxn, Workspace, from_jsonable
-from sectorhooks_spec.kvstore import GetFromPeek
+from sectorhooks_spec.backend import GetFromPeek
 
 from ..changelog.format import HEAD, META, Header, encode_entry, read_int
 from ..changelog.writer import LogWriter

@@ -27,10 +27,11 @@ from .. import liveness
 from ..changelog import ChangeLog, Event, parse
 from ..changelog.format import header_of
 from ..config import HostConfig
-from ..errors import SyncError
+from ..errors import SinkUnverifiable, SyncError
 from ..host import PluginHost, PluginStatus
 from . import operator
 from .dispatcher import Dispatcher, DispatcherState, backoff
+from .readback import read_all, read_back_impl
 from .records import Records
 from .runners import HookRunner, InProcessRunner
 from .syncers import Syncer, SyncerLease, describe, resolve_syncers
@@ -416,26 +417,19 @@ class SyncService:
     def verify(self, name: str) -> List[str]:
         """Differences between syncer ``name``'s sink and the KV (empty: they match).
 
-        Needs the plugin module's ``read_rows(url, table_prefix) -> {str(sector_id): (version,
-        state_json)}`` (sqlsync has it), given the instance's meta ``url`` (or, without one, the
-        module's ``default_url(name)``); call :meth:`wait_idle` first for a quiet comparison.
+        Reads the sink back through its plugin's ``ReadBack`` extension point, a page at a time
+        (:mod:`.readback`); a plugin without it raises :class:`SinkUnverifiable`. Call
+        :meth:`wait_idle` first for a quiet comparison.
         """
         d = self.dispatcher(name)
         self._require_available(d)
-        record = self.host.records[d.syncer.plugin]
-        module = record.bound.module if record.bound is not None else None
-        read_rows = getattr(module, "read_rows", None)
-        if read_rows is None:
-            raise SyncError(
-                f"sync verify is not supported for syncer {name!r}: plugin {d.syncer.plugin!r} has no "
-                "module-level read_rows(url, table_prefix)"
-            )
-        meta = d.syncer.instance.meta
-        url = meta.get("url")
-        if url is None and callable(getattr(module, "default_url", None)):
-            url = module.default_url(name)  # type: ignore[union-attr]  # the instance's default sink
+        impl = read_back_impl(self.host, d.syncer.plugin)
+        if impl is None:
+            raise SinkUnverifiable(name, d.syncer.plugin)
         try:
-            rows = read_rows(url, meta.get("table_prefix", ""))
+            rows = read_all(impl, d.syncer.instance)
+        except SyncError:
+            raise
         except Exception as exc:
             raise SyncError(f"syncer {name!r}: cannot read the sink: {describe(exc)}")
         return compare(self._kv_rows(), rows)

@@ -12,7 +12,8 @@ from typing import Dict, List, Protocol
 
 import attrs
 
-from sectorhooks_spec import Kind, SyncerInstance
+from sectorhooks_spec import SyncerInstance
+from sectorhooks_spec.kinds import Kind
 
 from ..changelog import HOOKS
 from ..config import HostConfig

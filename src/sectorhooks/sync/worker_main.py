@@ -19,7 +19,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Tuple
 
-from sectorhooks_spec import Kind, SyncerInstance
+from sectorhooks_spec import SyncerInstance
+from sectorhooks_spec.kinds import Kind
 
 from .worker import CALL, FLUSH_OP, HEARTBEAT, IDLE, IN_FLUSH, IN_HOOK, PAGE, QUIT, unpack_events
 

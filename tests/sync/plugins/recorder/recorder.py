@@ -4,9 +4,9 @@ Per syncer instance (``syncer.name``): hooks buffer ``(sector, version, state_js
 ``Flush`` applies the buffer to ``ROWS`` with a version guard (like a SQL sink) and appends to
 ``DELIVERED``. Switches, keyed by instance name: ``POISON`` (sectors whose events raise in the
 hook), ``DOWN`` (Flush raises ConnectionError), ``REJECT`` ((sector, version) pairs Flush
-rejects), ``SLOW`` (seconds each hook sleeps). ``read_rows(url)`` returns ``ROWS[url]``, so an
-instance whose meta ``url`` is its name can be verified. ``FLUSHES`` holds when each ``Flush`` was
-called (``time.monotonic()``).
+rejects), ``SLOW`` (seconds each hook sleeps). ``read_rows(url)`` returns ``ROWS[url]``, and
+``read_back`` (the ReadBack extension point) pages through it, so an instance whose meta ``url`` is
+its name can be verified. ``FLUSHES`` holds when each ``Flush`` was called (``time.monotonic()``).
 """
 
 import threading
@@ -104,6 +104,18 @@ def flush(syncer):
 def read_rows(url, table_prefix=""):
     with LOCK:
         return {sector: (v, sj) for sector, (v, sj, _) in ROWS.get(url, {}).items()}
+
+
+def read_back(syncer, after, limit):
+    """ReadBack: a page of ``ROWS[meta url]`` in sector order, strictly after ``after``."""
+    from sectorhooks_spec import SectorID, SyncedRow
+
+    def sid(sector):
+        miner, number = sector[len("s-t0") :].split("-")
+        return SectorID(int(miner), int(number))
+
+    rows = sorted((sid(sector), v, sj) for sector, (v, sj) in read_rows(syncer.meta.get("url")).items())
+    return [SyncedRow(*row) for row in rows if after is None or row[0] > after][:limit]
 
 
 def _sector_of(state_json):

@@ -403,17 +403,36 @@ def import_plugin_module(candidate: Candidate, manifest: Manifest) -> types.Modu
                 f"module {manifest.module!r} not found in {candidate.import_path}",
                 None,
             ) from None
-        raise PluginLoadError(manifest.name, candidate.manifest_path, _describe(exc)) from exc
+        raise PluginLoadError(
+            manifest.name, candidate.manifest_path, _describe(exc, candidate.import_path)
+        ) from exc
     except BaseException as exc:  # a plugin's import may raise anything, even SystemExit
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise PluginLoadError(manifest.name, candidate.manifest_path, _describe(exc)) from exc
+        raise PluginLoadError(
+            manifest.name, candidate.manifest_path, _describe(exc, candidate.import_path)
+        ) from exc
 
 
-def _describe(exc: BaseException) -> str:
+def _inside(filename: str, plugin_dir: str) -> bool:
+    root = plugin_dir.rstrip("/\\")
+    return filename == root or filename.startswith((root + os.sep, root + "/"))
+
+
+def _describe(exc: BaseException, plugin_dir: str) -> str:
+    """What a plugin's import raised and where: a syntax error's own file, line and column (the
+    traceback ends inside importlib), else the deepest frame in the plugin's own files (the line
+    of the plugin that led to the error, even when it was raised in a library), else the last."""
+    name = type(exc).__name__
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}:{exc.lineno}" + (f":{exc.offset}" if exc.offset else "")
+        text = (exc.text or "").strip()
+        return f"import raised {name}: {exc.msg} at {where}" + (f": {text}" if text else "")
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    return f"import raised {type(exc).__name__}: {exc}{where}"
+    own = [f for f in frames if _inside(f.filename, plugin_dir)]
+    frame = own[-1] if own else frames[-1] if frames else None
+    where = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
+    return f"import raised {name}: {exc}{where}"
 
 
 def argnames(fn: Callable[..., Any]) -> Tuple[str, ...]:
@@ -517,19 +536,32 @@ def bind(
             )
             continue  # its options are its own: they never apply to the function that is bound
         opts[hook] = dict(marker)
+    renamed: Dict[str, Dict[str, str]] = {}
     for hook, fn in impls.items():
         allowed = spec_args.get(hook, ())
-        extra = [a for a in argnames(fn) if a not in allowed]
+        names = argnames(fn)
+        aliases = {
+            a: DAMOCLES_ALIASES[a]
+            for a in names
+            if a not in allowed and DAMOCLES_ALIASES.get(a) in allowed and DAMOCLES_ALIASES[a] not in names
+        }
+        extra = [a for a in names if a not in allowed and a not in aliases]
         if extra:
+            hint = f"an impl may take any of: {', '.join(allowed) or 'no arguments'}"
+            ported = [
+                _damocles_hint(a, hook) for a in extra if a in DAMOCLES_ALIASES or a in DAMOCLES_REFUSED
+            ]
             problems.append(
                 Problem(
                     path,
                     fields.get(hook, "<module>"),
                     f"{getattr(fn, '__name__', fn)!r} takes argument(s) {extra} "
                     f"that hook {hook} does not pass",
-                    f"an impl may take any of: {', '.join(allowed) or 'no arguments'}",
+                    "; ".join([*ported, hint]),
                 )
             )
+        elif aliases:
+            renamed[hook] = aliases
     refused = [
         UnsupportedHookImplError(
             manifest.name,
@@ -550,4 +582,59 @@ def bind(
         raise ManifestError(path, problems, plugin=manifest.name)
     if refused:
         raise refused[0]
+    for hook, aliases in renamed.items():
+        impls[hook] = with_argument_names(impls[hook], aliases)
+        log.debug("%s: %s takes damocles' argument names %s", path, hook, aliases)
     return BoundPlugin(manifest, candidate, module, impls, opts)
+
+
+# --- damocles-manager argument names --------------------------------------------------------
+
+#: damocles-manager's argument names that have a clean counterpart here: an impl may use them
+#: and is called as if it had used ours (README, "Porting a damocles-manager plugin").
+DAMOCLES_ALIASES: Mapping[str, str] = {
+    "ws": "workspace",  # SyncSectorState: the sector's workspace (online/offline)
+    "sid": "sector_id",  # SyncSectorState: abi.SectorID
+    "fieldvals": "fields",  # OnUpdate: the changed fields (here a name -> value mapping)
+    "cfg": "config",  # FileStore Constructor(cfg filestore.Config)
+}
+
+#: damocles-manager's argument names with no counterpart: refused, saying what to use instead.
+DAMOCLES_REFUSED: Mapping[str, str] = {
+    "ctx": "the host passes no context.Context: drop ctx (a stop is onShutdown; a sync hook's time "
+    "limit is [Common.Sync] HookTimeout)",
+    "pluginsDir": "drop pluginsDir: the plugin's own directory is os.path.dirname(__file__) and its "
+    "settings arrive as onInit's config ([Common.Plugins.Config.<name>])",
+    "manifest": "drop manifest: onInit's config holds the plugin's settings; its name and version "
+    "are in manifest.toml",
+}
+
+
+def _damocles_hint(name: str, hook: str) -> str:
+    if name in DAMOCLES_REFUSED:
+        return f"damocles' {name!r}: {DAMOCLES_REFUSED[name]}"
+    ours = DAMOCLES_ALIASES[name]
+    instead = " (use state.id)" if ours == "sector_id" else ""
+    return f"damocles' {name!r} is {ours!r} here, which hook {hook} does not pass{instead}"
+
+
+def with_argument_names(fn: Callable[..., Any], renames: Mapping[str, str]) -> Callable[..., Any]:
+    """A copy of ``fn`` whose parameters named in ``renames`` carry the new names (``ws`` ->
+    ``workspace``): the host and pluggy read an impl's argument names from its code object, and
+    call it positionally in that order. The body is the same code (locals are found by position,
+    not name); nothing is generated or compiled."""
+    code = fn.__code__  # type: ignore[attr-defined]
+    nparams = code.co_argcount + code.co_kwonlyargcount
+    varnames = tuple(renames.get(n, n) if i < nparams else n for i, n in enumerate(code.co_varnames))
+    cellvars = tuple(renames.get(n, n) for n in code.co_cellvars)
+    new = types.FunctionType(
+        code.replace(co_varnames=varnames, co_cellvars=cellvars),
+        fn.__globals__,  # type: ignore[attr-defined]
+        fn.__name__,
+        fn.__defaults__,  # type: ignore[attr-defined]
+        fn.__closure__,  # type: ignore[attr-defined]
+    )
+    new.__kwdefaults__ = fn.__kwdefaults__  # type: ignore[attr-defined]
+    new.__qualname__, new.__module__, new.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
+    new.__dict__.update(fn.__dict__)
+    return new

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -269,17 +271,78 @@ def _isolated_config() -> HostConfig:
     return HostConfig(plugins=PluginsConfig(bundled=False, entry_points=False))
 
 
+def name_clashes(path: Path, config: Optional[HostConfig] = None) -> List[str]:
+    """Warnings for the plugin at ``path`` whose name (normalised, as the loader compares) is
+    also the name of a bundled plugin, an installed one or one in a ``[Common.Plugins] Dir`` of
+    ``config`` (default: the built-in config): the host would refuse one of the two at load.
+    Only manifests are read; nothing is imported."""
+    try:
+        candidate = (
+            loader.zip_candidate(path) if path.suffix == ".zip" else next(iter(loader.scan_dir(path)))[0]
+        )
+    except (ManifestError, OSError, StopIteration):
+        return []
+    manifest = loader.read_manifest(candidate)[0] if candidate is not None else None
+    if candidate is None or manifest is None:
+        return []
+    mine = loader.normalize_name(manifest.name)
+    warnings = []
+    for other, origin in _known_plugins(config or HostConfig()):
+        if other.manifest_path == candidate.manifest_path:
+            continue
+        theirs = loader.read_manifest(other)[0]
+        if theirs is not None and loader.normalize_name(theirs.name) == mine:
+            warnings.append(
+                f"plugin name {manifest.name!r} is also the name of the {origin} plugin {theirs.name!r} "
+                f"({other.manifest_path}): the host loads one of the two and refuses the other; rename yours"
+            )
+    return warnings
+
+
+def _known_plugins(config: HostConfig) -> Iterator[Tuple[loader.Candidate, str]]:
+    sources: List[Tuple[Iterator[Any], str]] = []
+    if config.plugins.bundled:
+        sources.append((loader.scan_dir(loader.bundled_plugins_dir(), "bundled"), "bundled"))
+    sources += [(loader.scan_dir(Path(d)), "configured") for d in config.plugins.dirs]
+    if config.plugins.entry_points:
+        sources.append((loader.scan_entry_points(), "installed"))
+    for found, origin in sources:
+        for candidate, _ in found:
+            if candidate is not None:
+                yield candidate, origin
+
+
+def bundled_name(name: str) -> Optional[str]:
+    """The bundled plugin whose name clashes with ``name`` (normalised), if any."""
+    for candidate, _ in loader.scan_dir(loader.bundled_plugins_dir(), "bundled"):
+        manifest = loader.read_manifest(candidate)[0] if candidate is not None else None
+        if manifest is not None and loader.normalize_name(manifest.name) == loader.normalize_name(name):
+            return manifest.name
+    return None
+
+
 @plugin_group.command("check")
 @click.argument("path", type=click.Path(path_type=Path))
+@config_option
 @json_option
-def plugin_check(path: Path, as_json: bool = False) -> None:
-    """Validate one plugin directory or .zip bundle; prints every problem, exit 1 if any."""
+def plugin_check(path: Path, config_path: Optional[str] = None, as_json: bool = False) -> None:
+    """Validate one plugin directory or .zip bundle; prints every problem, exit 1 if any.
+
+    Also warns (exit 0) when its name is taken by a bundled or installed plugin, or by one in a
+    Dir of --config: the host would refuse one of the two.
+    """
     problems = check_path(path)
+    warnings = name_clashes(path, get_config(config_path) if config_path else None) if path.exists() else []
     if as_json:
-        print_json({"path": str(path), "ok": not problems, "problems": problems})
+        data: Dict[str, Any] = {"path": str(path), "ok": not problems, "problems": problems}
+        if warnings:
+            data["warnings"] = warnings
+        print_json(data)
         if problems:
             raise SystemExit(1)
         return
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if problems:
         console.print(f"[red]{len(problems)} problem(s) in {escape(str(path))}:[/]")
         for p in problems:
@@ -290,11 +353,25 @@ def plugin_check(path: Path, as_json: bool = False) -> None:
 
 @plugin_group.command("new")
 @click.argument("name")
+@click.argument("dir_arg", metavar="[DIR]", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice([k.value for k in Kind]), required=True)
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None)
 @json_option
-def plugin_new(name: str, kind: str, directory: Path, as_json: bool = False) -> None:
-    """Write a plugin scaffold that passes `plugin check` and loads."""
+def plugin_new(
+    name: str, kind: str, directory: Optional[Path], as_json: bool = False, dir_arg: Optional[Path] = None
+) -> None:
+    """Write a plugin scaffold NAME in DIR (default: here) that passes `plugin check` and loads,
+    and a host.toml beside DIR that loads it (never overwriting one)."""
+    if dir_arg is not None and directory is not None and dir_arg != directory:
+        fail(f"give the directory once: DIR {dir_arg} or --dir {directory}", code=2)
+    directory = dir_arg or directory or Path(".")
+    taken = bundled_name(name)
+    if taken is not None:
+        fail(
+            f"plugin name {name!r} is taken by the bundled plugin {taken!r}: the host would refuse one "
+            "of the two at load; choose another name",
+            code=2,
+        )
     try:
         target = scaffold.new_plugin(name, Kind(kind), directory)
     except (ValueError, FileExistsError) as exc:
@@ -303,9 +380,85 @@ def plugin_new(name: str, kind: str, directory: Path, as_json: bool = False) -> 
     except ManifestError as exc:
         fail(str(exc))
         return
+    config_file, wrote = write_host_toml(name, Kind(kind), directory)
     if as_json:
         files = sorted(str(f) for f in target.iterdir())
-        print_json({"name": name, "kind": kind, "path": str(target), "files": files})
+        print_json(
+            {
+                "name": name,
+                "kind": kind,
+                "path": str(target),
+                "files": files,
+                "host_toml": str(config_file),
+                "host_toml_written": wrote,
+            }
+        )
         return
     shown = escape(str(target))
     console.print(f"[green]created[/] {shown}; check it with: sectorhooks plugin check {shown}")
+    if wrote:
+        console.print(
+            f"[green]wrote[/] {escape(str(config_file))}: it loads {escape(name)}; "
+            f"see it with: sectorhooks plugins list --config {escape(str(config_file))}"
+        )
+    else:
+        rel = _dir_entry(directory, config_file.parent)
+        console.print(
+            f"[yellow]{escape(str(config_file))} exists: not changed[/]; to load the plugin, add "
+            f"{escape(repr(rel))} to its [Common.Plugins] Dir"
+            + (
+                f" and a [[Common.Syncers]] entry with PluginName = {escape(repr(name))}"
+                if kind == "SyncSectorState"
+                else ""
+            )
+        )
+
+
+def _dir_entry(directory: Path, home: Path) -> str:
+    return Path(os.path.relpath(directory.resolve(), home.resolve())).as_posix()
+
+
+def host_toml_home(directory: Path) -> Path:
+    """Where ``plugin new`` puts host.toml: beside DIR (its parent), or in DIR when DIR is here."""
+    resolved = directory.resolve()
+    return resolved if resolved == Path.cwd().resolve() else resolved.parent
+
+
+def write_host_toml(name: str, kind: Kind, directory: Path) -> Tuple[Path, bool]:
+    """Write a host.toml loading the new plugin (its folder in Dir; for a SyncSectorState plugin
+    a [[Common.Syncers]] entry); returns its path and whether it was written (an existing file
+    is never changed)."""
+    home = host_toml_home(directory)
+    path = home / "host.toml"
+    shown = path if directory.is_absolute() else Path(os.path.relpath(path, Path.cwd()))
+    if path.exists():
+        return shown, False
+    q = json.dumps  # a TOML basic string is a JSON string for these values
+    lines = [
+        f"# Written by `sectorhooks plugin new {name}`: a host that loads it. Paths are relative to",
+        "# this file. The full list of keys: `sectorhooks init` writes a commented config.",
+        "[Common]",
+        'DataDir = "data"                       # the KV, the change log, tokens',
+        "",
+        "[Common.Plugins]",
+        f"Dir = [{q(_dir_entry(directory, home))}]",
+        "",
+        "[Common.DB]                            # the sector metadata KV: SQLite in DataDir",
+        'Driver = "plugin"',
+        "[Common.DB.Plugin]",
+        'PluginName = "sqlkv"',
+        'Meta = { url = "sqlite:///data/kv.sqlite3" }',
+    ]
+    if kind is Kind.SYNC_SECTOR_STATE:
+        lines += [
+            "",
+            "[[Common.Syncers]]                     # an instance of the plugin: it receives every change",
+            f"Name = {q(name)}",
+            f"PluginName = {q(name)}",
+            '# "thread": hooks run in the host, so the scaffold\'s in-memory sink is what ReadBack sees;',
+            '# remove for the default, "process" (a worker process per syncer), once it writes a database.',
+            'Isolation = "thread"',
+        ]
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return shown, True

@@ -106,9 +106,8 @@ class Dispatcher:
         self.state = DispatcherState.UNAVAILABLE if syncer.unavailable else DispatcherState.NOT_STARTED
         self.last_error = syncer.unavailable
         self.lock = threading.RLock()  # one delivery at a time: rounds, retries, backfills
-        self.hang: Optional[Dict[str, Any]] = (
-            None  # the last hang, until its event is delivered or dead-lettered
-        )
+        # The last hang ({"since", "event"}), until its event is delivered or dead-lettered.
+        self.hang: Optional[Dict[str, Any]] = None
         # Counters of this process, for /metrics (cumulative; a restart begins at 0 again).
         self.delivered = 0  # events delivered and flushed
         self.dead_lettered = 0  # events put in dead letters

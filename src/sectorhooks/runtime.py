@@ -12,6 +12,7 @@ call the plugins. Neither the state manager nor the sync service imports the oth
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
@@ -63,7 +64,8 @@ class Runtime:
         """
         from .changelog import ChangeLog
         from .kv import open_kvstore
-        from .state import COLLECTIONS, SectorStateManager
+        from .state import SectorStateManager
+        from .state.scan import iter_sectors
         from .stores import open_filestores
         from .sync import SyncService
 
@@ -88,7 +90,14 @@ class Runtime:
             rt.log = ChangeLog(rt.kv, shared=2 * rt.config.sync.batch_size)
             rt.state = SectorStateManager(rt.kv, rt.log, on_commit=rt._committed)
             rt._stack.callback(rt.state.close)
-            rt.sync = SyncService(rt.host, rt.kv, rt.config, log=rt.log, sectors=COLLECTIONS, **options)
+            rt.sync = SyncService(
+                rt.host,
+                rt.kv,
+                rt.config,
+                log=rt.log,
+                sectors=functools.partial(iter_sectors, rt.kv),
+                **options,
+            )
             rt._stack.callback(rt.sync.stop)
             if start_sync:
                 rt.sync.start()

@@ -276,14 +276,11 @@ def run_in_one_group(state: SectorStateManager, calls: List[Callable[[], Any]]) 
         except Exception as exc:
             results[i] = exc
 
-    with state._cond:
-        state._leader = True  # hold commits until every call is queued
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    wait_for(lambda: len(state._queue) == len(calls), what="every call to be queued")
-    with state._cond:
-        state._leader = False  # the first caller whose poll finds no leader commits them all
+    with state.hold_commits():  # until every call is queued; then the first one commits them all
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+        for t in threads:
+            t.start()
+        wait_for(lambda: state.queued == len(calls), what="every call to be queued")
     for t in threads:
         t.join(30)
     assert not any(t.is_alive() for t in threads)
@@ -314,7 +311,7 @@ def test_a_change_that_writes_then_raises_leaves_nothing_and_fails_alone(rt: Run
         raise RuntimeError("bug after a write")
 
     calls: List[Callable[[], Any]] = [lambda n=n: rt.state.update(sid(n), removed=True) for n in (0, 2, 3)]
-    calls.insert(1, lambda: rt.state._submit(half_written))
+    calls.insert(1, lambda: rt.state.submit(half_written))
     calls.append(lambda: rt.state.update(sid(1), need_rebuild=True))  # after it, on the same sector
     results = run_in_one_group(rt.state, calls)
     assert isinstance(results[1], RuntimeError) and str(results[1]) == "bug after a write"
@@ -421,7 +418,7 @@ def test_a_change_a_sink_cannot_store_is_dead_lettered_and_later_changes_flow(
             )
             return 2
 
-        rt.state._submit(bypass)
+        rt.state.submit(bypass)
         for n in (0, 2):
             rt.state.update(sid(n), latest_state=LatestState("PC1"))
         assert rt.sync.wait_idle(60)

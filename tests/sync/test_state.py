@@ -195,16 +195,14 @@ def test_every_caller_of_a_group_is_woken_down_the_chain_not_by_the_poll(
     rt.state.init_sectors([AllocatedSector(sid(k), 8) for k in range(n)])
     monkeypatch.setattr(manager, "FOLLOWER_POLL", 60.0)
     groups: List[int] = []
-    commit = rt.state._commit
 
-    def counting(group):  # type: ignore[no-untyped-def]
-        groups.append(len(group))
-        if len(groups) == 1:  # hold the first commit until the others queued behind it
-            while len(rt.state._queue) < n - 1:
+    def counting(calls: int, _seconds: float) -> None:
+        groups.append(calls)
+        if len(groups) == 1:  # the first leader hands over only once the others queued behind it
+            while rt.state.queued < n - 1:
                 threading.Event().wait(0.005)
-        return commit(group)
 
-    monkeypatch.setattr(rt.state, "_commit", counting)
+    rt.state.add_group_listener(counting)
     if fails:
         real = rt.kv.update
 
@@ -212,13 +210,13 @@ def test_every_caller_of_a_group_is_woken_down_the_chain_not_by_the_poll(
             raise RuntimeError("disk on fire")
 
         monkeypatch.setattr(rt.kv, "update", failing)
-        if rt.state._put_if is not None:  # the guarded put of a group the cache computed, too
+        if rt.state.guarded_put is not None:  # the guarded put of a group the cache computed, too
 
             class FailingPut:
                 def put_many_if(self, guard, items):  # type: ignore[no-untyped-def]
                     raise RuntimeError("disk on fire")
 
-            monkeypatch.setattr(rt.state, "_put_if", FailingPut())
+            monkeypatch.setattr(rt.state, "guarded_put", FailingPut())
     results: List[object] = [None] * n
 
     def call(k: int) -> None:
@@ -253,16 +251,12 @@ def test_a_refused_change_fails_alone_inside_a_shared_group(rt: Runtime) -> None
             results.append(exc)
 
     # Queue both before anyone commits: one group, one good, one refused.
-    with rt.state._cond:
-        rt.state._leader = True  # hold commits
+    with rt.state.hold_commits():
         ts = [threading.Thread(target=call, args=(n,)) for n in (1, 2)]
         for t in ts:
             t.start()
-    while len(rt.state._queue) < 2:
-        threading.Event().wait(0.005)
-    with rt.state._cond:
-        rt.state._leader = False
-        rt.state._cond.notify_all()
+        while rt.state.queued < 2:
+            threading.Event().wait(0.005)
     for t in ts:
         t.join(10)
     assert sorted(map(str, results)) == [
@@ -334,9 +328,9 @@ def test_a_group_the_cache_can_compute_commits_with_one_guarded_put(
     transaction); a group that must read (a sector not cached) or delete (a workspace move)
     takes update(). memdb has no guarded put: every group is an update()."""
     rt.state.init_sectors([AllocatedSector(sid(n), 8) for n in range(3)])
-    spy = PutSpy(rt.state._put_if) if rt.state._put_if is not None else None
+    spy = PutSpy(rt.state.guarded_put) if rt.state.guarded_put is not None else None
     if spy is not None:
-        monkeypatch.setattr(rt.state, "_put_if", spy)
+        monkeypatch.setattr(rt.state, "guarded_put", spy)
     updates: List[int] = []
     real = rt.kv.update
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
@@ -167,16 +167,11 @@ def _existing_kv(config: HostConfig) -> Iterator[Optional[Any]]:
 
 def _first_sector(kv: Any) -> Optional[str]:
     """The key of some sector the KV holds (``miner/number``), or ``None`` when it holds none."""
-    from ..state import COLLECTIONS
+    from ..state.scan import iter_sectors
 
-    for coll in COLLECTIONS.values():
-        it = kv.open_collection(coll).scan(b"")
-        try:
-            for key, _ in it:
-                return bytes(key).decode("utf-8", "replace")
-        finally:
-            it.close()
-    return None
+    with closing(iter_sectors(kv)) as records:
+        first = next(records, None)
+    return None if first is None else first.key.decode("utf-8", "replace")
 
 
 def refuse_live_or_used_kv(config: HostConfig, where: str, yes: bool, check_sectors: bool) -> None:

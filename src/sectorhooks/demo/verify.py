@@ -14,9 +14,9 @@ import json
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from sectorhooks_spec import JsonRpcNamespace, SectorID, SyncerInstance
+from sectorhooks_spec import JsonRpcNamespace, SyncerInstance
 
-from ..state import COLLECTIONS
+from ..state.scan import iter_sectors
 from ..sync import compare
 from ..sync.readback import read_all, read_back_impl
 from .pipeline import COUNTER_PREFIX
@@ -29,12 +29,7 @@ Rows = Dict[str, bytes]
 
 def kv_rows(rt: Any) -> Rows:
     """``str(sector id) -> stored state JSON`` for every sector in the KV (both workspaces)."""
-    out: Rows = {}
-    for name in COLLECTIONS.values():
-        for key, raw in rt.kv.open_collection(name).scan(b""):
-            miner, number = (int(p) for p in key.split(b"/"))
-            out[str(SectorID(miner, number))] = raw
-    return out
+    return {str(r.sector_id): r.raw for r in iter_sectors(rt.kv)}
 
 
 def differences(kv: Rows, sink: Mapping[str, Tuple[int, Any]]) -> List[str]:

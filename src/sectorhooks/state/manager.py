@@ -28,16 +28,18 @@ head, nothing is written and the group runs in an ``update`` transaction as usua
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
 
 from sectorhooks_spec import (
     INT64_MAX,
     AllocatedSector,
+    GuardedPut,
     KVError,
     KVStore,
     SectorID,
@@ -52,8 +54,9 @@ from sectorhooks_spec import (
 from ..changelog import format as log_format
 from ..changelog.reader import ChangeLog
 from ..errors import SectorNotFound, SectorStateError, SectorValueError
-from ..kv import guarded_put
+from ..kv import guarded_put as find_guarded_put
 from .fields import check_allocated, check_fields, check_sector_id, check_state
+from .scan import iter_sectors
 from .txn import COLLECTIONS, Current, GroupTxn, NeedsTransaction, RecordingTxn, StateCache
 
 log = logging.getLogger(__name__)
@@ -113,7 +116,10 @@ class SectorStateManager:
         self._leader = False
         self._closed = False
         self._cache = StateCache()
-        self._put_if = guarded_put(store)
+        #: The store's ``GuardedPut`` (``None`` without the capability): a group the trusted cache
+        #: computed is written through it. Public so that a test or an operator tool can wrap it
+        #: (count, delay or fail the puts); set it to ``None`` to send every group through ``update``.
+        self.guarded_put: Optional[GuardedPut] = find_guarded_put(store)
         self._group_listeners: List[Callable[[int, float], None]] = []
 
     def add_group_listener(self, fn: Callable[[int, float], None]) -> None:
@@ -156,7 +162,7 @@ class SectorStateManager:
             t.append(log_format.import_header(new.id, version, ws, old is not None, t.now), [cur])
             return new
 
-        return self._submit(op)  # type: ignore[no-any-return]
+        return self.submit(op)  # type: ignore[no-any-return]
 
     def init_sectors(self, allocated: Sequence[AllocatedSector]) -> List[SectorState]:
         """Create fresh online states for newly allocated sectors (all or none); one log entry."""
@@ -183,7 +189,7 @@ class SectorStateManager:
             t.append(log_format.init_header(pairs, Workspace.ONLINE, t.now), written)
             return [c.state for c in written]
 
-        return self._submit(op)  # type: ignore[no-any-return]
+        return self.submit(op)  # type: ignore[no-any-return]
 
     def update(self, sector_id: SectorID, **fields: Any) -> SectorState:
         """Change some fields of a sector (either workspace); returns the new state."""
@@ -196,7 +202,7 @@ class SectorStateManager:
             t.append(log_format.update_header(sector_id, new.state.version, new.ws, names, t.now), [new])
             return new.state
 
-        return self._submit(op)  # type: ignore[no-any-return]
+        return self.submit(op)  # type: ignore[no-any-return]
 
     def finalize(self, sector_id: SectorID) -> SectorState:
         """Mark a sector finalized and move it to the offline workspace."""
@@ -222,7 +228,7 @@ class SectorStateManager:
             t.append(log_format.move_header(event, sid, new.state.version, dst, t.now), [new])
             return new.state
 
-        return self._submit(op)  # type: ignore[no-any-return]
+        return self.submit(op)  # type: ignore[no-any-return]
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -257,20 +263,21 @@ class SectorStateManager:
         self, workspace: Optional[Workspace] = None, miner: Optional[int] = None
     ) -> List[Tuple[Workspace, SectorState]]:
         """Like :meth:`list`, with each state's workspace."""
-        prefix = b"" if miner is None else b"%020d/" % miner
-        out: List[Tuple[bytes, Workspace, SectorState]] = []
-        for ws, name in COLLECTIONS.items():
-            if workspace is not None and ws is not Workspace(workspace):
-                continue
-            for key, raw in self.store.open_collection(name).scan(prefix):
-                out.append((key, ws, self._cache.decode(key, raw, ws).state))
-        out.sort(key=lambda item: item[0])
-        return [(ws, s) for _, ws, s in out]
+        return list(self.iter_states(workspace, miner))
+
+    def iter_states(
+        self, workspace: Optional[Workspace] = None, miner: Optional[int] = None
+    ) -> Generator[Tuple[Workspace, SectorState], None, None]:
+        """Like :meth:`scan`, one state at a time (see :func:`.scan.iter_sectors`): for walks over
+        more sectors than fit in memory. Close it (or run it to the end) to free the KV's scans."""
+        with contextlib.closing(iter_sectors(self.store, workspace, miner)) as records:
+            for r in records:
+                yield r.workspace, self._cache.decode(r.key, r.raw, r.workspace).state
 
     def state_counts(self) -> Dict[str, int]:
         """How many sectors are in each state (``state_name``; ``""`` before any report)."""
         counts: Dict[str, int] = {}
-        for s in self.list():
+        for _, s in self.iter_states():
             counts[s.state_name] = counts.get(s.state_name, 0) + 1
         return counts
 
@@ -281,9 +288,40 @@ class SectorStateManager:
             while self._leader or self._queue:
                 self._cond.wait(0.1)
 
+    # --- hooks for tests and operator tools ---------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """How many calls wait for a group commit to take them (not counting the group being
+        committed)."""
+        with self._cond:
+            return len(self._queue)
+
+    @contextlib.contextmanager
+    def hold_commits(self) -> Iterator[None]:
+        """Start no group commit while the block runs: calls made meanwhile queue up (see
+        :attr:`queued`) and, when the block ends, the first of them commits them all as one
+        group (up to ``MAX_GROUP``). Waits for a commit in progress to finish first. For tests
+        and tools that need several calls in one group; a caller in the block must not wait for
+        its own change (it would wait forever)."""
+        with self._cond:
+            while self._leader:
+                self._cond.wait(0.05)
+            self._leader = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._hand_over()
+
     # --- group commit -------------------------------------------------------------------------
 
-    def _submit(self, op: Op) -> Any:
+    def submit(self, op: Op) -> Any:
+        """Run ``op`` in the next group commit and return what it returned (or raise what it
+        raised); durable when it returns. Every change method is one ``op`` over a
+        :class:`~.txn.GroupTxn`; this is for tests and operator tools that need a change those
+        methods do not make. ``op`` may run more than once (a conflict re-runs the group) and
+        must append to the change log whatever it writes (``t.append``), or no syncer sees it."""
         req = _Request(op)
         with self._cond:
             if self._closed:
@@ -355,16 +393,19 @@ class SectorStateManager:
                     self._tell(len(group), took)
                 with self._cond:
                     if req.done or not self._queue:
-                        if self._queue:
-                            nxt = self._queue[0]
-                            nxt.lead = True
-                            nxt.wake.release()
-                        else:
-                            self._leader = False
-                            if self._closed:
-                                self._cond.notify_all()
+                        self._hand_over()
             if req.done:
                 return
+
+    def _hand_over(self) -> None:
+        """Give up the leadership (hold the lock): to the first queued caller, or to nobody."""
+        if self._queue:
+            nxt = self._queue[0]
+            nxt.lead = True
+            nxt.wake.release()
+        else:
+            self._leader = False
+            self._cond.notify_all()  # close() and hold_commits() wait for no leader
 
     def _tell(self, calls: int, seconds: float) -> None:
         for fn in self._group_listeners:
@@ -418,7 +459,7 @@ class SectorStateManager:
                     return None
 
     def _commit_once(self, group: List[_Request]) -> Optional[Callable[[], None]]:
-        if self._put_if is not None and self._cache.head is not None:
+        if self.guarded_put is not None and self._cache.head is not None:
             done, after = self._commit_guarded(group)
             if done:
                 return after
@@ -444,7 +485,7 @@ class SectorStateManager:
         """The group computed from the trusted cache, written by one guarded put that holds only
         while the log head is still the cache's (no other writer came in between): one round trip
         instead of a transaction's four. ``(False, None)``: nothing was written, use ``update``."""
-        assert self._put_if is not None and self._cache.head is not None
+        assert self.guarded_put is not None and self._cache.head is not None
         head = self._cache.head
         rec = RecordingTxn(head)
         t = GroupTxn(self._cache, rec, time.time())
@@ -460,7 +501,7 @@ class SectorStateManager:
             return True, None
         guard = (log_format.META, log_format.HEAD, rec.head if head else None)  # no head before a log
         try:
-            written = self._put_if.put_many_if(guard, rec.items())
+            written = self.guarded_put.put_many_if(guard, rec.items())
         except (TransactionConflict, StoreUnavailable):  # nothing was written; update() retries
             self._cache.forget()
             return False, None

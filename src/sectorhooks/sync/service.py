@@ -5,19 +5,20 @@ SyncSectorState plugin that no entry names gets a default instance named after t
 instance whose plugin is missing, failed or of another kind is *unavailable*: it shows in
 ``status()`` with the reason, does not hold the log back, and backfills when it comes back.
 
-The service is handed what it reads: the change log and the collections the sector states live
-in (for backfill and verify); :class:`~sectorhooks.runtime.Runtime` calls :meth:`on_commit`
+The service is handed what it reads: the change log and the scan of every stored sector (for
+backfill and verify); :class:`~sectorhooks.runtime.Runtime` calls :meth:`on_commit`
 after each commit of the state manager.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import tenacity
 
@@ -46,6 +47,26 @@ _FIRST_HAND = (DispatcherState.UNAVAILABLE, DispatcherState.CRASHED)  # status f
 _MAY_HANG = (DispatcherState.RUNNING, DispatcherState.RETRYING, DispatcherState.IDLE, DispatcherState.HUNG)
 
 
+class StoredSector(Protocol):
+    """A stored sector as the state's scan gives it (:class:`sectorhooks.state.scan.SectorRecord`)."""
+
+    @property
+    def workspace(self) -> Workspace: ...
+
+    @property
+    def sector_id(self) -> SectorID: ...
+
+    @property
+    def raw(self) -> bytes: ...
+
+    def text(self) -> str: ...
+
+
+#: Every stored sector, streamed in key order (:func:`sectorhooks.state.scan.iter_sectors` bound to
+#: the KV; the runtime hands it over, so sync does not import state).
+SectorScan = Callable[[], Generator[StoredSector, None, None]]
+
+
 class SyncService:
     """Durable fan-out of the change log to every syncer instance."""
 
@@ -56,7 +77,7 @@ class SyncService:
         config: HostConfig,
         *,
         log: ChangeLog,
-        sectors: Mapping[Workspace, str],
+        sectors: SectorScan,
         lease_factory: Optional[Callable[[str], SyncerLease]] = None,
         trim_interval: float = TRIM_INTERVAL,
         heartbeat_ttl: float = liveness.TTL,
@@ -66,7 +87,7 @@ class SyncService:
         self.config = config
         self.settings = config.sync
         self.log = log
-        self.sectors = sectors  # workspace -> the KV collection of its sector states
+        self.sectors = sectors  # every stored sector, in key order (backfill and verify read it)
         self.records = Records(store)
         self.trim_interval = trim_interval
         self._progress = threading.Condition()
@@ -394,13 +415,10 @@ class SyncService:
         return sent
 
     def _current_states(self) -> Iterator[Event]:
-        for ws, coll in self.sectors.items():
-            for key, raw in self.store.open_collection(coll).scan(b""):
-                miner, number = (int(p) for p in key.split(b"/"))
-                version = json.loads(raw)["version"]
-                yield Event.synthetic_import(
-                    raw.decode("utf-8"), Workspace(ws), SectorID(miner, number), version
-                )
+        with contextlib.closing(self.sectors()) as records:
+            for r in records:
+                version = json.loads(r.raw)["version"]
+                yield Event.synthetic_import(r.text(), r.workspace, r.sector_id, version)
 
     def _deliver_with_retries(self, d: Dispatcher, events: Sequence[Event]) -> None:
         for attempt in tenacity.Retrying(
@@ -435,10 +453,9 @@ class SyncService:
         return compare(self._kv_rows(), rows)
 
     def _kv_rows(self) -> Iterator[Tuple[str, bytes]]:
-        for coll in self.sectors.values():
-            for key, raw in self.store.open_collection(coll).scan(b""):
-                miner, number = (int(p) for p in key.split(b"/"))
-                yield str(SectorID(miner, number)), raw
+        with contextlib.closing(self.sectors()) as records:
+            for r in records:
+                yield str(r.sector_id), r.raw
 
     @staticmethod
     def _require_available(d: Dispatcher) -> None:

@@ -26,9 +26,9 @@ import posixpath
 import re
 import shutil
 import string
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
-from sectorhooks_spec import FileStoreError, InstanceInfo, PathType, SectorID, StoreConfig
+from sectorhooks_spec import FileStoreError, InstanceInfo, MetaReader, PathType, SectorID, StoreConfig
 
 PLUGIN = "fsstore"
 META_KEYS: Tuple[str, ...] = ("SubDirPattern", "CreateDirs")
@@ -48,15 +48,6 @@ def open_store(config: StoreConfig) -> FsStore:
 
 def _where(config: StoreConfig) -> str:
     return f"plugin {PLUGIN!r} store {config.name!r}"
-
-
-def _bool_meta(config: StoreConfig, key: str, default: bool) -> bool:
-    value: Any = config.meta.get(key, default)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError(f"{_where(config)}: Meta.{key} must be true or false, got {value!r}")
 
 
 def check_pattern(pattern: str, where: str = PLUGIN) -> str:
@@ -109,16 +100,11 @@ class FsStore:
     def __init__(self, config: StoreConfig):
         self._config = config
         where = _where(config)
-        unknown = sorted(set(config.meta) - set(META_KEYS))
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown Meta key(s) {', '.join(map(repr, unknown))}; "
-                f"fsstore knows {', '.join(META_KEYS)}"
-            )
+        meta = MetaReader(PLUGIN, config.meta, META_KEYS, where=where, dotted=True)
         if not config.path:
             raise ValueError(f"{where}: Path is empty; set it to the store's root directory")
-        self._pattern = check_pattern(str(config.meta.get("SubDirPattern", DEFAULT_PATTERN)), where)
-        self._create_dirs = _bool_meta(config, "CreateDirs", True)
+        self._pattern = check_pattern(str(meta.get("SubDirPattern", DEFAULT_PATTERN)), where)
+        self._create_dirs = meta.flag("CreateDirs", True)
         self._root = os.path.abspath(os.path.expanduser(config.path))
         if os.path.isdir(self._root):
             pass

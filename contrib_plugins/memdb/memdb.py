@@ -18,7 +18,7 @@ import threading
 from bisect import bisect_left, insort
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
-from sectorhooks_spec import KVError
+from sectorhooks_spec import KVError, MetaReader
 from sectorhooks_spec.backend import (
     GetFromPeek,
     check_collection_name,
@@ -37,12 +37,7 @@ Item = Tuple[bytes, bytes]
 
 def open_store(meta: Mapping[str, Any]) -> MemStore:
     """``Constructor(meta)``: a new empty in-memory store; ``meta`` must be empty."""
-    unknown = sorted(set(meta or {}) - set(META_KEYS))
-    if unknown:
-        raise ValueError(
-            f"plugin {PLUGIN!r}: unknown meta key(s) {', '.join(map(repr, unknown))} in "
-            "[Common.DB.Plugin.Meta]; memdb takes no meta keys, remove them"
-        )
+    MetaReader(PLUGIN, meta, META_KEYS)  # rejects every key, naming it
     return MemStore()
 
 

@@ -36,7 +36,7 @@ def parse_meta(meta: Mapping[str, Any]) -> Dict[str, Any]:
     url = r.text("url", example='"redis://127.0.0.1:6379/0"')
     if url.split("://", 1)[0].lower() not in ("redis", "rediss", "unix"):
         raise r.error("url", f"must start with redis://, rediss:// or unix://, got {url!r}")
-    prefix = meta.get("prefix", "sectorhooks:")
+    prefix = r.get("prefix", "sectorhooks:")
     if not isinstance(prefix, str):
         raise r.error("prefix", f"must be a string, got {prefix!r}")
     client_name = r.text("client_name", "sectorhooks-rediskv")
@@ -45,10 +45,10 @@ def parse_meta(meta: Mapping[str, Any]) -> Dict[str, Any]:
     return {
         "url": url,
         "prefix": prefix,
-        "pool_size": r.number("pool_size", 16, 1, integer=True),
-        "pool_timeout": r.number("pool_timeout", 10.0, 0.001),
-        "socket_timeout": r.number("socket_timeout", 10.0, 0.001),
-        "connect_timeout": r.number("connect_timeout", 5.0, 0.001),
+        "pool_size": r.integer("pool_size", 16, minimum=1),
+        "pool_timeout": r.real("pool_timeout", 10.0, minimum=0.001),
+        "socket_timeout": r.real("socket_timeout", 10.0, minimum=0.001),
+        "connect_timeout": r.real("connect_timeout", 5.0, minimum=0.001),
         "client_name": client_name,
     }
 

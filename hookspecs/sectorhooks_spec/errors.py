@@ -93,6 +93,19 @@ class CommitOutcomeUnknown(StoreUnavailable):
     """
 
 
+# --- plugin settings ---------------------------------------------------------------------
+
+
+class MetaError(ValueError):
+    """A bad key or value in a plugin's ``Meta`` (or config) table, raised by ``MetaReader``: the
+    message names the plugin (or instance, or store), the key and the fix. A ``ValueError``, as the
+    plugins raised before, so the host wraps it with the plugin's name like any plugin error."""
+
+    def __init__(self, message: str, key: str = ""):
+        super().__init__(message)
+        self.key = key  # the key it is about ("" for the table as a whole)
+
+
 # --- file stores -----------------------------------------------------------------------
 
 

@@ -88,13 +88,13 @@ def parse_meta(meta: Mapping[str, Any]) -> Dict[str, Any]:
     return {
         "url": f"{driver}://{rest}",
         "table": table,
-        "pool_size": r.number("pool_size", 5, 1, integer=True),
-        "max_overflow": r.number("max_overflow", 10, 0, integer=True),
-        "pool_timeout": r.number("pool_timeout", 10.0, 0.001),
-        "connect_timeout": r.number("connect_timeout", 10, 1, integer=True),
-        "lock_timeout": r.number("lock_timeout", 10.0, 0.001),
+        "pool_size": r.integer("pool_size", 5, minimum=1),
+        "max_overflow": r.integer("max_overflow", 10, minimum=0),
+        "pool_timeout": r.real("pool_timeout", 10.0, minimum=0.001),
+        "connect_timeout": r.integer("connect_timeout", 10, minimum=1),
+        "lock_timeout": r.real("lock_timeout", 10.0, minimum=0.001),
         "synchronous": r.choice("synchronous", "NORMAL", ("NORMAL", "FULL")),
-        "mmap_size": r.number("mmap_size", MMAP_SIZE, 0, integer=True),
+        "mmap_size": r.integer("mmap_size", MMAP_SIZE, minimum=0),
     }
 
 

@@ -19,7 +19,9 @@ trick is faster). Issue #18's rule (docs/SPEED.md): a trick stays only with a ga
 A variant switches a trick off by monkeypatching, here in the benchmark, never through a flag
 of the product code: each entry of ``VARIANTS`` is a context manager that puts the plain path in
 place for one run and restores the tree's code after it. Add one there to measure a new trick;
-the names in use are listed by ``--list``.
+the names in use are listed by ``--list``. A trick that is dropped takes its variant with it (the
+commit that added the variant measures it: ``plain-model-fields`` in c1fb6a0, see docs/SPEED.md);
+to compare the tree with an earlier commit instead, use ``benchmarks/compare_commits.py``.
 """
 
 from __future__ import annotations
@@ -57,79 +59,8 @@ def _no_mmap() -> Iterator[None]:
         bench_sync._config = original
 
 
-def _plain_to_jsonable(obj: Any) -> Any:
-    """``codec.to_jsonable`` with ``attrs.fields(cls)`` each call (run with codec's globals)."""
-    cls = type(obj)
-    if cls in _PLAIN:  # noqa: F821  (codec's globals)
-        return obj
-    if attrs.has(cls):
-        out = {}
-        for f in attrs.fields(cls):
-            value = getattr(obj, f.name)
-            out[f.name] = value if type(value) in _PLAIN else to_jsonable(value)  # noqa: F821
-        return out
-    if isinstance(obj, enum.Enum):  # noqa: F821
-        return obj.value
-    if isinstance(obj, (tuple, list)):
-        return [to_jsonable(v) for v in obj]  # noqa: F821
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}  # noqa: F821
-    if isinstance(obj, bytes):
-        return obj.hex()
-    raise TypeError(f"cannot encode {cls.__name__} as JSON")
-
-
-def _plain_fits(value: Any) -> bool:
-    """``sector._fits`` with ``attrs.fields(kind)`` each call (run with sector's globals)."""
-    kind = type(value)
-    if kind is str:
-        return value.isascii() or text_problem(value) is None  # noqa: F821  (sector's globals)
-    if kind is int:
-        return INT64_MIN <= value <= INT64_MAX  # noqa: F821
-    if kind is float:
-        return math.isfinite(value)  # noqa: F821
-    if kind is bool or value is None:
-        return True
-    if kind is list or kind is tuple:
-        for item in value:
-            if not _fits(item):  # noqa: F821
-                return False
-        return True
-    if kind is dict:
-        for key, item in value.items():
-            if not (_fits(key) and _fits(item)):  # noqa: F821
-                return False
-        return True
-    if attrs.has(kind):
-        for f in attrs.fields(kind):
-            item = getattr(value, f.name)
-            if f.validator is non_negative and type(item) is int and item < 0:  # noqa: F821
-                return False
-            if not _fits(item):  # noqa: F821
-                return False
-    return True
-
-
-@contextlib.contextmanager
-def _plain_model_fields() -> Iterator[None]:
-    """The plain path of ``_MODEL_FIELDS`` (``sectorhooks_spec.codec.to_jsonable`` and
-    ``.sector._fits`` of ``check_storable``): ``attrs.fields(cls)`` each call. Both are imported
-    by name elsewhere, so their code objects are swapped, not the module attributes."""
-    import sectorhooks_spec.codec as codec
-    import sectorhooks_spec.sector as sector
-
-    saved = codec.to_jsonable.__code__, sector._fits.__code__
-    codec.to_jsonable.__code__ = _plain_to_jsonable.__code__  # names resolve in codec's globals
-    sector._fits.__code__ = _plain_fits.__code__
-    try:
-        yield
-    finally:
-        codec.to_jsonable.__code__, sector._fits.__code__ = saved
-
-
 #: variant name -> (what it puts in place of the trick, context manager factory)
 VARIANTS: Dict[str, Tuple[str, Callable[[], ContextManager[None]]]] = {
-    "plain-model-fields": ("attrs.fields(cls) each call, no _MODEL_FIELDS dicts", _plain_model_fields),
     "no-mmap": ("sqlkv Meta mmap_size = 0 (the default is 256 MiB)", _no_mmap),
 }
 

@@ -15,7 +15,7 @@ import json
 import sys
 import typing
 from functools import cache
-from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Tuple, Type, TypeVar, Union
 
 import attrs
 
@@ -28,7 +28,6 @@ Decoder = Callable[[Any, str], Any]
 
 
 _PLAIN = frozenset({str, int, float, bool, _NoneType})
-_MODEL_FIELDS: Dict[type, Optional[Tuple[str, ...]]] = {}  # class -> attrs field names, None if no model
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -36,14 +35,11 @@ def to_jsonable(obj: Any) -> Any:
     cls = type(obj)
     if cls in _PLAIN:
         return obj
-    names = _MODEL_FIELDS.get(cls, ())
-    if names == ():
-        names = _MODEL_FIELDS[cls] = _field_names(cls) if attrs.has(cls) else None
-    if names is not None:  # plain field values (most of them) are taken as they are, not recursed into
+    if attrs.has(cls):  # plain field values (most of them) are taken as they are, not recursed into
         out = {}
-        for name in names:
-            value = getattr(obj, name)
-            out[name] = value if type(value) in _PLAIN else to_jsonable(value)
+        for field in attrs.fields(cls):
+            value = getattr(obj, field.name)
+            out[field.name] = value if type(value) in _PLAIN else to_jsonable(value)
         return out
     if isinstance(obj, enum.Enum):
         return obj.value
@@ -73,11 +69,6 @@ def loads(cls: Type[T], text: Union[str, bytes]) -> T:
     except ValueError as exc:
         raise DecodeError(f"{cls.__name__}: not valid JSON: {exc}") from None
     return from_jsonable(cls, data)
-
-
-@cache
-def _field_names(cls: type) -> Tuple[str, ...]:
-    return tuple(f.name for f in attrs.fields(cls))
 
 
 def _fail(where: str, expected: str, value: Any) -> DecodeError:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import attrs
 
@@ -109,19 +109,6 @@ def check_storable(value: Any, where: str = "value") -> None:
         raise ValueOutOfBounds(where, "cannot be stored")  # pragma: no cover - _explain raised
 
 
-_MODEL_FIELDS: Dict[type, Optional[Tuple[Tuple[str, bool], ...]]] = {}  # (name, non-negative)
-
-
-def _model_fields(kind: type) -> Optional[Tuple[Tuple[str, bool], ...]]:
-    fields = _MODEL_FIELDS.get(kind, ())
-    if fields == ():
-        fields = None
-        if attrs.has(kind):
-            fields = tuple((f.name, f.validator is non_negative) for f in attrs.fields(kind))
-        _MODEL_FIELDS[kind] = fields
-    return fields
-
-
 def _fits(value: Any) -> bool:
     kind = type(value)
     if kind is str:
@@ -142,11 +129,10 @@ def _fits(value: Any) -> bool:
             if not (_fits(key) and _fits(item)):
                 return False
         return True
-    fields = _model_fields(kind)
-    if fields is not None:
-        for name, unsigned in fields:
-            item = getattr(value, name)
-            if unsigned and type(item) is int and item < 0:
+    if attrs.has(kind):
+        for field in attrs.fields(kind):
+            item = getattr(value, field.name)
+            if field.validator is non_negative and type(item) is int and item < 0:
                 return False
             if not _fits(item):
                 return False
@@ -171,12 +157,12 @@ def _explain(value: Any, where: str) -> None:
         for key, item in value.items():
             _explain(key, f"{where} key {str(key)[:40]!r}")
             _explain(item, f"{where}.{key}")
-    else:
-        for name, unsigned in _model_fields(kind) or ():
-            item = getattr(value, name)
-            if unsigned and type(item) is int and item < 0:
-                raise ValueOutOfBounds(f"{where}.{name}", int_problem(item, 0) or "")
-            _explain(item, f"{where}.{name}")
+    elif attrs.has(kind):
+        for field in attrs.fields(kind):
+            item = getattr(value, field.name)
+            if field.validator is non_negative and type(item) is int and item < 0:
+                raise ValueOutOfBounds(f"{where}.{field.name}", int_problem(item, 0) or "")
+            _explain(item, f"{where}.{field.name}")
 
 
 class Workspace(str, enum.Enum):

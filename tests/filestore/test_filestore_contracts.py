@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from filestore.conftest import FSSTORE_DIR
+from sectorhooks.loader import bundled_plugins_dir
 from sectorhooks.testing.filestore_contracts import *  # noqa: F403  (the suite's tests, collected here)
 from sectorhooks.testing.target import PluginUnderTest
 
 
 @pytest.fixture
 def sectorhooks_target() -> PluginUnderTest:
-    return PluginUnderTest(FSSTORE_DIR)
+    return PluginUnderTest(bundled_plugins_dir() / "fsstore")

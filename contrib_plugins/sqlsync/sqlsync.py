@@ -7,8 +7,9 @@ state of each sector into ``<prefix>sectors`` by an upsert that never moves a ro
 into the append-only ``<prefix>sector_events``. One plugin serves every instance (each
 ``[[Common.Syncers]]`` naming it), each with its own ``Meta`` and database.
 
-Beside it, each named for what it does: ``settings.py`` (``Meta`` keys), ``sink.py`` (the engine;
-what a driver's error means), ``rows.py`` (a state's JSON as column values), ``refused_rows.py``,
+Beside it, each named for what it does: ``settings.py`` (``Meta`` keys), ``instances.py`` (one
+writer per instance, made from its ``Meta``), ``sink.py`` (the engine; what a driver's error
+means), ``rows.py`` (a state's JSON as column values), ``refused_rows.py``,
 ``schema_evolution.py``, ``read_back.py`` and ``msgspec_rows.py`` (a measured speed-up of ``rows.py``).
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -31,13 +32,19 @@ from sectorhooks_spec import (
     Workspace,
 )
 
+from .instances import INSTANCES as _INSTANCES  # noqa: F401  (the writers: tests, bench_sqlsync)
+from .instances import close as close
+from .instances import instance as _instance
+from .instances import setup as setup
+
 # read_back is the ReadBack extension point (``sync verify`` pages through the sink with it);
 # read_rows(url, table_prefix) and default_url(name) are kept for tests and tools.
 from .read_back import read_back as read_back
 from .read_back import read_rows as read_rows
 from .rows import NESTED, Row, row_builder, scalar_fields
-from .settings import CONFIG, PLUGIN, masked, settings_from_meta
+from .settings import PLUGIN, masked
 from .settings import default_url as default_url
+from .settings import settings_from_meta as settings_from_meta
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -247,39 +254,7 @@ class SinkWriter:
             raise
 
 
-# --- instances, hooks and Flush -----------------------------------------------------------------
-
-
-_INSTANCES: Dict[str, SinkWriter] = {}
-_REGISTRY_LOCK = threading.Lock()
-
-
-def _instance(syncer: SyncerInstance) -> SinkWriter:
-    """The instance ``syncer`` names, created (its ``Meta`` checked) on its first event."""
-    inst = _INSTANCES.get(syncer.name)
-    if inst is not None:
-        return inst
-    with _REGISTRY_LOCK:
-        inst = _INSTANCES.get(syncer.name)
-        if inst is None:
-            inst = SinkWriter(syncer.name, **settings_from_meta(syncer.name, syncer.meta or {}))
-            _INSTANCES[syncer.name] = inst
-            log.info("%s instance %r writes to %s", PLUGIN, syncer.name, masked(inst.url))
-    return inst
-
-
-def setup(config: Mapping[str, Any]) -> None:
-    """``onInit``: remember the plugin's config table (``DataDir`` for default SQLite sinks)."""
-    CONFIG.clear()
-    CONFIG.update(config or {})
-
-
-def close() -> None:
-    """``onShutdown``: dispose of every engine; unflushed changes are re-delivered by the host."""
-    with _REGISTRY_LOCK:
-        for inst in _INSTANCES.values():
-            inst.close()
-        _INSTANCES.clear()
+# --- hooks and Flush ---------------------------------------------------------------------------
 
 
 def on_import(syncer: SyncerInstance, workspace: Workspace, state_json: str) -> None:

@@ -10,7 +10,7 @@ sharing one KV. Values are signed 64-bit, stored as decimal text in the collecti
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 COLLECTION = "atomic_counter"
 MAX_NAME_BYTES = 256
@@ -37,7 +37,7 @@ def shutdown() -> None:
     _kv = None
 
 
-def handler() -> tuple:
+def handler() -> Tuple[str, AtomicCounter]:
     """``Handler()``: serve :class:`AtomicCounter` as the ``AtomicCounter`` namespace."""
     if _kv is None:
         raise RuntimeError("atomic_counter needs the host's KV store; run it under `sectorhooks serve`")

@@ -250,7 +250,8 @@ class RedisStoreTxn:
         if buf is not None and key in buf:
             return buf[key]
         dk = self.store.data_key(name, key)
-        return self.watch_and([dk], ("GET", dk))
+        value: Optional[bytes] = self.watch_and([dk], ("GET", dk))
+        return value
 
     def write(self, name: str, key: bytes, value: Optional[bytes]) -> None:
         self.check(write=True)

@@ -149,7 +149,7 @@ def _insert(dialect: sa.Dialect, table: str, columns: Sequence[str]) -> Tuple[st
 
 
 def _q(dialect: sa.Dialect, name: str) -> str:
-    return dialect.identifier_preparer.quote(name)  # type: ignore[no-any-return]
+    return dialect.identifier_preparer.quote(name)
 
 
 # --- writing a batch ------------------------------------------------------------------------------

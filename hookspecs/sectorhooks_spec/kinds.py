@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Dict, Mapping, Tuple
+from typing import Dict, FrozenSet, Mapping, Tuple
 
 import attrs
 
@@ -74,7 +74,7 @@ def ext_points(kind: Kind) -> Dict[str, ExtPoint]:
 
 
 #: Every hook name a plugin of each kind may implement (ext points + lifecycle + common).
-KIND_HOOKS: Mapping[Kind, frozenset] = {
+KIND_HOOKS: Mapping[Kind, FrozenSet[str]] = {
     k: frozenset(
         [p.hook for p in EXT_POINTS[k]] + [p.hook for p in COMMON_EXT_POINTS] + list(LIFECYCLE_HOOKS.values())
     )

@@ -114,7 +114,8 @@ def _fits(value: Any) -> bool:
     if kind is str:
         return value.isascii() or text_problem(value) is None
     if kind is int:
-        return INT64_MIN <= value <= INT64_MAX
+        number: int = value
+        return INT64_MIN <= number <= INT64_MAX
     if kind is float:
         return math.isfinite(value)
     if kind is bool or value is None:

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import attrs
 
@@ -154,7 +154,7 @@ class _Reader:
     def __init__(self, problems: _Problems, table: Any, where: str, known: Sequence[str]):
         self.problems, self.where = problems, where
         self.table: Mapping[str, Any] = table if isinstance(table, dict) else {}
-        self.suggested: set = set()  # keys a typo was taken for: their absence is that one problem
+        self.suggested: Set[str] = set()  # keys a typo was taken for: their absence is that one problem
         for key in self.table:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)

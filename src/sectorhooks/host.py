@@ -21,7 +21,7 @@ import os
 import signal
 import types
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 import pluggy
@@ -179,7 +179,7 @@ class PluginHost:
 
     # --- loading --------------------------------------------------------------------
 
-    def disabled_names(self) -> frozenset:
+    def disabled_names(self) -> FrozenSet[str]:
         """Disabled by config ``Disabled = [...]`` or by ``sectorhooks plugins disable``."""
         names = set(self.config.plugins.disabled)
         state = self.config.data_dir / DISABLED_FILE

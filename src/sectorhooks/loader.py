@@ -262,7 +262,7 @@ def _entry_points() -> List[Any]:
     eps = importlib.metadata.entry_points()
     if hasattr(eps, "select"):
         return list(eps.select(group=ENTRY_POINT_GROUP))
-    return list(eps.get(ENTRY_POINT_GROUP, []))  # type: ignore[attr-defined]  # Python 3.9
+    return list(eps.get(ENTRY_POINT_GROUP, []))  # type: ignore[attr-defined, unused-ignore]  # Python 3.9
 
 
 def scan_entry_points() -> Iterator[Tuple[Optional[Candidate], Optional[ManifestError]]]:
@@ -623,18 +623,18 @@ def with_argument_names(fn: Callable[..., Any], renames: Mapping[str, str]) -> C
     ``workspace``): the host and pluggy read an impl's argument names from its code object, and
     call it positionally in that order. The body is the same code (locals are found by position,
     not name); nothing is generated or compiled."""
-    code = fn.__code__  # type: ignore[attr-defined]
+    code = fn.__code__
     nparams = code.co_argcount + code.co_kwonlyargcount
     varnames = tuple(renames.get(n, n) if i < nparams else n for i, n in enumerate(code.co_varnames))
     cellvars = tuple(renames.get(n, n) for n in code.co_cellvars)
     new = types.FunctionType(
         code.replace(co_varnames=varnames, co_cellvars=cellvars),
-        fn.__globals__,  # type: ignore[attr-defined]
+        fn.__globals__,
         fn.__name__,
-        fn.__defaults__,  # type: ignore[attr-defined]
-        fn.__closure__,  # type: ignore[attr-defined]
+        fn.__defaults__,
+        fn.__closure__,
     )
-    new.__kwdefaults__ = fn.__kwdefaults__  # type: ignore[attr-defined]
+    new.__kwdefaults__ = fn.__kwdefaults__
     new.__qualname__, new.__module__, new.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
     new.__dict__.update(fn.__dict__)
     return new

@@ -27,7 +27,7 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Dict, Optional, TextIO
 
 import attrs
 
@@ -106,7 +106,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line: ts, level, logger, message, exc (if any), and ``fields``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        obj: dict = {
+        obj: Dict[str, Any] = {
             "ts": _iso(record.created),
             "level": record.levelname,
             "logger": record.name,
@@ -131,7 +131,7 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

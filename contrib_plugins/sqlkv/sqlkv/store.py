@@ -129,7 +129,7 @@ class _Conn:
             self.invalidate()
 
 
-def _execute(conn: _Conn, stmt: _Stmt, columns: Tuple[str, ...], rows: List[tuple]) -> None:
+def _execute(conn: _Conn, stmt: _Stmt, columns: Tuple[str, ...], rows: List[Tuple[Any, ...]]) -> None:
     """One row: execute (psycopg's executemany enters pipeline mode, slower for one); more:
     multi-row statements on SQLite (see ``sectorhooks_spec.backend.MultiRow``), else executemany."""
     params = stmt.bind_rows(columns, rows)
@@ -162,7 +162,7 @@ class _Stmt:
             return {**self.defaults, **values}
         return values
 
-    def bind_rows(self, columns: Tuple[str, ...], rows: List[tuple]) -> List[Any]:
+    def bind_rows(self, columns: Tuple[str, ...], rows: List[Tuple[Any, ...]]) -> List[Any]:
         """Parameters for executemany from tuples ordered as ``columns``."""
         if self.positional:
             if self.names == columns:

@@ -9,9 +9,10 @@ transaction), ``events`` (an entry decoded, and the hook arguments built from it
 (entries kept in memory for readers at the head), ``reader`` (ranges, bounds, trimming).
 """
 
+from ..errors import LogTrimmed
 from .events import ARG_NAMES, BrokenEvent, Event, RawEntry, caller, decoded, parse
 from .format import HOOKS, encode_entry
-from .reader import ChangeLog, LogTrimmed
+from .reader import ChangeLog
 from .writer import LogWriter
 
 __all__ = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import click
 
@@ -72,7 +72,7 @@ def _register_all() -> None:
 _register_all()
 
 
-def run(argv: Optional[list] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> int:
     """Run the CLI and return its exit code (for tests)."""
     try:
         main.main(args=argv, prog_name="sectorhooks", standalone_mode=False)

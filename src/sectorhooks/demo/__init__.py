@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ..config import HostConfig, load_config
 from ..runtime import Runtime
@@ -71,7 +71,7 @@ def _wait_for_sinks(rt: Runtime, progress: Progress, timeout: float) -> bool:
             return False
 
 
-def _sink_summary(rt: Runtime, miners: list) -> Dict[str, Any]:
+def _sink_summary(rt: Runtime, miners: List[int]) -> Dict[str, Any]:
     kv = kv_rows(rt)
     sinks = verify_sinks(rt, kv)
     counters = verify_counters(rt, kv, miners)

@@ -5,11 +5,12 @@ reads) and ``private`` (plugin records, the id index) collections; see :mod:`.re
 exact shapes. Writes are optimistic KV transactions, retried on conflict.
 """
 
+from ..errors import LeaseLost, NotRegisteredError
 from .gate import ROUTE_REFUSED, RouteGate, tenant_of
-from .lease import Lease, LeaseLost, lease_factory
+from .lease import Lease, lease_factory
 from .records import PRIVATE, PUBLIC, Identity, PluginEntry, Route, Status, Tenant, plugin_id
 from .scrape import RegistryService, Scraper, addons_of, identity_of, open_registry, register_host
-from .store import NotRegisteredError, Registration, Registry
+from .store import Registration, Registry
 
 __all__ = [
     "PRIVATE",

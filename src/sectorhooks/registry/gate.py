@@ -65,7 +65,7 @@ def load_snapshot(store: KVStore) -> Snapshot:
                 out[ns] = (pid, route, tenants)
         return out
 
-    return _kv.view(store, fn, "route gate snapshot")  # type: ignore[no-any-return]
+    return _kv.view(store, fn, "route gate snapshot")
 
 
 def _refuse(message: str, reason: str) -> RouteRefused:

@@ -20,9 +20,10 @@ from sectorhooks_spec import JsonRpcNamespace, KVStore
 from sectorhooks_spec.kinds import Kind
 
 from ..config import HostConfig
+from ..errors import LeaseLost
 from ..host import PluginHost, PluginRecord, PluginStatus
 from . import _kv
-from .lease import Lease, LeaseLost
+from .lease import Lease
 from .records import PUBLIC, SCRAPE_STATE, Identity, Route, Status, decode, encode, plugin_id, route_key
 from .store import Registration, Registry, _read_all, _read_route
 

@@ -181,11 +181,11 @@ class Registry:
 
     def get(self, pid: str) -> PluginEntry:
         """The ``plugin_<id>`` record; raises :class:`NotRegisteredError`."""
-        return _kv.view(self.store, lambda txn: self._need(txn, pid))  # type: ignore[no-any-return]
+        return _kv.view(self.store, lambda txn: self._need(txn, pid))
 
     def route(self, pid: str) -> Optional[Route]:
         """The ``plugin_route_<id>`` record, or ``None``."""
-        return _kv.view(self.store, lambda txn: _read_route(txn, pid))  # type: ignore[no-any-return]
+        return _kv.view(self.store, lambda txn: _read_route(txn, pid))
 
     def entries(self) -> List[Tuple[PluginEntry, Optional[Route]]]:
         """Every registered plugin with its route, by id, from one consistent read."""
@@ -198,7 +198,7 @@ class Registry:
                     out.append((entry, _read_route(txn, pid)))
             return out
 
-        return _kv.view(self.store, fn)  # type: ignore[no-any-return]
+        return _kv.view(self.store, fn)
 
     def routes(self) -> Dict[str, Route]:
         """Every route in ``public``, by plugin id."""
@@ -210,7 +210,7 @@ class Registry:
             finally:
                 items.close()
 
-        return _kv.view(self.store, fn)  # type: ignore[no-any-return]
+        return _kv.view(self.store, fn)
 
     def tenants(self) -> Dict[str, List[Tuple[str, Tenant]]]:
         """tenant id -> [(plugin id, tenant entry)] over every registered plugin."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -55,7 +55,7 @@ def parse_listen(listen: str) -> Tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _error(status: int, code: int, message: str, headers: Optional[dict] = None) -> Response:
+def _error(status: int, code: int, message: str, headers: Optional[Dict[str, str]] = None) -> Response:
     body = p.encode(p.error_response(p.RpcError(code, message)))
     return Response(body, status_code=status, media_type=_JSON, headers=headers)
 

@@ -79,7 +79,7 @@ def check_perm(perm: object, where: str = "permission") -> str:
     """Return ``perm`` if it is one of :data:`PERMISSIONS`, else raise ``ValueError`` listing them."""
     if perm not in PERMISSIONS:
         raise ValueError(f"{where} must be one of {', '.join(PERMISSIONS)}; got {perm!r}")
-    return perm  # type: ignore[return-value]
+    return perm
 
 
 def _digest(secret: str) -> str:

@@ -48,13 +48,13 @@ class _Job:
     def __init__(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop):
         self.fn: Optional[Callable[[], Any]] = fn
         self.loop = loop
-        self.future: asyncio.Future = loop.create_future()
+        self.future: asyncio.Future[Any] = loop.create_future()
         self.abandoned = False  # the caller was answered without the result (timeout, shutdown)
         self.returned = False  # the plugin's function returned or raised
         self.started_at = time.monotonic()
 
 
-def _settle(future: asyncio.Future, value: Any, exc: Optional[BaseException]) -> None:
+def _settle(future: asyncio.Future[Any], value: Any, exc: Optional[BaseException]) -> None:
     if future.done():  # the caller gave up in the meantime
         return
     if exc is not None:

@@ -117,7 +117,7 @@ class Method:
                     return tuple(params), {}
             elif required <= params.keys() and params.keys() <= set(names):
                 self._check(params.items())
-                return (), params  # type: ignore[no-any-return]
+                return (), params
         try:
             bound = self.signature.bind(*params) if type(params) is list else self.signature.bind(**params)
         except TypeError as exc:

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
 
 import attrs
 
-from ..errors import RpcError
+from ..errors import RpcError as RpcError  # re-exported: the rpc modules raise p.RpcError
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def request_id(obj: Any) -> Id:
     if type(obj) is dict:
         value = obj.get("id")
         if _valid_id(value):
-            return value  # type: ignore[no-any-return]
+            return value
     return None
 
 

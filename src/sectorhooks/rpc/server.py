@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 import types
-from typing import Any, Callable, Iterator, Optional, TextIO
+from typing import Any, Callable, Iterator, List, Optional, TextIO, Tuple
 
 from ..config import HostConfig
 from ..errors import ConfigError
@@ -59,7 +59,7 @@ def open_store(config: HostConfig) -> Iterator[Any]:
         yield kv
 
 
-def check_listen(listen: str, dev_mode: bool, where: str = "[Common.API] Listen") -> tuple:
+def check_listen(listen: str, dev_mode: bool, where: str = "[Common.API] Listen") -> Tuple[str, int]:
     """``(host, port)`` of ``listen``; dev mode refuses a non-loopback address."""
     try:
         host, port = parse_listen(listen)
@@ -126,13 +126,13 @@ def make_server(
     class Server(uvicorn.Server):
         guard = protocol.guard
 
-        async def startup(self, sockets: Optional[list] = None) -> None:
+        async def startup(self, sockets: Optional[List[socket.socket]] = None) -> None:
             await super().startup(sockets=sockets)
             # asyncio re-listened with the accept batch as backlog; the kernel queue may be longer.
             for sock in sockets or []:
                 sock.listen(transport.LISTEN_BACKLOG)
 
-        async def shutdown(self, sockets: Optional[list] = None) -> None:
+        async def shutdown(self, sockets: Optional[List[socket.socket]] = None) -> None:
             if hook is not None:
                 hook()
             await super().shutdown(sockets=sockets)

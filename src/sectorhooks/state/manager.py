@@ -53,11 +53,11 @@ from sectorhooks_spec import (
 
 from ..changelog import format as log_format
 from ..changelog.reader import ChangeLog
-from ..errors import SectorNotFound, SectorStateError, SectorValueError
+from ..errors import NeedsTransaction, SectorNotFound, SectorStateError, SectorValueError
 from ..kv import guarded_put as find_guarded_put
 from .fields import check_allocated, check_fields, check_sector_id, check_state
 from .scan import iter_sectors
-from .txn import COLLECTIONS, Current, GroupTxn, NeedsTransaction, RecordingTxn, StateCache
+from .txn import COLLECTIONS, Current, GroupTxn, RecordingTxn, StateCache
 
 log = logging.getLogger(__name__)
 

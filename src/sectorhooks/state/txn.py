@@ -81,7 +81,7 @@ def _fast_encoder() -> Optional[Callable[[Any], bytes]]:
         import msgspec
     except ImportError:  # pragma: no cover - msgspec is a dependency; json is the fallback
         return None
-    return msgspec.json.Encoder().encode  # type: ignore[no-any-return]
+    return msgspec.json.Encoder().encode
 
 
 _ENCODE = _fast_encoder()

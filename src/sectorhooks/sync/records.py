@@ -48,12 +48,12 @@ def _dead_key(name: str, seq: int) -> bytes:
 
 def _read_cursor(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:
     raw = t.collection(CURSORS).peek(_name_key(name))
-    return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+    return None if raw is None else json.loads(raw)
 
 
 def _read_request(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:
     raw = t.collection(REQUESTS).peek(_name_key(name))
-    return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+    return None if raw is None else json.loads(raw)
 
 
 def _open_request(t: StoreTxn, name: str) -> Optional[Dict[str, Any]]:

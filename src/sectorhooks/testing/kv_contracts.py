@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import random
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -25,7 +25,7 @@ from .target import PluginUnderTest
 ALL_BYTES = bytes(range(256))
 
 
-def model_scan(model: Dict[bytes, bytes], prefix: bytes = b"") -> List[tuple]:
+def model_scan(model: Dict[bytes, bytes], prefix: bytes = b"") -> List[Tuple[bytes, bytes]]:
     return sorted((k, v) for k, v in model.items() if k.startswith(prefix))
 
 
@@ -433,7 +433,7 @@ def test_view_sees_a_snapshot_or_conflicts(
         )
         writer_done.set()
 
-    def read(t: Any) -> tuple:
+    def read(t: Any) -> Tuple[Optional[bytes], Optional[bytes], Optional[bool]]:
         first = t.get(b"a")
         th = threading.Thread(target=writer, daemon=True)
         th.start()

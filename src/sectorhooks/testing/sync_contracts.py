@@ -21,6 +21,7 @@ import pytest
 from sectorhooks.changelog import Event
 from sectorhooks.errors import SyncError
 from sectorhooks.host import PluginImpl
+from sectorhooks.runtime import Runtime
 from sectorhooks_spec.sector import AllocatedSector, LatestState, SectorID, SectorState
 
 from .target import SYNCER
@@ -34,7 +35,7 @@ def sid(n: int) -> SectorID:
     return SectorID(MINER, n)
 
 
-def watch(rt: Any, before: Optional[Callable[[str, List[Any]], None]] = None) -> List[Call]:
+def watch(rt: Runtime, before: Optional[Callable[[str, List[Any]], None]] = None) -> List[Call]:
     """Wrap each event hook of the syncer under test: every call is recorded (hook, sector,
     version) and ``before(hook, states)`` may raise in the plugin's place. Install before the
     first step (the runner looks its hooks up once)."""
@@ -59,7 +60,7 @@ def watch(rt: Any, before: Optional[Callable[[str, List[Any]], None]] = None) ->
     return calls
 
 
-def deliver_all(rt: Any) -> None:
+def deliver_all(rt: Runtime) -> None:
     """Step the syncer's dispatcher until its cursor is at the log's head."""
     d = rt.sync.dispatcher(SYNCER)
     head = rt.state.log.head()
@@ -70,7 +71,7 @@ def deliver_all(rt: Any) -> None:
     pytest.fail(f"the dispatcher never reached the log head {head} (cursor {d.cursor}): {d.last_error}")
 
 
-def workload(rt: Any, poison: Optional[int] = None) -> None:
+def workload(rt: Runtime, poison: Optional[int] = None) -> None:
     """Every event kind: init, import, updates, finalize, restore (and a poisoned update of
     sector ``poison`` followed by a good one, when asked)."""
     state = rt.state
@@ -86,11 +87,11 @@ def workload(rt: Any, poison: Optional[int] = None) -> None:
     state.update(sid(10), latest_state=LatestState("after-import"))
 
 
-def dead_letters(rt: Any) -> List[Dict[str, Any]]:
+def dead_letters(rt: Runtime) -> List[Dict[str, Any]]:
     return list(rt.sync.records.dead_letters(SYNCER))
 
 
-def sink_differences(rt: Any) -> Optional[List[str]]:
+def sink_differences(rt: Runtime) -> Optional[List[str]]:
     """``sync verify`` of the syncer under test (``[]``: its sink equals the KV), or ``None``
     when the plugin cannot be read back (it exports no ``ReadBack``)."""
     try:
@@ -101,7 +102,7 @@ def sink_differences(rt: Any) -> Optional[List[str]]:
         raise
 
 
-def check_sink(rt: Any, request: pytest.FixtureRequest) -> None:
+def check_sink(rt: Runtime, request: pytest.FixtureRequest) -> None:
     diffs = sink_differences(rt)
     if diffs is None:
         request.node.user_properties.append(("sink", "not compared: the plugin exports no ReadBack"))
@@ -109,7 +110,7 @@ def check_sink(rt: Any, request: pytest.FixtureRequest) -> None:
     assert diffs == [], "the sink differs from the KV:\n" + "\n".join(diffs[:20])
 
 
-def test_every_event_kind_is_accepted(sectorhooks_runtime: Any, request: pytest.FixtureRequest) -> None:
+def test_every_event_kind_is_accepted(sectorhooks_runtime: Runtime, request: pytest.FixtureRequest) -> None:
     rt = sectorhooks_runtime
     calls = watch(rt)
     workload(rt)
@@ -122,7 +123,9 @@ def test_every_event_kind_is_accepted(sectorhooks_runtime: Any, request: pytest.
     check_sink(rt, request)
 
 
-def test_events_arrive_in_order_per_sector(sectorhooks_runtime: Any, request: pytest.FixtureRequest) -> None:
+def test_events_arrive_in_order_per_sector(
+    sectorhooks_runtime: Runtime, request: pytest.FixtureRequest
+) -> None:
     rt = sectorhooks_runtime
     calls = watch(rt)
     workload(rt)
@@ -136,7 +139,7 @@ def test_events_arrive_in_order_per_sector(sectorhooks_runtime: Any, request: py
     check_sink(rt, request)
 
 
-def test_replays_are_harmless(sectorhooks_runtime: Any, request: pytest.FixtureRequest) -> None:
+def test_replays_are_harmless(sectorhooks_runtime: Runtime, request: pytest.FixtureRequest) -> None:
     rt = sectorhooks_runtime
     calls = watch(rt)
     workload(rt)
@@ -155,7 +158,7 @@ def test_replays_are_harmless(sectorhooks_runtime: Any, request: pytest.FixtureR
 
 
 def test_a_raising_event_is_dead_lettered_alone(
-    sectorhooks_runtime: Any, request: pytest.FixtureRequest
+    sectorhooks_runtime: Runtime, request: pytest.FixtureRequest
 ) -> None:
     rt = sectorhooks_runtime
 

@@ -9,7 +9,8 @@ lock guards the whole store: plain operations hold it for a few microseconds, ``
 conflicts (a slow ``fn`` delays every other writer, as SQLite's single writer does). ``update``
 writes in place and keeps an undo log, replayed if ``fn`` raises: nothing is written then.
 Plain scans read in batches under the lock, so they never block writers for long and see
-writes made behind their position.
+writes made behind their position; ``scan(prefix, after=, limit=)`` bisects to ``after`` and
+reads at most ``limit`` keys.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sectorhooks_spec.backend import (
     check_collection_name,
     check_key,
     check_value,
-    prefix_upper_bound,
+    scan_range,
 )
 
 PLUGIN = "memdb"
@@ -133,18 +134,26 @@ class MemStore:
 
     # --- one-shot helpers used by MemCollection -------------------------------------
 
-    def _scan(self, name: str, prefix: bytes, txn: Optional[MemStoreTxn] = None) -> Iterator[Item]:
-        prefix = check_key(prefix)
-        end = prefix_upper_bound(prefix)
-        start, inclusive = prefix, True
-        while True:
+    def _scan(
+        self,
+        name: str,
+        prefix: bytes,
+        after: Optional[bytes],
+        limit: Optional[int],
+        txn: Optional[MemStoreTxn] = None,
+    ) -> Iterator[Item]:
+        start, inclusive, end, left = scan_range(prefix, after, limit)
+        while left is None or left > 0:
             if txn is not None:
                 txn.check()
+            n = SCAN_BATCH if left is None else min(SCAN_BATCH, left)
             with self._lock:
-                items = self._get_data(name).batch(start, inclusive, end, SCAN_BATCH)
+                items = self._get_data(name).batch(start, inclusive, end, n)
             yield from items
-            if len(items) < SCAN_BATCH:
+            if len(items) < n:
                 return
+            if left is not None:
+                left -= n
             start, inclusive = items[-1][0], False
 
 
@@ -173,8 +182,10 @@ class MemTxn(GetFromPeek):
         if old is not None:
             self._parent.undo.append((self._data, key, old))
 
-    def scan(self, prefix: bytes = b"") -> Iterator[Item]:
-        return self._parent.store._scan(self.name, prefix, self._parent)
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> Iterator[Item]:
+        return self._parent.store._scan(self.name, prefix, after, limit, self._parent)
 
 
 class MemStoreTxn:
@@ -235,8 +246,10 @@ class MemCollection(GetFromPeek):
         with self._store._lock:
             self._store._get_data(self.name).delete(key)
 
-    def scan(self, prefix: bytes = b"") -> Iterator[Item]:
-        return self._store._scan(self.name, prefix)
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> Iterator[Item]:
+        return self._store._scan(self.name, prefix, after, limit)
 
     def view(self, fn: Callable[[MemTxn], T]) -> T:
         return self._store.view(lambda st: fn(st.collection(self.name)))

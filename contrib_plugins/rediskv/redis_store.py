@@ -18,8 +18,21 @@ dirty socket is ``StoreUnavailable``, nothing sent); a connection lost after it 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar, cast
+from contextlib import closing, contextmanager
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generator,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    TypeVar,
+    cast,
+)
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -31,7 +44,7 @@ from sectorhooks_spec.backend import (
     check_collection_name,
     check_key,
     check_value,
-    prefix_upper_bound,
+    scan_range,
 )
 
 PLUGIN = "rediskv"
@@ -59,7 +72,7 @@ def _chunks(pairs: List[Tuple[bytes, bytes]]) -> Iterator[List[Tuple[bytes, byte
         yield run
 
 
-def _merge(db: Iterator[Item], overlay: List[Tuple[bytes, Optional[bytes]]]) -> Iterator[Item]:
+def _merge(db: Iterator[Item], overlay: List[Tuple[bytes, Optional[bytes]]]) -> Generator[Item, None, None]:
     """Merge sorted stored items with sorted buffered writes (``None`` = deleted); writes win."""
     i, n = 0, len(overlay)
     for key, value in db:
@@ -78,6 +91,18 @@ def _merge(db: Iterator[Item], overlay: List[Tuple[bytes, Optional[bytes]]]) -> 
     for k, v in overlay[i:]:
         if v is not None:
             yield k, v
+
+
+def _take(items: Generator[Item, None, None], n: int) -> Iterator[Item]:
+    """The first ``n`` of ``items``, reading no further (closed once taken or when this is closed)."""
+    with closing(items):
+        if n <= 0:
+            return
+        for item in items:
+            yield item
+            n -= 1
+            if n <= 0:
+                return
 
 
 class RedisStore:
@@ -182,17 +207,22 @@ class RedisStore:
         finally:
             txn.release()
 
-    def scan_plain(self, name: str, prefix: bytes) -> Iterator[Item]:
+    def scan_plain(
+        self, name: str, prefix: bytes, after: Optional[bytes], limit: Optional[int]
+    ) -> Iterator[Item]:
         """Scan outside a transaction: each page is one ``ZRANGEBYLEX`` and one ``MGET``."""
-        prefix = check_key(prefix)
-        hi = prefix_upper_bound(prefix)
-        lo, n = b"[" + prefix, SCAN_FIRST
-        while True:
+        start, inclusive, hi, left = scan_range(prefix, after, limit)
+        lo, n = (b"[" if inclusive else b"(") + start, SCAN_FIRST
+        while left is None or left > 0:
+            if left is not None:
+                n = min(n, left)
             with self.errors("scan"):
                 keys = self.client.execute_command(*self.page(name, lo, hi, n))
                 values = self.client.mget([self.data_key(name, k) for k in keys]) if keys else []
             for k, v in zip(keys, values):
                 if v is not None:  # deleted between the two commands
+                    if left is not None:
+                        left -= 1
                     yield k, cast(bytes, v)
             if len(keys) < n:
                 return
@@ -257,16 +287,21 @@ class RedisStoreTxn:
         self.check(write=True)
         self.buf.setdefault(name, {})[key] = value
 
-    def scan(self, name: str, prefix: bytes) -> Iterator[Item]:
-        prefix = check_key(prefix)
-        hi = prefix_upper_bound(prefix)
+    def scan(self, name: str, prefix: bytes, after: Optional[bytes], limit: Optional[int]) -> Iterator[Item]:
+        start, inclusive, hi, left = scan_range(prefix, after, limit)
         buf = self.buf.get(name, {})
-        overlay = sorted((k, v) for k, v in buf.items() if k >= prefix and (hi is None or k < hi))
-        return _merge(self._scan_stored(name, prefix, hi), overlay)
+        overlay = sorted(
+            (k, v)
+            for k, v in buf.items()
+            if (k >= start if inclusive else k > start) and (hi is None or k < hi)
+        )
+        # the first page asks for what the scan may return: buffered deletes can only make it short
+        first = SCAN_FIRST if left is None else min(SCAN_FIRST, left)
+        merged = _merge(self._scan_stored(name, (b"[" if inclusive else b"(") + start, hi, first), overlay)
+        return merged if left is None else _take(merged, left)
 
-    def _scan_stored(self, name: str, prefix: bytes, hi: Optional[bytes]) -> Iterator[Item]:
+    def _scan_stored(self, name: str, lo: bytes, hi: Optional[bytes], n: int) -> Iterator[Item]:
         watch = [self.store.index_key(name), self.store.version_key(name)]
-        lo, n = b"[" + prefix, SCAN_FIRST
         while True:
             self.check()
             keys = self.watch_and(watch, self.store.page(name, lo, hi, n))
@@ -358,9 +393,11 @@ class RedisTxn(GetFromPeek):
     def delete(self, key: bytes) -> None:
         self._parent.write(self.name, check_key(key), None)
 
-    def scan(self, prefix: bytes = b"") -> Iterator[Item]:
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> Iterator[Item]:
         self._parent.check()
-        return self._parent.scan(self.name, prefix)
+        return self._parent.scan(self.name, prefix, after, limit)
 
 
 class RedisCollection(GetFromPeek):
@@ -396,8 +433,10 @@ class RedisCollection(GetFromPeek):
             pipe.incr(self._store.version_key(self.name))
             pipe.execute()
 
-    def scan(self, prefix: bytes = b"") -> Iterator[Item]:
-        return self._store.scan_plain(self.name, prefix)
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> Iterator[Item]:
+        return self._store.scan_plain(self.name, prefix, after, limit)
 
     def view(self, fn: Callable[[RedisTxn], T]) -> T:
         return self._store.view(lambda st: fn(st.collection(self.name)))

@@ -1,7 +1,8 @@
 """The KVStore protocol a ``KVStore`` plugin's ``Constructor(meta)`` returns.
 
 After damocles-manager's ``kvstore.DB``: named collections of ``bytes -> bytes``, prefix scans in
-byte order, and transactions. ``update`` is optimistic: a backend that detects a conflict raises
+byte order (paged: keys after a given one, at most ``limit`` items), and transactions. ``update``
+is optimistic: a backend that detects a conflict raises
 :class:`~sectorhooks_spec.errors.TransactionConflict` and writes nothing; the host retries the
 whole function with a bounded, jittered backoff. ``view`` sees one consistent snapshot where the
 backend can give it. A lost connection is :class:`~sectorhooks_spec.errors.StoreUnavailable`,
@@ -25,6 +26,9 @@ Rules every bundled backend keeps (and the conformance suite checks):
   values are ``bytes`` of any size the server accepts. Anything else is a ``TypeError`` /
   ``ValueError`` raised before touching the store (:mod:`sectorhooks_spec.backend` has the
   checks: ``check_collection_name``, ``check_key``, ``check_value``).
+* ``scan(prefix, after=, limit=)`` pages in byte order: keys greater than ``after``, at most
+  ``limit`` of them, read from the backend's index (see :meth:`Txn.scan`); a walk of pages,
+  each starting after the last key of the one before, yields exactly the full scan.
 * the ``Txn`` given to ``fn`` and the iterators it returns are valid only while ``fn`` runs.
 * a ``put``/``delete`` on a ``view`` transaction raises :class:`~sectorhooks_spec.errors.KVError`.
 * writes made while a scan of the same transaction is being iterated may or may not be seen by
@@ -93,8 +97,24 @@ class Txn(Protocol):
         """Remove ``key``; a missing key is not an error."""
         ...
 
-    def scan(self, prefix: bytes = b"") -> KVIterator:
-        """Every ``(key, value)`` whose key starts with ``prefix``, keys in byte order."""
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> KVIterator:
+        """Every ``(key, value)`` whose key starts with ``prefix``, keys in byte order; with
+        ``after``, only keys greater than it (``after`` need not exist, nor start with ``prefix``),
+        and at most ``limit`` items (``None``: all, 0: none).
+
+        A page of a long collection is ``scan(prefix, after=last_key_of_previous_page,
+        limit=n)``: a backend answers it from its index (``WHERE key > ? ... ORDER BY key LIMIT
+        ?``, ``ZRANGEBYLEX (after``, a bisect) without reading the keys before ``after`` nor
+        more than ``limit`` after it. ``after`` is checked like a key and ``limit`` must be an
+        int >= 0 (:func:`sectorhooks_spec.backend.scan_range` does both and gives the range).
+
+        A plugin written to the older ``scan(self, prefix=b"")`` still loads: the host finds,
+        when it opens the store, that ``scan`` takes no ``after``/``limit`` keywords, logs once
+        that the plugin's scans are not paged, and pages them itself by filtering a full
+        ``scan(prefix)`` (correct, but every page reads from the prefix's first key).
+        """
         ...
 
 

@@ -9,6 +9,14 @@ runs without it: the usual, conflict-free, call costs no retry machinery). Only 
 ``StoreUnavailable`` (server gone) or an exception of ``fn`` goes straight to the caller, and
 so does ``CommitOutcomeUnknown`` (the commit may have applied: re-running could apply it twice).
 
+**Paged scans.** ``scan(prefix, after=, limit=)`` is the SPI's page of a collection. A plugin
+written to the older ``scan(prefix)`` still works: :func:`open_kvstore` finds out (``inspect.
+signature`` of its collection's and its transaction's ``scan``), logs once that the plugin's
+scans are not paged, and wraps the store (:func:`paged_store`) so every ``scan`` it hands out
+takes ``after``/``limit``, served by filtering a full ``scan(prefix)``. :func:`scan_page` does
+the same for one call on any object with a ``scan``; host code that may get a store not opened
+here (tests, tools) calls it.
+
 :func:`open_kvstore` opens the store config names (``[Common.DB] Driver = "plugin"``,
 ``[Common.DB.Plugin] PluginName``, ``Meta``) through the host, or, with no ``[Common.DB]``, the
 bundled ``sqlkv`` on a SQLite file in the data directory, and wraps it in a
@@ -18,22 +26,27 @@ bundled ``sqlkv`` on a SQLite file in the data directory, and wraps it in a
 from __future__ import annotations
 
 import contextlib
+import inspect
+import logging
 import random
 import re
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Mapping, NoReturn, Optional, TypeVar, Union
+import weakref
+from typing import Any, Callable, Generator, Iterator, List, Mapping, NoReturn, Optional, Set, TypeVar, Union
 
 import attrs
 import tenacity
 
+from sectorhooks_spec.backend import check_key, check_limit
 from sectorhooks_spec.errors import TransactionConflict
 from sectorhooks_spec.kinds import Kind
-from sectorhooks_spec.kvstore import Collection, GuardedPut, KVIterator, KVStore, StoreTxn, Txn
+from sectorhooks_spec.kvstore import Collection, GuardedPut, Item, KVIterator, KVStore, StoreTxn, Txn
 
 from .errors import ConfigError, KVRetryExhausted, PluginCallError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: The KVStore plugin and file used when the config has no ``[Common.DB]``.
 DEFAULT_PLUGIN = "sqlkv"
@@ -180,6 +193,138 @@ def retry_view(
     return _retry(lambda: target.view(fn), what, policy, sleep, clock, rng, on_conflict)
 
 
+# --- paged scans --------------------------------------------------------------------------
+
+#: Collection :func:`paged_store` opens to look at a store's ``scan`` signatures (nothing is written).
+PROBE_COLLECTION = "sectorhooks.probe"
+_PAGED_KEYWORDS = ("after", "limit")
+#: Plugins whose unpaged scans were already logged (once per process; a test may discard one).
+WARNED_NOT_PAGED: Set[str] = set()
+
+
+def scan_is_paged(scan: Callable[..., Any]) -> bool:
+    """True when a ``scan`` callable takes the ``after`` and ``limit`` keywords (or ``**kwargs``)."""
+    try:
+        params = inspect.signature(scan).parameters
+    except (TypeError, ValueError):  # no signature to read: assume the older one
+        return False
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return True
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return all(name in params and params[name].kind in keyword for name in _PAGED_KEYWORDS)
+
+
+_paged_classes: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _is_paged(target: Any) -> bool:
+    if "scan" in getattr(target, "__dict__", ()):  # an instance attribute: not known by its class
+        return scan_is_paged(target.scan)
+    cls = type(target)
+    paged = _paged_classes.get(cls)
+    if paged is None:
+        paged = _paged_classes[cls] = scan_is_paged(target.scan)
+    return paged
+
+
+def scan_page(
+    target: Any, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+) -> KVIterator:
+    """``target.scan(prefix, after=after, limit=limit)``; when ``target``'s ``scan`` predates the
+    keywords, the same items from a full ``scan(prefix)``: keys up to ``after`` skipped, closed
+    after ``limit`` items."""
+    if after is None and limit is None:
+        return target.scan(prefix)  # type: ignore[no-any-return]
+    if _is_paged(target):
+        return target.scan(prefix, after=after, limit=limit)  # type: ignore[no-any-return]
+    return _filtered(target.scan(prefix), None if after is None else check_key(after), check_limit(limit))
+
+
+def _filtered(items: KVIterator, after: Optional[bytes], limit: Optional[int]) -> Generator[Item, None, None]:
+    with contextlib.closing(items):
+        if limit == 0:
+            return
+        for key, value in items:
+            if after is not None and key <= after:
+                continue
+            yield key, value
+            if limit is not None:
+                limit -= 1
+                if limit == 0:
+                    return
+
+
+class PagedScans:
+    """A KVStore plugin's store, collection or transaction whose ``scan`` predates ``after`` and
+    ``limit``: ``scan`` pages through :func:`scan_page`; what ``open_collection``,
+    ``collection``, ``view`` and ``update`` hand out is wrapped the same way; everything else is
+    the plugin's own (``put_many_if`` included)."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"<paged by filtering {self.inner!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> KVIterator:
+        return scan_page(self.inner, prefix, after=after, limit=limit)
+
+    def get(self, key: bytes) -> bytes:
+        return self.inner.get(key)  # type: ignore[no-any-return]
+
+    def peek(self, key: bytes) -> Optional[bytes]:
+        return self.inner.peek(key)  # type: ignore[no-any-return]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.inner.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.inner.delete(key)
+
+    def collection(self, name: str) -> PagedScans:
+        return PagedScans(self.inner.collection(name))
+
+    def open_collection(self, name: str) -> PagedScans:
+        return PagedScans(self.inner.open_collection(name))
+
+    def view(self, fn: Callable[[Any], T]) -> T:
+        return self.inner.view(lambda t: fn(PagedScans(t)))  # type: ignore[no-any-return]
+
+    def update(self, fn: Callable[[Any], T]) -> T:
+        return self.inner.update(lambda t: fn(PagedScans(t)))  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def paged_store(store: KVStore, plugin: str = "") -> KVStore:
+    """``store`` itself when its collections' and transactions' ``scan`` take ``after``/``limit``;
+    else ``store`` wrapped in :class:`PagedScans`, with a warning logged once per plugin."""
+    if isinstance(store, PagedScans):
+        return store
+    native = _is_paged(store.open_collection(PROBE_COLLECTION)) and store.view(
+        lambda t: _is_paged(t.collection(PROBE_COLLECTION))
+    )
+    if native:
+        return store
+    who = plugin or type(store).__name__
+    if who not in WARNED_NOT_PAGED:
+        WARNED_NOT_PAGED.add(who)
+        log.warning(
+            "KVStore plugin %r: scan(prefix) takes no after/limit keywords, so its scans are not "
+            "paged: the host pages them by filtering a full scan (every page reads from the "
+            "prefix's first key); give scan the keywords after= and limit= "
+            "(sectorhooks_spec.kvstore.Txn.scan)",
+            who,
+        )
+    return PagedScans(store)
+
+
 class _Counter:
     """Thread-safe count of conflicts seen by a :class:`RetryingKVStore`."""
 
@@ -215,8 +360,10 @@ class RetryingCollection:
     def delete(self, key: bytes) -> None:
         self.inner.delete(key)
 
-    def scan(self, prefix: bytes = b"") -> KVIterator:
-        return self.inner.scan(prefix)
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> KVIterator:
+        return scan_page(self.inner, prefix, after=after, limit=limit)
 
     def view(self, fn: Callable[[Txn], T]) -> T:
         return retry_view(self.inner, fn, self.policy, on_conflict=self._counter)
@@ -321,7 +468,7 @@ def open_kvstore(host: Any, config: Any, policy: RetryPolicy = DEFAULT_POLICY) -
                 f"Constructor returned {type(store).__name__}, not a KVStore (no {', '.join(missing)})"
             ),
         )
-    return RetryingKVStore(store, policy, plugin=name)
+    return RetryingKVStore(paged_store(store, name), policy, plugin=name)
 
 
 @contextlib.contextmanager

@@ -32,7 +32,10 @@ Writes inside a transaction are buffered and sent with one ``executemany`` per c
 commit (or every ``FLUSH_AT`` writes, or before a scan), so a batch of puts costs what the
 driver's executemany costs. Statements are compiled once per dialect by SQLAlchemy Core and run
 on the pooled DBAPI connection's cursor: no per-row parameter processing and no per-execute
-SQLAlchemy machinery on the hot path. A lost connection retires the pool's older connections
+SQLAlchemy machinery on the hot path. A scan is a run of ``WHERE collection = ? AND key > ?
+AND key < ? ORDER BY key LIMIT ?`` pages on the primary key (``SCAN_FIRST`` rows, doubling to
+``SCAN_MAX``, never more than what is left of the scan's ``limit``): ``after`` is the first page's
+lower bound. A lost connection retires the pool's older connections
 too (as SQLAlchemy does), so a restarted server costs one failed call, not one per connection.
 """
 
@@ -61,7 +64,7 @@ from sectorhooks_spec.backend import (
     check_collection_name,
     check_key,
     check_value,
-    prefix_upper_bound,
+    scan_range,
 )
 
 from . import MMAP_SIZE
@@ -710,16 +713,21 @@ class SQLStore:
                 lock.release()
         self.engine.dispose()
 
-    def scan_plain(self, name: str, prefix: bytes) -> Iterator[Item]:
+    def scan_plain(
+        self, name: str, prefix: bytes, after: Optional[bytes], limit: Optional[int]
+    ) -> Iterator[Item]:
         """Scan outside a transaction: each page is its own short read."""
-        prefix = check_key(prefix)
-        hi = prefix_upper_bound(prefix)
-        lo, inclusive, n = prefix, True, SCAN_FIRST
-        while True:
+        lo, inclusive, hi, left = scan_range(prefix, after, limit)
+        n = SCAN_FIRST
+        while left is None or left > 0:
+            if left is not None:
+                n = min(n, left)
             rows = self._plain("scan", functools.partial(self._page_plain, name, lo, inclusive, hi, n))
             yield from rows
             if len(rows) < n:
                 return
+            if left is not None:
+                left -= n
             lo, inclusive, n = rows[-1][0], False, min(n * 2, SCAN_MAX)
 
     def _page_plain(
@@ -799,11 +807,12 @@ class SQLStoreTxn:
                     _execute(conn, sql.delete, ("c", "k"), [(name, k) for k in keys])
         self._pending = self._pending_bytes = 0
 
-    def scan(self, name: str, prefix: bytes) -> Iterator[Item]:
-        prefix = check_key(prefix)
-        hi = prefix_upper_bound(prefix)
-        lo, inclusive, n = prefix, True, SCAN_FIRST
-        while True:
+    def scan(self, name: str, prefix: bytes, after: Optional[bytes], limit: Optional[int]) -> Iterator[Item]:
+        lo, inclusive, hi, left = scan_range(prefix, after, limit)
+        n = SCAN_FIRST
+        while left is None or left > 0:
+            if left is not None:
+                n = min(n, left)
             self.check()
             if self.writable:
                 self.flush()  # the database then sees every write made so far
@@ -812,6 +821,8 @@ class SQLStoreTxn:
             yield from rows
             if len(rows) < n:
                 return
+            if left is not None:
+                left -= n
             lo, inclusive, n = rows[-1][0], False, min(n * 2, SCAN_MAX)
 
 
@@ -835,9 +846,11 @@ class SQLTxn(GetFromPeek):
     def delete(self, key: bytes) -> None:
         self._parent.write(self._buf, check_key(key), None)
 
-    def scan(self, prefix: bytes = b"") -> Iterator[Item]:
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> Iterator[Item]:
         self._parent.check()
-        return self._parent.scan(self.name, prefix)
+        return self._parent.scan(self.name, prefix, after, limit)
 
 
 class SQLCollection(GetFromPeek):
@@ -867,8 +880,10 @@ class SQLCollection(GetFromPeek):
         with self._store._write_slot():
             self._store._plain("write", lambda conn: conn.cur.execute(sql, params))
 
-    def scan(self, prefix: bytes = b"") -> Iterator[Item]:
-        return self._store.scan_plain(self.name, prefix)
+    def scan(
+        self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None
+    ) -> Iterator[Item]:
+        return self._store.scan_plain(self.name, prefix, after, limit)
 
     def view(self, fn: Callable[[SQLTxn], T]) -> T:
         return self._store.view(lambda st: fn(st.collection(self.name)))

@@ -6,7 +6,7 @@ Every bundled backend calls these before touching its server, so a bad argument 
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from ..errors import KeyNotFound
 from ..kvstore import COLLECTION_NAME_RE, MAX_KEY_SIZE
@@ -57,6 +57,38 @@ def prefix_upper_bound(prefix: bytes) -> Optional[bytes]:
     if not stripped:
         return None
     return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def check_limit(limit: object) -> Optional[int]:
+    """Return a scan's ``limit`` (``None``: no limit, else an int >= 0); reject anything else."""
+    if limit is None:
+        return None
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError(f"a scan's limit is an int >= 0 or None, got {type(limit).__name__} {limit!r:.60}")
+    if limit < 0:
+        raise ValueError(f"a scan's limit is an int >= 0 or None, got {limit}")
+    return limit
+
+
+def scan_range(
+    prefix: object, after: object = None, limit: object = None
+) -> Tuple[bytes, bool, Optional[bytes], Optional[int]]:
+    """Check a paged scan's arguments; return ``(lo, inclusive, hi, limit)``: the keys wanted are
+    ``key >= lo`` (``key > lo`` when not ``inclusive``) and ``key < hi`` (``hi`` ``None``: no
+    upper bound), at most ``limit`` of them (``None``: all). ``limit`` is 0 when nothing can
+    match (``after`` at or past every key of ``prefix``), so a backend need not ask its server.
+    """
+    lo = check_key(prefix)
+    hi = prefix_upper_bound(lo)
+    n = check_limit(limit)
+    inclusive = True
+    if after is not None:
+        last = check_key(after)
+        if last >= lo:
+            lo, inclusive = last, False
+        if hi is not None and last >= hi:
+            n = 0
+    return lo, inclusive, hi, n
 
 
 class GetFromPeek:

@@ -247,7 +247,7 @@ class _Recorded(GetFromPeek):
     def delete(self, key: bytes) -> None:
         raise NeedsTransaction(f"delete of {key!r} in {self.name!r}")
 
-    def scan(self, prefix: bytes = b"") -> Any:
+    def scan(self, prefix: bytes = b"", *, after: Optional[bytes] = None, limit: Optional[int] = None) -> Any:
         raise NeedsTransaction(f"scan of {prefix!r} in {self.name!r}")
 
 

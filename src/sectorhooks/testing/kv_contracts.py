@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import random
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from sectorhooks.kv import RetryPolicy, retry_update
+from sectorhooks.kv import RetryPolicy, paged_store, retry_update
 from sectorhooks_spec.errors import KeyNotFound, KVError, TransactionConflict
 from sectorhooks_spec.kvstore import MAX_KEY_SIZE, Collection, KVIterator, KVStore, StoreTxn, Txn
 
@@ -169,6 +169,181 @@ def test_scan_can_be_closed_early(sectorhooks_kv_store: Any) -> None:
     assert coll.update(in_txn) == [b"k0000", b"k0001"]
     assert coll.get(b"after") == b"close"
     assert coll.view(lambda t: next(iter(t.scan(b"k09")))) == (b"k0900", b"v")
+
+
+# --- paged scans: scan(prefix, after=, limit=) ------------------------------------------------
+# Run on the store as the host runs it: a plugin whose scan predates after/limit is paged by the
+# host (sectorhooks.kv.paged_store), so it keeps these contracts too, only slower.
+
+
+Items = List[Tuple[bytes, bytes]]
+
+
+def paged_scan(
+    model: Dict[bytes, bytes], prefix: bytes, after: Optional[bytes], limit: Optional[int]
+) -> Items:
+    """What ``scan(prefix, after=after, limit=limit)`` must return for a collection holding ``model``."""
+    items = [(k, v) for k, v in model_scan(model, prefix) if after is None or k > after]
+    return items if limit is None else items[:limit]
+
+
+def scan_ways(store: Any, name: str) -> Dict[str, Callable[..., Items]]:
+    """``scan(prefix, after=, limit=)`` as a list: plain, in a view and in an update."""
+    coll = store.open_collection(name)
+    return {
+        "plain": lambda p, **kw: list(coll.scan(p, **kw)),
+        "view": lambda p, **kw: coll.view(lambda t: list(t.scan(p, **kw))),
+        "update": lambda p, **kw: coll.update(lambda t: list(t.scan(p, **kw))),
+        "store view": lambda p, **kw: store.view(lambda st: list(st.collection(name).scan(p, **kw))),
+    }
+
+
+PAGED_MODEL = {
+    b"": b"empty key",
+    b"\x00": b"nul",
+    b"\x00\x00": b"",
+    b"a": b"1",
+    b"a\x00": b"2",
+    b"a\xff": b"3",
+    b"ab": b"4",
+    b"abc": b"5",
+    b"b": b"6",
+    b"\xff": b"7",
+    b"\xff\xff": b"8",
+}
+
+
+def test_paged_scan_after_and_limit_edges(sectorhooks_kv_store: Any) -> None:
+    store = paged_store(sectorhooks_kv_store)
+    store_many(store, "paged", PAGED_MODEL)
+    cases: List[Tuple[bytes, Optional[bytes], Optional[int]]] = [
+        (b"", None, None),
+        (b"", None, 0),
+        (b"", None, 1),
+        (b"", None, 3),
+        (b"", None, 100),  # more than there is
+        (b"", b"", None),  # the empty key is excluded, nothing else
+        (b"", b"", 1),
+        (b"", b"a", 2),  # an existing key: excluded
+        (b"", b"a\x01", None),  # between two keys
+        (b"", b"\xff", None),
+        (b"", b"\xff\xff", None),  # the last key: nothing after it
+        (b"", b"\xff\xff\xff", 5),  # beyond the end
+        (b"a", None, 2),
+        (b"a", b"", None),  # after sorts before the prefix: from the prefix's first key
+        (b"a", b"a", None),
+        (b"a", b"a\x00", 1),
+        (b"a", b"ab", None),
+        (b"a", b"abc", None),  # the prefix's last key
+        (b"a", b"a\xff\xff", None),
+        (b"a", b"b", None),  # after sorts past every key of the prefix
+        (b"a", b"zz", 3),
+        (b"\x00", b"\x00", None),
+        (b"\xff", b"\xff", 1),
+        (b"\xff\xff", None, None),
+        (b"none", b"n", 4),  # nothing has the prefix
+    ]
+    for way, scan in scan_ways(store, "paged").items():
+        for prefix, after, limit in cases:
+            want = paged_scan(PAGED_MODEL, prefix, after, limit)
+            assert scan(prefix, after=after, limit=limit) == want, (way, prefix, after, limit)
+    coll = store.open_collection("paged")
+    assert list(coll.scan(after=b"a")) == paged_scan(PAGED_MODEL, b"", b"a", None)  # keywords alone
+    assert list(coll.scan(limit=2)) == [(b"", b"empty key"), (b"\x00", b"nul")]
+
+
+def test_paged_scan_sees_the_writes_of_its_transaction(sectorhooks_kv_store: Any) -> None:
+    store = paged_store(sectorhooks_kv_store)
+    store_many(store, "paged-rw", {b"k%d" % i: b"old" for i in range(10)})
+
+    def fn(t: Any) -> Items:
+        t.put(b"k15", b"new")  # after the cursor: seen
+        t.put(b"k0", b"changed")  # before it: not
+        t.delete(b"k3")
+        t.delete(b"k4")
+        return list(t.scan(b"k", after=b"k2", limit=3))
+
+    assert store.open_collection("paged-rw").update(fn) == [(b"k5", b"old"), (b"k6", b"old"), (b"k7", b"old")]
+    got = store.open_collection("paged-rw").update(lambda t: list(t.scan(b"k", after=b"k1", limit=2)))
+    assert got == [(b"k15", b"new"), (b"k2", b"old")]
+
+
+def test_paged_scan_refuses_bad_after_and_limit(sectorhooks_kv_store: Any) -> None:
+    store = paged_store(sectorhooks_kv_store)
+    coll = store.open_collection("paged-bad")
+    coll.put(b"k", b"v")
+    for way, scan in scan_ways(store, "paged-bad").items():
+        with pytest.raises(TypeError, match="keys are bytes"):
+            scan(b"", after="k")
+        with pytest.raises(ValueError, match="MAX_KEY_SIZE"):
+            scan(b"", after=b"x" * (MAX_KEY_SIZE + 1))
+        for bad in (1.5, "2", True):
+            with pytest.raises(TypeError, match="limit"):
+                scan(b"", limit=bad)
+        with pytest.raises(ValueError, match="limit"):
+            scan(b"", limit=-1)
+        assert scan(b"", after=bytearray(b""), limit=1) == [(b"k", b"v")], way
+
+
+def test_paged_scan_of_a_long_collection_reads_a_page(sectorhooks_kv_store: Any) -> None:
+    store = paged_store(sectorhooks_kv_store)
+    model = {b"p%05d" % i: b"v%d" % i for i in range(5000)}
+    store_many(store, "paged-long", model)
+    coll = store.open_collection("paged-long")
+    assert list(coll.scan(b"p", after=b"p02999", limit=3)) == [
+        (b"p03000", b"v3000"),
+        (b"p03001", b"v3001"),
+        (b"p03002", b"v3002"),
+    ]
+    assert list(coll.scan(b"p", after=b"p04990")) == model_scan(model, b"p")[-9:]
+    assert len(list(coll.scan(b"p", limit=4500))) == 4500
+    assert coll.view(lambda t: len(list(t.scan(b"p", after=b"p00999", limit=2500)))) == 2500
+
+
+def walk_pages(scan: Callable[..., Items], prefix: bytes, size: int) -> Items:
+    """Every item of ``prefix`` through pages of ``size``, each starting after the last key."""
+    out: Items = []
+    after: Optional[bytes] = None
+    while True:
+        page = scan(prefix, after=after, limit=size)
+        assert len(page) <= size
+        assert after is None or all(k > after for k, _ in page)
+        out.extend(page)
+        if len(page) < size:
+            return out
+        after = page[-1][0]
+
+
+def test_a_walk_of_pages_equals_the_full_scan(sectorhooks_kv_store: Any) -> None:
+    hypothesis = pytest.importorskip("hypothesis", reason="the page-walk property needs hypothesis")
+    st = hypothesis.strategies
+    store = paged_store(sectorhooks_kv_store)
+    keys = st.binary(max_size=4).map(lambda b: bytes(b"a\x00\xff"[x % 3] for x in b))
+    collections = iter(range(1_000_000))
+
+    def check(
+        model: Dict[bytes, bytes],
+        prefix: bytes,
+        size: int,
+        way: str,
+        after: Optional[bytes],
+        limit: Optional[int],
+    ) -> None:
+        name = f"walk{next(collections)}"
+        store_many(store, name, model)
+        scan = scan_ways(store, name)[way]
+        assert walk_pages(scan, prefix, size) == scan(prefix) == model_scan(model, prefix)
+        assert scan(prefix, after=after, limit=limit) == paged_scan(model, prefix, after, limit)
+
+    given = hypothesis.given(
+        model=st.dictionaries(keys, st.binary(max_size=3), max_size=25),
+        prefix=st.sampled_from([b"", b"a", b"\x00", b"\xff", b"a\xff"]),
+        size=st.integers(1, 6),
+        way=st.sampled_from(["plain", "view", "update", "store view"]),
+        after=st.one_of(st.none(), keys),
+        limit=st.one_of(st.none(), st.integers(0, 8)),
+    )
+    hypothesis.settings(max_examples=30, deadline=None, database=None)(given(check))()
 
 
 def test_large_values_1mib(sectorhooks_kv_store: Any) -> None:

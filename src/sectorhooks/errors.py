@@ -301,6 +301,17 @@ class SectorValueError(SectorStateError):
         super().__init__(message)
 
 
+class PageCursorError(SectorhooksError, ValueError):
+    """A page of sectors asked with a cursor this host did not give for those filters, or a page
+    size out of bounds (``state.scan``). ``field`` names the param. JSON-RPC: -32602."""
+
+    rpc_code = -32602
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field!r} {message}")
+
+
 class OpenFileLimitError(SectorhooksError):
     """The open-file limit (``RLIMIT_NOFILE``) leaves the gateway too few connections to serve."""
 

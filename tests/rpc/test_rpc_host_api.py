@@ -64,11 +64,13 @@ def test_sector_lifecycle_over_rpc_changes_the_state_in_the_kv(api: Rpc, runtime
     assert api.ok("Sector.Finalize", ["s-t01000-1"])["finalized"] is True
     assert runtime.state.workspace_of(sid) is Workspace.OFFLINE
     assert api.ok("Sector.Workspace", ["s-t01000-1"]) == "offline"
-    assert [s["id"]["number"] for s in api.ok("Sector.List", {"workspace": "offline"})] == [1]
-    assert [s["id"]["number"] for s in api.ok("Sector.List", {"workspace": "online", "miner": 1000})] == [2]
+    assert [s["id"]["number"] for s in api.ok("Sector.List", {"workspace": "offline"})["sectors"]] == [1]
+    assert [
+        s["id"]["number"] for s in api.ok("Sector.List", {"workspace": "online", "miner": 1000})["sectors"]
+    ] == [2]
     assert api.ok("Sector.Restore", ["s-t01000-1"])["version"] == 4
     assert runtime.state.workspace_of(sid) is Workspace.ONLINE
-    assert len(api.ok("Sector.List", {"limit": 1})) == 1
+    assert len(api.ok("Sector.List", {"limit": 1})["sectors"]) == 1
 
 
 def test_sector_import_with_and_without_override(api: Rpc, runtime: Any) -> None:

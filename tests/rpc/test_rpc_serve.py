@@ -223,7 +223,10 @@ def test_sector_calls_change_state_that_reaches_the_sinks(served: Served, tokens
         for n in (1, 2, 3):
             assert rpc(c, "Sector.Finalize", [f"s-t01000-{n}"])["result"]["finalized"] is True
         assert rpc(c, "Sector.Restore", ["s-t01000-3"])["result"]["version"] == 6
-        want = {s["id"]["number"]: s["version"] for s in rpc(c, "Sector.List", {"miner": 1000})["result"]}
+        want = {
+            s["id"]["number"]: s["version"]
+            for s in rpc(c, "Sector.List", {"miner": 1000})["result"]["sectors"]
+        }
         assert want == {1: 5, 2: 5, 3: 6, 4: 4, 5: 4}
 
         def drained() -> Any:

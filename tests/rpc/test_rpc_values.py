@@ -149,10 +149,11 @@ def test_list_refuses_a_negative_or_non_integer_limit_or_miner(
 
 def test_list_with_a_limit_returns_at_most_that_many(api: Rpc) -> None:
     api.ok("Sector.Init", [[alloc(n) for n in range(3)]])
-    assert api.ok("Sector.List", {"limit": 0}) == []
-    assert [s["id"]["number"] for s in api.ok("Sector.List", {"limit": 2})] == [0, 1]
-    assert len(api.ok("Sector.List", {"limit": INT64_MAX})) == 3
-    assert len(api.ok("Sector.List", {})) == 3
+    # a page holds 1 to PAGE_MAX sectors (#20 item 2): 0 and INT64_MAX were accepted before
+    api.invalid("Sector.List", {"limit": 0}, "'limit' must be an integer from 1 to 1000")
+    assert [s["id"]["number"] for s in api.ok("Sector.List", {"limit": 2})["sectors"]] == [0, 1]
+    api.invalid("Sector.List", {"limit": INT64_MAX}, "'limit' must be an integer from 1 to 1000")
+    assert len(api.ok("Sector.List", {})["sectors"]) == 3
 
 
 def test_init_with_no_sectors_is_invalid_params_naming_the_param(api: Rpc) -> None:

@@ -27,6 +27,8 @@ from sectorhooks_spec import (
 )
 from sectorhooks_spec.sector import UPDATABLE_FIELDS
 
+from ..errors import PageCursorError
+from ..state.scan import PAGE_DEFAULT
 from . import protocol as p
 from .auth import TokenStore
 
@@ -99,14 +101,24 @@ class SectorAPI:
         return self._call(sector_id(id), self._state.workspace_of).value  # type: ignore[no-any-return]
 
     def List(
-        self, workspace: Optional[str] = None, miner: Optional[int] = None, limit: Optional[int] = None
-    ) -> Any:
-        """States of every sector (optionally of one workspace and/or miner), at most ``limit``."""
+        self,
+        workspace: Optional[str] = None,
+        miner: Optional[int] = None,
+        after: Optional[str] = None,
+        limit: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """A page of sector states (optionally of one workspace and/or miner) in sector id order:
+        ``{"sectors": [...], "next": cursor or null}``. ``limit`` is 1 to ``PAGE_MAX`` (1,000;
+        default ``PAGE_DEFAULT``, 100); pass ``next`` as ``after`` (with the same filters) for
+        the following page, until ``next`` is null."""
         _count("Sector.List", "miner", miner)
         _count("Sector.List", "limit", limit)
         ws = from_jsonable(Workspace, workspace) if workspace is not None else None
-        states = self._state.list(workspace=ws, miner=miner)
-        return states[:limit] if limit is not None else states
+        try:
+            states, cursor = self._state.page(ws, miner, after, PAGE_DEFAULT if limit is None else limit)
+        except PageCursorError as exc:
+            raise p.RpcError(p.INVALID_PARAMS, f"Invalid params for Sector.List: {exc}") from None
+        return {"sectors": states, "next": cursor}
 
     def StateCounts(self) -> Dict[str, int]:
         """Number of sectors per latest state name."""

@@ -19,7 +19,7 @@ from ..runtime import Runtime
 from ..stores import store_roles
 from .pipeline import DemoOptions, Pipeline, Progress
 from .starter import CONFIG_NAME, starter_config, write_starter_config
-from .verify import differences, kv_rows, verify_counters, verify_sinks
+from .verify import check, differences, kv_rows, verify_sinks
 
 __all__ = [
     "CONFIG_NAME",
@@ -72,11 +72,10 @@ def _wait_for_sinks(rt: Runtime, progress: Progress, timeout: float) -> bool:
 
 
 def _sink_summary(rt: Runtime, miners: List[int]) -> Dict[str, Any]:
-    kv = kv_rows(rt)
-    sinks = verify_sinks(rt, kv)
-    counters = verify_counters(rt, kv, miners)
+    checked = check(rt, miners)  # one pass over the KV for every sink and counter
+    sinks, counters = checked["sinks"], checked["counters"]
     return {
-        "kv_sectors": len(kv),
+        "kv_sectors": checked["kv_sectors"],
         "sinks": sinks,
         "counters": counters,
         "dead_letters": sum(int(s["dead_letters"] or 0) for s in sinks),

@@ -17,13 +17,14 @@ snap-deal upgrade (update files written).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import random
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -44,7 +45,11 @@ from sectorhooks_spec import (
     UpgradedInfo,
 )
 
+from ..state.scan import iter_sectors
 from ..stores import pick_store
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,7 @@ SECTOR_SIZE = 32 << 30
 FIRST_MINER = 1000
 BASE_EPOCH = 3_200_000
 COUNTER_PREFIX = "demo/sealed/"
+IN_FLIGHT = 4  # sector lives queued per worker thread
 SEAL_STATES = ("Packed", "PC1", "PC2", "WaitSeed", "C1", "C2", "Persisted", "Finalized")
 
 Progress = Callable[[str, int, int], None]
@@ -120,7 +126,7 @@ class Pipeline:
 
     def __init__(
         self,
-        rt: Any,
+        rt: Runtime,
         options: DemoOptions,
         progress: Optional[Progress] = None,
         persist_names: Sequence[str] = (),
@@ -143,13 +149,14 @@ class Pipeline:
         return [FIRST_MINER + i for i in range(self.opt.miners)]
 
     def allocate_numbers(self) -> List[SectorID]:
-        """``sectors`` new IDs spread over the miners, after each miner's highest existing number."""
+        """``sectors`` new IDs spread over the miners, after each miner's highest existing number
+        (read by a streamed scan: no list of the stored sectors)."""
         ids = []
         miners = self.miners()
         start = {}
         for m in miners:
-            existing = self.rt.state.list(miner=m)
-            start[m] = max((s.id.number for s in existing), default=0) + 1
+            with contextlib.closing(iter_sectors(self.rt.kv, miner=m)) as records:
+                start[m] = max((r.sector_id.number for r in records), default=0) + 1
         for i in range(self.opt.sectors):
             m = miners[i % len(miners)]
             ids.append(SectorID(m, start[m] + i // len(miners)))
@@ -169,10 +176,12 @@ class Pipeline:
     # --- run ----------------------------------------------------------------------------------
 
     def run(self) -> Tally:
-        """Allocate, then drive every sector through its life on ``workers`` threads."""
+        """Allocate, then drive every sector through its life on ``workers`` threads.
+
+        Each sector's fate (and its RNG) is drawn where it is used, and at most ``IN_FLIGHT``
+        lives per worker are queued at a time, so memory does not grow with ``sectors``."""
         ids = self.allocate_numbers()
-        fates = {sid: self.fate(sid) for sid in ids}
-        fresh = [sid for sid in ids if fates[sid][0] != "import"]
+        fresh = [sid for sid in ids if self.fate(sid)[0] != "import"]
         total = len(ids)
         self.progress("allocate", 0, len(fresh))
         for i in range(0, len(fresh), 64):
@@ -180,23 +189,35 @@ class Pipeline:
             self.rt.state.init_sectors([AllocatedSector(sid, PROOF_TYPE) for sid in batch])
             self.tally.add(changes=len(batch), allocated=len(batch))
             self.progress("allocate", min(i + 64, len(fresh)), len(fresh))
+        del fresh
         self.progress("seal", 0, total)
-        with ThreadPoolExecutor(
-            max_workers=max(1, self.opt.workers), thread_name_prefix="demo-worker"
-        ) as pool:
-            futures = {pool.submit(self._life, sid, *fates[sid]): sid for sid in ids}
-            for fut in as_completed(futures):
-                exc = fut.exception()
-                if exc is not None:
-                    msg = f"{futures[fut]}: {type(exc).__name__}: {exc}"
-                    log.error("demo sector failed: %s", msg)
-                    with self.tally.lock:
-                        self.tally.errors.append(msg)
-                with self._done_lock:
-                    self._done += 1
-                    done = self._done
-                self.progress("seal", done, total)
+        workers = max(1, self.opt.workers)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="demo-worker") as pool:
+            running: Dict[Future[None], SectorID] = {}
+            for sid in ids:
+                if len(running) >= workers * IN_FLIGHT:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        self._finished(fut, running.pop(fut), total)
+                running[pool.submit(self._life_of, sid)] = sid
+            for fut in as_completed(list(running)):
+                self._finished(fut, running.pop(fut), total)
         return self.tally
+
+    def _finished(self, fut: Future[None], sid: SectorID, total: int) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            msg = f"{sid}: {type(exc).__name__}: {exc}"
+            log.error("demo sector failed: %s", msg)
+            with self.tally.lock:
+                self.tally.errors.append(msg)
+        with self._done_lock:
+            self._done += 1
+            done = self._done
+        self.progress("seal", done, total)
+
+    def _life_of(self, sid: SectorID) -> None:
+        self._life(sid, *self.fate(sid))
 
     def _life(self, sid: SectorID, fate: str, rng: random.Random) -> None:
         worker = threading.current_thread().name.replace("demo-worker_", "worker-")
@@ -356,7 +377,7 @@ class Pipeline:
             return
 
 
-def _counter_handler(rt: Any) -> Optional[Any]:
+def _counter_handler(rt: Runtime) -> Optional[Any]:
     """The atomic_counter plugin's JSON-RPC handler object, if that plugin is active."""
     impl = rt.host.impl("atomic_counter", "jsonrpc_handler")
     if impl is None:

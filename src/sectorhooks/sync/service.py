@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import threading
 import time
@@ -22,7 +21,7 @@ from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Pro
 
 import tenacity
 
-from sectorhooks_spec import KVError, SectorID, Workspace
+from sectorhooks_spec import KVError, KVStore, SectorID, SyncedRow, Workspace
 
 from .. import liveness
 from ..changelog import ChangeLog, Event, parse
@@ -32,7 +31,7 @@ from ..errors import SinkUnverifiable, SyncError
 from ..host import PluginHost, PluginStatus
 from . import operator
 from .dispatcher import Dispatcher, DispatcherState, backoff
-from .readback import read_all, read_back_impl
+from .readback import MAX_EXAMPLES, Comparison, compare_one, iter_rows, read_back_impl, stored_version
 from .records import Records
 from .runners import HookRunner, InProcessRunner
 from .syncers import Syncer, SyncerLease, describe, resolve_syncers
@@ -73,7 +72,7 @@ class SyncService:
     def __init__(
         self,
         host: PluginHost,
-        store: Any,
+        store: KVStore,
         config: HostConfig,
         *,
         log: ChangeLog,
@@ -417,7 +416,7 @@ class SyncService:
     def _current_states(self) -> Iterator[Event]:
         with contextlib.closing(self.sectors()) as records:
             for r in records:
-                version = json.loads(r.raw)["version"]
+                version = stored_version(r.raw)
                 yield Event.synthetic_import(r.text(), r.workspace, r.sector_id, version)
 
     def _deliver_with_retries(self, d: Dispatcher, events: Sequence[Event]) -> None:
@@ -433,29 +432,33 @@ class SyncService:
                     raise SyncError(f"syncer {d.name!r}: backfill of {len(failed)} sector(s) failed: {error}")
 
     def verify(self, name: str) -> List[str]:
-        """Differences between syncer ``name``'s sink and the KV (empty: they match).
+        """Differences between syncer ``name``'s sink and the KV (empty: they match), described:
+        at most :data:`~.readback.MAX_EXAMPLES` lines, then ``... and N more``.
 
         Reads the sink back through its plugin's ``ReadBack`` extension point, a page at a time
-        (:mod:`.readback`); a plugin without it raises :class:`SinkUnverifiable`. Call
-        :meth:`wait_idle` first for a quiet comparison.
+        (:mod:`.readback`), merged with the KV's scan: memory does not grow with the sectors. A
+        plugin without it raises :class:`SinkUnverifiable`. Call :meth:`wait_idle` first for a
+        quiet comparison. :meth:`verify_report` gives the counts too.
         """
+        return self.verify_report(name).lines()
+
+    def verify_report(self, name: str, max_examples: int = MAX_EXAMPLES) -> Comparison:
+        """:meth:`verify` as a :class:`~.readback.Comparison`: counts of equal, missing, extra,
+        other-version and other-JSON rows, and the first ``max_examples`` of each side described."""
         d = self.dispatcher(name)
         self._require_available(d)
         impl = read_back_impl(self.host, d.syncer.plugin)
         if impl is None:
             raise SinkUnverifiable(name, d.syncer.plugin)
-        try:
-            rows = read_all(impl, d.syncer.instance)
-        except SyncError:
-            raise
-        except Exception as exc:
-            raise SyncError(f"syncer {name!r}: cannot read the sink: {describe(exc)}")
-        return compare(self._kv_rows(), rows)
-
-    def _kv_rows(self) -> Iterator[Tuple[str, bytes]]:
         with contextlib.closing(self.sectors()) as records:
-            for r in records:
-                yield str(r.sector_id), r.raw
+            kv = ((r.sector_id, r.raw) for r in records)
+            report = compare_one(kv, iter_rows(impl, d.syncer.instance), max_examples)
+        exc = report.exception
+        if isinstance(exc, SyncError):
+            raise exc
+        if exc is not None:
+            raise SyncError(f"syncer {name!r}: cannot read the sink: {describe(exc)}")
+        return report
 
     @staticmethod
     def _require_available(d: Dispatcher) -> None:
@@ -466,28 +469,23 @@ class SyncService:
 def compare(
     kv_rows: Iterator[Tuple[str, bytes]], sink_rows: Dict[str, Tuple[int, str]], limit: int = 1000
 ) -> List[str]:
-    """Human-readable differences between KV states and a sink's ``{sector: (version, json)}``."""
-    diffs: List[str] = []
-    remaining = dict(sink_rows)
-    for sector, raw in kv_rows:
-        want = json.loads(raw)
-        got = remaining.pop(sector, None)
-        if got is None:
-            diffs.append(f"{sector}: missing in the sink (KV has version {want['version']})")
-            continue
-        version, text = got
-        if version != want["version"]:
-            diffs.append(f"{sector}: sink has version {version}, KV has {want['version']}")
-            continue
-        have = json.loads(text) if isinstance(text, (str, bytes)) else text
-        if have != want:
-            fields = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-            diffs.append(f"{sector}: version {version} differs in field(s) {', '.join(fields)}")
-    for sector, (version, _) in sorted(remaining.items()):
-        diffs.append(f"{sector}: in the sink (version {version}) but not in the KV")
-    if len(diffs) > limit:
-        diffs = [*diffs[:limit], f"... and {len(diffs) - limit} more"]
-    return diffs
+    """Human-readable differences between KV states (``(str(sector id), JSON)`` in key order) and
+    a sink's ``{sector: (version, json)}``, at most ``limit`` lines then ``... and N more``: the
+    in-memory form of :func:`~.readback.compare_one` (which ``verify`` streams)."""
+    kv = sorted(
+        ((_parse_sid(sector), raw) for sector, raw in kv_rows), key=lambda r: (r[0].miner, r[0].number)
+    )
+    rows = sorted(
+        (SyncedRow(_parse_sid(sector), version, text) for sector, (version, text) in sink_rows.items()),
+        key=lambda r: (r.sector_id.miner, r.sector_id.number),
+    )
+    return compare_one(kv, iter(rows), max(limit, 1)).lines(limit)
+
+
+def _parse_sid(text: str) -> SectorID:
+    """``s-t0<miner>-<number>`` (``str(SectorID)``) back to the id."""
+    _, miner, number = text.split("-")
+    return SectorID(int(miner[2:]), int(number))
 
 
 def _chunks(items: Any, size: int) -> Iterator[List[Any]]:

@@ -55,9 +55,8 @@ from ..changelog import format as log_format
 from ..changelog.reader import ChangeLog
 from ..errors import NeedsTransaction, SectorNotFound, SectorStateError, SectorValueError
 from ..kv import guarded_put as find_guarded_put
-from ..kv import scan_page
 from .fields import check_allocated, check_fields, check_sector_id, check_state
-from .scan import PAGE_DEFAULT, check_page_limit, decode_cursor, encode_cursor, iter_sectors
+from .scan import PAGE_DEFAULT, iter_sectors, read_page
 from .txn import COLLECTIONS, Current, GroupTxn, RecordingTxn, StateCache
 
 log = logging.getLogger(__name__)
@@ -277,35 +276,12 @@ class SectorStateManager:
         one miner (or all), ordered by sector id, after the cursor ``after`` (``None``: from the
         first); and the cursor of the next page, ``None`` after the last.
 
-        One ``view`` reads ``limit + 1`` keys of each collection with a paged scan: a page is a
-        snapshot (where the store has them), and nothing before ``after`` is read. A bad cursor or
-        limit is :class:`~sectorhooks.errors.PageCursorError` naming it (-32602 over JSON-RPC).
+        See :func:`.scan.read_page` (one ``view``, ``limit + 1`` keys of each collection); a bad
+        cursor or limit is :class:`~sectorhooks.errors.PageCursorError` naming it (-32602 over
+        JSON-RPC).
         """
-        check_page_limit(limit)
-        start = None if after is None else decode_cursor(after, workspace, miner).key.encode()
-        prefix = b"" if miner is None else b"%020d/" % miner
-        wanted = [(ws, n) for ws, n in COLLECTIONS.items() if workspace is None or ws is Workspace(workspace)]
-
-        def read(t: StoreTxn) -> List[Tuple[bytes, Workspace, bytes]]:
-            rows: List[Tuple[bytes, Workspace, bytes]] = []
-            for ws, name in wanted:
-                with contextlib.closing(
-                    scan_page(t.collection(name), prefix, after=start, limit=limit + 1)
-                ) as items:
-                    rows.extend((bytes(k), ws, bytes(v)) for k, v in items)
-            rows.sort(key=lambda row: row[0])
-            return rows
-
-        states: List[SectorState] = []
-        last: Optional[bytes] = None
-        for key, ws, raw in self.store.view(read):
-            if key == last:  # in both collections: a store without snapshots saw a move
-                continue
-            if len(states) == limit:
-                return states, encode_cursor(workspace, miner, states[-1].id)
-            states.append(self._cache.decode(key, raw, ws).state)
-            last = key
-        return states, None
+        records, cursor = read_page(self.store, workspace, miner, after, limit)
+        return [self._cache.decode(r.key, r.raw, r.workspace).state for r in records], cursor
 
     def iter_pages(
         self,

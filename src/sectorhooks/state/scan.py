@@ -130,6 +130,49 @@ def _records(ws: Workspace, items: Iterable[Tuple[bytes, bytes]]) -> Iterator[Tu
 # --- pages and cursors ----------------------------------------------------------------------------
 
 
+def read_page(
+    kv: KVStore,
+    workspace: Optional[Workspace] = None,
+    miner: Optional[int] = None,
+    after: Optional[str] = None,
+    limit: int = PAGE_DEFAULT,
+    collections: Mapping[Workspace, str] = COLLECTIONS,
+) -> Tuple[List[SectorRecord], Optional[str]]:
+    """At most ``limit`` stored sectors (1 to :data:`PAGE_MAX`) of ``workspace`` (or both) and
+    ``miner`` (or all) in key order, after the cursor ``after`` (``None``: from the first); and
+    the cursor of the next page, ``None`` after the last.
+
+    One ``view`` reads ``limit + 1`` keys of each collection with a paged scan: a page is a
+    snapshot (where the store has them), and nothing before ``after`` is read. A bad cursor or
+    limit is :class:`~sectorhooks.errors.PageCursorError` naming it.
+    """
+    check_page_limit(limit)
+    start = None if after is None else decode_cursor(after, workspace, miner).key.encode()
+    prefix = b"" if miner is None else b"%020d/" % miner
+    wanted = [(ws, n) for ws, n in collections.items() if workspace is None or ws is Workspace(workspace)]
+
+    def read(t: Any) -> List[Tuple[bytes, Workspace, bytes]]:
+        rows: List[Tuple[bytes, Workspace, bytes]] = []
+        for ws, name in wanted:
+            with contextlib.closing(
+                scan_page(t.collection(name), prefix, after=start, limit=limit + 1)
+            ) as items:
+                rows.extend((bytes(k), ws, bytes(v)) for k, v in items)
+        rows.sort(key=lambda row: row[0])
+        return rows
+
+    records: List[SectorRecord] = []
+    last: Optional[bytes] = None
+    for key, ws, raw in kv.view(read):
+        if key == last:  # in both collections: a store without snapshots saw a move
+            continue
+        if len(records) == limit:
+            return records, encode_cursor(workspace, miner, records[-1].sector_id)
+        records.append(SectorRecord(ws, sector_id_of(key), key, raw))
+        last = key
+    return records, None
+
+
 def check_page_limit(limit: object, what: str = "limit") -> int:
     """``limit`` if it is a page size (an int from 1 to :data:`PAGE_MAX`), else :class:`PageCursorError`."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PAGE_MAX:

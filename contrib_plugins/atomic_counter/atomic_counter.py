@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Tuple
 
+from sectorhooks_spec import KVStore, StoreTxn
+
 COLLECTION = "atomic_counter"
 MAX_NAME_BYTES = 256
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-_kv: Optional[Any] = None
+_kv: Optional[KVStore] = None
 
 
 class CounterError(ValueError):
@@ -25,7 +27,7 @@ class CounterError(ValueError):
     rpc_code = -32602
 
 
-def setup(config: Mapping[str, Any], kvstore: Optional[Any]) -> None:
+def setup(config: Mapping[str, Any], kvstore: Optional[KVStore]) -> None:
     """``onInit``: keep the host's KV store."""
     global _kv
     _kv = kvstore
@@ -56,13 +58,13 @@ class AtomicCounter:
 
     __sectorhooks_perms__ = {"Get": "read"}
 
-    def __init__(self, kvstore: Any):
+    def __init__(self, kvstore: KVStore):
         self._kv = kvstore
 
     def _add(self, name: str, delta: int) -> int:
         key = _key(name)
 
-        def fn(txn: Any) -> int:
+        def fn(txn: StoreTxn) -> int:
             coll = txn.collection(COLLECTION)
             raw = coll.peek(key)
             value = (int(raw) if raw is not None else 0) + delta
@@ -71,7 +73,7 @@ class AtomicCounter:
             coll.put(key, b"%d" % value)
             return value
 
-        return self._kv.update(fn)  # type: ignore[no-any-return]
+        return self._kv.update(fn)
 
     def Incr(self, name: str, delta: int = 1) -> int:
         """Add ``delta`` to counter ``name``; returns the new value."""
@@ -91,10 +93,10 @@ class AtomicCounter:
         """Set counter ``name`` to 0; returns the value it had."""
         key = _key(name)
 
-        def fn(txn: Any) -> int:
+        def fn(txn: StoreTxn) -> int:
             coll = txn.collection(COLLECTION)
             raw = coll.peek(key)
             coll.delete(key)
             return int(raw) if raw is not None else 0
 
-        return self._kv.update(fn)  # type: ignore[no-any-return]
+        return self._kv.update(fn)

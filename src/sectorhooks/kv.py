@@ -33,7 +33,20 @@ import re
 import threading
 import time
 import weakref
-from typing import Any, Callable, Generator, Iterator, List, Mapping, NoReturn, Optional, Set, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Generator,
+    Iterator,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Set,
+    TypeVar,
+    Union,
+)
 
 import attrs
 import tenacity
@@ -44,6 +57,12 @@ from sectorhooks_spec.kinds import Kind
 from sectorhooks_spec.kvstore import Collection, GuardedPut, Item, KVIterator, KVStore, StoreTxn, Txn
 
 from .errors import ConfigError, KVRetryExhausted, PluginCallError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .config import HostConfig
+    from .host import PluginHost
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -402,7 +421,7 @@ class RetryingKVStore:
         self.inner.close()
 
 
-def guarded_put(store: Any) -> Optional[GuardedPut]:
+def guarded_put(store: KVStore) -> Optional[GuardedPut]:
     """The store's own ``put_many_if`` (the ``GuardedPut`` capability), through the retrying
     wrapper, or ``None``: a caller that gets ``TransactionConflict`` from it falls back to an
     ``update``, which retries."""
@@ -423,7 +442,7 @@ def missing_driver_message(exc: ModuleNotFoundError) -> str:
     return f"{text} (the database driver is not installed: pip install 'sectorhooks[{extra}]')"
 
 
-def default_meta(data_dir: Any) -> Mapping[str, Any]:
+def default_meta(data_dir: Path) -> Mapping[str, Any]:
     """Meta of the default store: sqlkv on ``<data_dir>/kv.sqlite3``."""
     from pathlib import Path
 
@@ -431,7 +450,9 @@ def default_meta(data_dir: Any) -> Mapping[str, Any]:
     return {"url": f"sqlite:///{path}"}
 
 
-def open_kvstore(host: Any, config: Any, policy: RetryPolicy = DEFAULT_POLICY) -> RetryingKVStore:
+def open_kvstore(
+    host: PluginHost, config: HostConfig, policy: RetryPolicy = DEFAULT_POLICY
+) -> RetryingKVStore:
     """Open the KV store ``config`` names, through its plugin; see the module doc.
 
     Raises ``UnknownPluginError`` (listing the loaded KVStore plugins) for an unknown
@@ -472,7 +493,7 @@ def open_kvstore(host: Any, config: Any, policy: RetryPolicy = DEFAULT_POLICY) -
 
 
 @contextlib.contextmanager
-def kv_only(config: Any) -> Iterator[KVStore]:
+def kv_only(config: HostConfig) -> Iterator[KVStore]:
     """Just the host's KV store (KVStore plugins loaded and started, nothing else), closed on exit:
     for commands that read or write the KV without running a host (``token``, ``demo``'s checks)."""
     from .host import PluginHost

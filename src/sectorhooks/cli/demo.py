@@ -7,7 +7,7 @@ import tempfile
 import time
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional
 
 import click
 from rich.markup import escape
@@ -20,6 +20,9 @@ from ..demo import CONFIG_NAME, DemoOptions, load_demo_config, run_demo, write_s
 from ..errors import SectorhooksError
 from . import main
 from ._common import console, console_err, fail, json_option, print_json, setup_logging
+
+if TYPE_CHECKING:
+    from sectorhooks_spec import KVStore
 
 PHASES = {
     "allocate": "allocating sectors",
@@ -165,7 +168,7 @@ def _existing_kv(config: HostConfig) -> Iterator[Optional[Any]]:
         yield kv
 
 
-def _first_sector(kv: Any) -> Optional[str]:
+def _first_sector(kv: KVStore) -> Optional[str]:
     """The key of some sector the KV holds (``miner/number``), or ``None`` when it holds none."""
     from ..state.scan import iter_sectors
 

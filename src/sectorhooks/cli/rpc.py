@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
 from rich.markup import escape
@@ -27,6 +27,10 @@ from ._common import (
     print_json,
     setup_logging,
 )
+
+if TYPE_CHECKING:
+    from ..rpc.methods import Gate
+    from ..runtime import Runtime
 
 
 @main.command("serve")
@@ -83,7 +87,7 @@ def serve_cmd(
     if route_gate:
         from ..registry import RouteGate
 
-        def gate_factory(rt: Any) -> Any:
+        def gate_factory(rt: Runtime) -> Gate:
             return RouteGate(rt.kv, tenants=tenants)
 
     verbose = logging.getLevelName(logs.current().level) <= logging.INFO

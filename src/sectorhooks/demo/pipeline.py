@@ -253,7 +253,7 @@ class Pipeline:
         event = f"{prev or 'Empty'}->{state}"
         new = self.rt.state.update(sid, latest_state=LatestState(state, prev, event, worker), **fields)
         self.tally.add(changes=1)
-        return new  # type: ignore[no-any-return]
+        return new
 
     def _step(self, sid: SectorID, i: int, state: str, prev: str, worker: str, rng: random.Random) -> None:
         seed = self.opt.seed

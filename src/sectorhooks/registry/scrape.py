@@ -240,7 +240,7 @@ def open_registry(config: HostConfig, start_all: bool = False) -> Iterator[Tuple
 class RegistryService:
     """What ``serve`` runs: register this host's plugins, then scrape in the background."""
 
-    def __init__(self, host: PluginHost, store: Any, ttl: float = 10.0, interval: Optional[float] = None):
+    def __init__(self, host: PluginHost, store: KVStore, ttl: float = 10.0, interval: Optional[float] = None):
         self.host = host
         self.registry = Registry(store)
         self.scraper = Scraper(host, self.registry, ttl=ttl, interval=interval)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -28,6 +28,9 @@ from .host_api import register_host_namespaces
 from .isolation import PluginCalls
 from .methods import Gate, MethodRegistry
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,7 @@ class Gateway:
 
 
 def build_app(
-    runtime: Any,
+    runtime: Runtime,
     *,
     tokens: Optional[TokenStore],
     gate: Optional[Gate] = None,

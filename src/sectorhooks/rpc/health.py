@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
 import anyio.to_thread
 import attrs
@@ -26,6 +26,9 @@ from ..config import SyncSettings
 from ..errors import ProbeTimeout
 from ..host import PluginHost, PluginStatus
 from ..sync.dispatcher import DispatcherState
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +176,9 @@ def syncer_problem(row: Dict[str, Any], max_lag: float) -> Optional[str]:
 class Checks:
     """What ``/readyz`` and ``/metrics`` check: the KV, the syncers, the plugins."""
 
-    def __init__(self, runtime: Any, settings: Optional[SyncSettings] = None, timeout: float = CHECK_TIMEOUT):
+    def __init__(
+        self, runtime: Runtime, settings: Optional[SyncSettings] = None, timeout: float = CHECK_TIMEOUT
+    ):
         self.runtime = runtime
         self.max_lag = (settings or SyncSettings()).max_lag
         self.timeout = timeout

@@ -12,7 +12,7 @@ that does not fit, is -32602 (invalid params) naming the param and field.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from sectorhooks_spec import (
     INT64_MAX,
@@ -33,6 +33,10 @@ from . import protocol as p
 from .auth import TokenStore
 
 if TYPE_CHECKING:
+    from ..host import PluginHost
+    from ..runtime import Runtime
+    from ..state import SectorStateManager
+    from ..sync import SyncService
     from .isolation import PluginCalls
     from .methods import MethodRegistry
 
@@ -83,10 +87,10 @@ class SectorAPI:
         "Restore": "write",
     }
 
-    def __init__(self, state: Any):
+    def __init__(self, state: SectorStateManager):
         self._state = state
 
-    def _call(self, sid: SectorID, fn: Any, *args: Any) -> Any:
+    def _call(self, sid: SectorID, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(sid, *args)
         except KeyNotFound:
@@ -174,7 +178,7 @@ class PluginsAPI:
 
     __sectorhooks_perms__ = {"List": "read", "Methods": "read", "Problems": "read", "Calls": "read"}
 
-    def __init__(self, host: Any, registry: MethodRegistry, calls: Optional[PluginCalls] = None):
+    def __init__(self, host: PluginHost, registry: MethodRegistry, calls: Optional[PluginCalls] = None):
         self._host, self._registry, self._calls = host, registry, calls
 
     def List(self) -> list[Dict[str, Any]]:
@@ -208,7 +212,7 @@ class SyncAPI:
 
     __sectorhooks_perms__ = {"Status": "read"}
 
-    def __init__(self, sync: Any):
+    def __init__(self, sync: Optional[SyncService]):
         self._sync = sync
 
     def Status(self) -> list[Dict[str, Any]]:
@@ -237,7 +241,7 @@ class AuthAPI:
 
 def register_host_namespaces(
     registry: MethodRegistry,
-    runtime: Any,
+    runtime: Runtime,
     tokens: Optional[TokenStore],
     calls: Optional[PluginCalls] = None,
 ) -> None:

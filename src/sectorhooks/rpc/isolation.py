@@ -26,13 +26,16 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Set
 
 import anyio
 import attrs
 
 from ..errors import PluginCallBusy, PluginCallTimeout
 from . import protocol as p
+
+if TYPE_CHECKING:
+    from .methods import MethodRegistry
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +247,7 @@ class PluginCalls:
         self.timeout, self.limit = timeout, limit
         self.pools: Dict[str, PluginPool] = {}
 
-    def install(self, registry: Any) -> None:
+    def install(self, registry: MethodRegistry) -> None:
         """Replace each plugin method of ``registry`` (a MethodRegistry) by a call through its pool.
 
         The replacement is async, so dispatch awaits it on the event loop instead of handing the

@@ -25,7 +25,7 @@ import inspect
 import logging
 import re
 import typing
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
 import anyio.to_thread
 import attrs
@@ -46,6 +46,9 @@ from sectorhooks_spec.rpc import PERM_ATTR, PERMS_ATTR, RPC_CODE_ATTR, RPC_DATA_
 from ..errors import KVRetryExhausted, RouteRefused, RpcNamespaceError
 from . import protocol as p
 from .auth import PERMISSIONS, CallContext, check_perm
+
+if TYPE_CHECKING:
+    from ..host import PluginHost
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +313,7 @@ class MethodRegistry:
             self.methods[m.name] = m
         return [m.name for m in methods]
 
-    def load_plugins(self, host: Any) -> None:
+    def load_plugins(self, host: PluginHost) -> None:
         """Call every RegisterJsonRpc plugin's ``Handler()`` and add its namespace; failures are logged."""
         for impl in host.impls("jsonrpc_handler"):
             record = host.records.get(impl.plugin)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Awaitable, Callable, Dict, Iterator, List
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterator, List
 
 import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -25,6 +25,9 @@ from starlette.responses import Response
 
 from . import protocol as p
 from .health import Checks, describe
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ def outcome_of(code: int) -> str:
 class SyncCollector:
     """Per syncer, read at scrape time: lag, delivery counters, dead letters, worker, state."""
 
-    def __init__(self, runtime: Any, checks: Checks):
+    def __init__(self, runtime: Runtime, checks: Checks):
         self.runtime, self.checks = runtime, checks
 
     def collect(self) -> Iterator[Metric]:
@@ -149,7 +152,7 @@ class SyncCollector:
 class HostCollector:
     """The KV's reachability and the plugins' health, checked at scrape time."""
 
-    def __init__(self, runtime: Any, checks: Checks):
+    def __init__(self, runtime: Runtime, checks: Checks):
         self.runtime, self.checks = runtime, checks
 
     def collect(self) -> Iterator[Metric]:
@@ -182,7 +185,7 @@ class HostCollector:
 class Metrics:
     """The registry of one gateway app, its RPC and group-commit instruments, its endpoint."""
 
-    def __init__(self, runtime: Any, checks: Checks, metrics_open: bool = False):
+    def __init__(self, runtime: Runtime, checks: Checks, metrics_open: bool = False):
         self.metrics_open = metrics_open
         self.registry = CollectorRegistry()
         self.rpc_calls = Counter(

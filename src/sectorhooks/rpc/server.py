@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 import types
-from typing import Any, Callable, Iterator, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, List, Optional, TextIO, Tuple
 
 from ..config import HostConfig
 from ..errors import ConfigError
@@ -30,11 +30,14 @@ from .auth import TokenStore
 from .methods import Gate
 from .protocol import Limits
 
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def open_runtime(config: HostConfig, *, start_sync: bool = True) -> Iterator[Any]:
+def open_runtime(config: HostConfig, *, start_sync: bool = True) -> Iterator[Runtime]:
     """The lead's :class:`~sectorhooks.runtime.Runtime` (``.host``, ``.kv``, ``.state``, ``.sync``)."""
     from ..runtime import Runtime
 
@@ -172,10 +175,10 @@ def serve(
     config: HostConfig,
     listen: Optional[str] = None,
     *,
-    gate_factory: Optional[Callable[[Any], Gate]] = None,
+    gate_factory: Optional[Callable[[Runtime], Gate]] = None,
     limits: Optional[Limits] = None,
     out: TextIO = sys.stdout,
-    runtime_factory: Optional[Callable[..., Any]] = None,
+    runtime_factory: Optional[Callable[[HostConfig], ContextManager[Runtime]]] = None,
     log_level: str = "warning",
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown).

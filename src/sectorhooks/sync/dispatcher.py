@@ -30,6 +30,7 @@ import tenacity
 from sectorhooks_spec import KVError
 
 from ..changelog import ChangeLog, Event, LogTrimmed, decoded
+from ..changelog.events import AnyEvent
 from ..config import SyncSettings
 from ..errors import FlushFailed, SyncerStopped, SyncLeaseLost
 from .records import Records
@@ -606,7 +607,7 @@ class Dispatcher:
         except KVError as exc:  # the store itself is down; status shows the in-memory error
             log.debug("cannot record the error of %r: %s", self.name, exc)
 
-    def _event_failed(self, ev: Any, error: str) -> bool:
+    def _event_failed(self, ev: AnyEvent, error: str) -> bool:
         """Count a failure of ``ev``; True once it went to dead letters (delivery goes on)."""
         n = self._failures[ev.seq] = self._failures.get(ev.seq, 0) + 1
         log.warning(
@@ -627,7 +628,7 @@ class Dispatcher:
         self._dead_letter(ev, error, n)
         return True
 
-    def _worker_lost(self, ev: Any, failure: HookFailure) -> None:
+    def _worker_lost(self, ev: AnyEvent, failure: HookFailure) -> None:
         """The worker crashed or hung on ``ev`` (or was stopped): count it against the event."""
         if failure.kind == CLOSED:
             return
@@ -641,7 +642,7 @@ class Dispatcher:
             self.hang = {"since": failure.since, "event": ev.seq}
         self._failed(error, DispatcherState.HUNG if failure.kind == HUNG else DispatcherState.RETRYING)
 
-    def _dead_letter_crasher(self, ev: Any) -> None:
+    def _dead_letter_crasher(self, ev: AnyEvent) -> None:
         n = self._crashes.pop(ev.seq, 0)
         error = (
             f"plugin {self.syncer.plugin!r}, syncer {self.name!r}: its worker crashed or hung {n} times"
@@ -651,7 +652,7 @@ class Dispatcher:
         self._suspects.discard(ev.seq)
         self._dead_letter(ev, error, n)
 
-    def _dead_letter(self, ev: Any, error: str, attempts: int) -> None:
+    def _dead_letter(self, ev: AnyEvent, error: str, attempts: int) -> None:
         ev = decoded(ev)
         changes = ev.changes() if isinstance(ev, Event) else None
         self.last_error = f"event {ev.seq} dead-lettered after {attempts} attempts: {error}"

@@ -33,12 +33,27 @@ import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection, Pipe
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from ..config import SyncSettings
 from ..errors import WorkerStartError
 from .runners import CLOSED, CRASHED, HUNG, RAISED, Busy, FlushResult, HookFailure, rejected_from_json
 from .syncers import FLUSH, Syncer
+
+if TYPE_CHECKING:
+    from ..loader import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +412,7 @@ def _relog(records: Sequence[Sequence[Any]]) -> None:
 
 
 def worker_init(
-    syncer: Syncer, candidate: Any, plugin_config: Mapping[str, Any], data_dir: str, nice: int = 0
+    syncer: Syncer, candidate: Candidate, plugin_config: Mapping[str, Any], data_dir: str, nice: int = 0
 ) -> Dict[str, Any]:
     """The first message a worker gets: what to load and how to start it."""
     return {

@@ -16,7 +16,7 @@ from .. import logs
 from ._common import LOG_OVERRIDES, setup_logging
 
 # Sub-modules that register commands on ``main`` when imported (absent ones are skipped).
-COMMAND_MODULES = ("plugins", "build", "sync", "rpc", "store", "demo", "registry")
+COMMAND_MODULES = ("plugins", "build", "sync", "rpc", "store", "demo", "registry", "sectors")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

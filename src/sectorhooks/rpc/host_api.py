@@ -125,7 +125,8 @@ class SectorAPI:
         return {"sectors": states, "next": cursor}
 
     def StateCounts(self) -> Dict[str, int]:
-        """Number of sectors per latest state name."""
+        """Number of sectors per latest state name: one read of the counts the state manager keeps
+        (``sectorhooks sectors recount`` rebuilds them from a full scan)."""
         return dict(self._state.state_counts())
 
     def Import(self, state: Dict[str, Any], override: bool = False) -> Any:

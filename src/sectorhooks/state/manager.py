@@ -29,6 +29,7 @@ head, nothing is written and the group runs in an ``update`` transaction as usua
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -55,6 +56,8 @@ from ..changelog import format as log_format
 from ..changelog.reader import ChangeLog
 from ..errors import NeedsTransaction, SectorNotFound, SectorStateError, SectorValueError
 from ..kv import guarded_put as find_guarded_put
+from .counts import COUNTS, MARKER, Counts, count, write_all
+from .counts import read as read_counts
 from .fields import check_allocated, check_fields, check_sector_id, check_state
 from .scan import PAGE_DEFAULT, iter_sectors, read_page
 from .txn import COLLECTIONS, Current, GroupTxn, RecordingTxn, StateCache
@@ -64,10 +67,22 @@ log = logging.getLogger(__name__)
 MAX_GROUP = 512  # changes per KV transaction
 GATHER_WAIT = 0.002  # how long a leader waits for as many callers as the last group had
 FOLLOWER_POLL = 0.1  # a waiting caller re-checks for a leader that left without a hand-over
+RECOUNT_ATTEMPTS = 5  # full scans a recount tries before giving up on a KV other writers keep changing
 
 Op = Callable[[GroupTxn], Any]
 #: ``on_commit(head, entries)``: the log head after a commit and the ``(seq, raw)`` it appended.
 OnCommit = Callable[[int, Sequence[Tuple[int, bytes]]], None]
+
+
+def _compare_counts(head: int, counted: Counts, fix: bool, t: StoreTxn) -> Tuple[bool, Optional[Counts]]:
+    """``(True, kept counts)`` if the log head is still ``head`` (and, with ``fix``, ``counted``
+    written in their place); ``(False, None)`` if a change committed since."""
+    if log_format.read_int(t, log_format.HEAD, 0) != head:
+        return False, None
+    kept = read_counts(t)
+    if fix:
+        write_all(t, counted)
+    return True, kept
 
 
 class _Request:
@@ -103,7 +118,7 @@ class SectorStateManager:
         each commit that appended to it, once the callers are woken (it must be quick; what it
         raises is logged)."""
         self.store = store
-        for name in COLLECTIONS.values():
+        for name in (*COLLECTIONS.values(), COUNTS):
             store.open_collection(name)
         self.log = log if log is not None else ChangeLog(store)
         self._on_commit = on_commit
@@ -309,10 +324,63 @@ class SectorStateManager:
 
     def state_counts(self) -> Dict[str, int]:
         """How many sectors are in each state (``state_name``; ``""`` before any report)."""
-        counts: Dict[str, int] = {}
-        for _, s in self.iter_states():
-            counts[s.state_name] = counts.get(s.state_name, 0) + 1
-        return counts
+        return self.counts().by_state()
+
+    def counts(self) -> Counts:
+        """The kept counts per workspace, miner and state name (one read, see :mod:`.counts`);
+        on a KV that has none yet (written by an older version) they are built first (logged)."""
+        kept = self.store.view(read_counts)
+        if kept is None:
+            with self.hold_commits():
+                self._ensure_counts()
+            kept = self.store.view(read_counts)
+            if kept is None:
+                raise SectorStateError(f"the kept sector counts ({COUNTS!r}) vanished while they were read")
+        return kept
+
+    def recount(self, fix: bool = True) -> Tuple[Optional[Counts], Counts]:
+        """Count every sector (a full scan) and return ``(kept, counted)`` (``kept`` is ``None``
+        on a KV that kept none). With ``fix``, the kept counts become the counted ones.
+
+        Changes through this manager wait meanwhile; the result is written (or, without ``fix``,
+        compared) only if no change committed during the scan (the log head did not move), else
+        the scan runs again, up to ``RECOUNT_ATTEMPTS`` times."""
+        with self.hold_commits():
+            return self._recount_held(fix)
+
+    def _recount_held(self, fix: bool) -> Tuple[Optional[Counts], Counts]:
+        """:meth:`recount` while this caller holds the group-commit leadership."""
+        for attempt in range(1, RECOUNT_ATTEMPTS + 1):
+            head = self.store.view(lambda t: log_format.read_int(t, log_format.HEAD, 0))
+            with contextlib.closing(iter_sectors(self.store)) as records:
+                counted = count((r.workspace, r.sector_id.miner, r.raw) for r in records)
+            fn = functools.partial(_compare_counts, head, counted, fix)
+            unchanged, kept = self.store.update(fn) if fix else self.store.view(fn)
+            if unchanged:
+                if fix:
+                    cache = self._cache
+                    cache.counts = counted.rows() if cache.head == head else {}
+                    cache.counts_ready = True
+                return kept, counted
+            log.info("sectors changed during the recount's scan (try %d of %d)", attempt, RECOUNT_ATTEMPTS)
+        raise SectorStateError(
+            f"cannot recount the sectors: they changed during each of {RECOUNT_ATTEMPTS} full scans "
+            "(another host writes to this KV); run it again when fewer changes come in"
+        )
+
+    def _ensure_counts(self) -> None:
+        """Build the kept counts if the KV has none (hold the leadership)."""
+        if self.store.view(lambda t: t.collection(COUNTS).peek(MARKER)) is None:
+            started = time.perf_counter()
+            _, counted = self._recount_held(fix=True)
+            log.log(
+                logging.WARNING if counted.total else logging.DEBUG,
+                "this KV kept no sector counts (written by an older version): built them from a full "
+                "scan of %d sectors in %.2f s",
+                counted.total,
+                time.perf_counter() - started,
+            )
+        self._cache.counts_ready = True
 
     def close(self) -> None:
         """Refuse new changes and wait for the ones in flight."""
@@ -473,6 +541,12 @@ class SectorStateManager:
 
         A call whose op raised something unexpected fails alone: the transaction it was part
         of is dropped (so nothing it wrote remains) and the rest of the group runs again."""
+        if not self._cache.counts_ready:  # the first group: the KV must have its counts first
+            try:
+                self._ensure_counts()
+            except Exception as exc:
+                self._fail(group, exc)
+                return None
         while True:
             try:
                 return self._commit_once(group)
@@ -575,7 +649,7 @@ class SectorStateManager:
             req.result, req.error, req.done = result, error, True
 
         def after() -> None:
-            self._cache.committed(t.head1, t.fresh, t.trusted)
+            self._cache.committed(t.head1, t.fresh, t.trusted, t.counted)
             if t.log is not None and self._on_commit is not None:
                 try:
                     self._on_commit(t.head1, t.log.written)

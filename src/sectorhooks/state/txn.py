@@ -25,6 +25,8 @@ from sectorhooks_spec.backend import GetFromPeek
 from ..changelog.format import HEAD, META, Header, encode_entry, read_int
 from ..changelog.writer import LogWriter
 from ..errors import NeedsTransaction, SectorNotFound, SectorStateError
+from .counts import Cell, Row
+from .counts import apply as apply_counts
 from .fields import evolve_checked
 
 COLLECTIONS: Dict[Workspace, str] = {Workspace.ONLINE: "sectors/online", Workspace.OFFLINE: "sectors/offline"}
@@ -116,6 +118,10 @@ class StateCache:
         self.size = size
         self.head: Optional[int] = None  # log head after our last commit
         self.trusted: Dict[bytes, Current] = {}
+        #: Kept counts known as of ``head`` (trusted with the entries), and whether the KV has
+        #: them at all (see :mod:`.counts`; the manager builds them before its first change).
+        self.counts: Dict[Row, Dict[str, int]] = {}
+        self.counts_ready = False
         self._decoded: Dict[bytes, Tuple[bytes, Current]] = {}
         self._lock = threading.Lock()
 
@@ -129,12 +135,21 @@ class StateCache:
         self._put(self._decoded, key, (raw, cur))
         return cur
 
-    def committed(self, head: int, fresh: Dict[bytes, Current], trusted_before: bool) -> None:
-        """After a commit: ``fresh`` (read or written in it) is current as of ``head``."""
+    def committed(
+        self,
+        head: int,
+        fresh: Dict[bytes, Current],
+        trusted_before: bool,
+        counts: Optional[Dict[Row, Dict[str, int]]] = None,
+    ) -> None:
+        """After a commit: ``fresh`` and ``counts`` (read or written in it) are current as of ``head``."""
         table, size = self.trusted, self.size
         with self._lock:
             if not trusted_before:
                 table.clear()
+                self.counts.clear()
+            if counts:
+                self.counts.update(counts)
             for key, cur in fresh.items():
                 if len(table) >= size and key not in table:
                     table.pop(next(iter(table)))
@@ -144,6 +159,7 @@ class StateCache:
     def forget(self) -> None:
         """A commit failed or may not have applied: trust nothing."""
         self.trusted.clear()
+        self.counts.clear()
         self.head = None
 
     def _put(self, table: Dict[bytes, Any], key: bytes, value: Any) -> None:
@@ -156,7 +172,19 @@ class StateCache:
 class GroupTxn:
     """One run of a group's transaction: current states (with this group's writes) and the log."""
 
-    __slots__ = ("_cache", "_seen", "fresh", "head0", "head1", "log", "now", "trusted", "txn")
+    __slots__ = (
+        "_cache",
+        "_seen",
+        "counted",
+        "delta",
+        "fresh",
+        "head0",
+        "head1",
+        "log",
+        "now",
+        "trusted",
+        "txn",
+    )
 
     def __init__(self, cache: StateCache, txn: StoreTxn, now: float):
         self._cache = cache
@@ -168,6 +196,8 @@ class GroupTxn:
         self.log: Optional[LogWriter] = None
         self._seen: Dict[bytes, Optional[Current]] = {}
         self.fresh: Dict[bytes, Current] = {}
+        self.delta: Dict[Cell, int] = {}  # count changes of this group, written by finish()
+        self.counted: Dict[Row, Dict[str, int]] = {}  # count rows as finish() wrote them
 
     def current(self, sid: SectorID) -> Optional[Current]:
         """The sector as this transaction sees it, or ``None``."""
@@ -215,7 +245,18 @@ class GroupTxn:
         if old is not None and old.ws is not new.ws:
             self.txn.collection(COLLECTIONS[old.ws]).delete(key)
         self._seen[key] = self.fresh[key] = new
+        if old is None or old.ws is not new.ws or old.state.state_name != new.state.state_name:
+            self._moved(old, new)
         return new
+
+    def _moved(self, old: Optional[Current], new: Current) -> None:
+        """``new`` left ``old``'s count cell (none: created) for its own."""
+        delta = self.delta
+        if old is not None:
+            cell = (old.ws, old.state.id.miner, old.state.state_name)
+            delta[cell] = delta.get(cell, 0) - 1
+        cell = (new.ws, new.state.id.miner, new.state.state_name)
+        delta[cell] = delta.get(cell, 0) + 1
 
     def append(self, header: Header, states: Sequence[Current]) -> int:
         """Append a log entry: ``header`` and the text of each state."""
@@ -224,10 +265,18 @@ class GroupTxn:
         return self.log.append(encode_entry(header, [c.text for c in states]))
 
     def finish(self) -> int:
-        """Store the log head; returns (and keeps in ``head1``) the head after this transaction."""
+        """Store the counts this group changed and the log head; returns (and keeps in ``head1``)
+        the head after this transaction."""
+        if self.delta:
+            self._write_counts()
         if self.log is not None:
             self.head1 = self.log.finish()
         return self.head1
+
+    def _write_counts(self) -> None:
+        """Each changed count row written once: as the trusted cache holds it, else read here (in
+        a :class:`RecordingTxn` that read raises :class:`NeedsTransaction`: ``update`` reads it)."""
+        self.counted = apply_counts(self.txn, self.delta, self._cache.counts if self.trusted else {})
 
 
 class _Recorded(GetFromPeek):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import msgspec
 
@@ -26,13 +26,16 @@ from ..sync import compare
 from ..sync.readback import Comparison, compare_streams, iter_rows, read_back_impl
 from .pipeline import COUNTER_PREFIX
 
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 MAX_SHOWN = 5
 Rows = Dict[str, bytes]
 
 
-def kv_rows(rt: Any) -> Rows:
+def kv_rows(rt: Runtime) -> Rows:
     """``str(sector id) -> stored state JSON`` for every sector in the KV (both workspaces): the
     whole KV in memory, for tests and small setups (:func:`check` streams)."""
     return {str(r.sector_id): r.raw for r in iter_sectors(rt.kv)}
@@ -43,7 +46,7 @@ def differences(kv: Rows, sink: Mapping[str, Tuple[int, Any]]) -> List[str]:
     return compare(iter(kv.items()), dict(sink), limit=len(kv) + len(sink) + 1)
 
 
-def _syncers(rt: Any) -> List[Tuple[str, str, Mapping[str, Any]]]:
+def _syncers(rt: Runtime) -> List[Tuple[str, str, Mapping[str, Any]]]:
     """(name, plugin, meta) of every syncer the sync service runs."""
     configured = {s.name: s for s in rt.config.syncers}
     out: List[Tuple[str, str, Mapping[str, Any]]] = []
@@ -83,7 +86,7 @@ class SealedTally:
                 self.sealed[sid.miner] += 1
 
 
-def _counter_handler(rt: Any) -> Optional[Any]:
+def _counter_handler(rt: Runtime) -> Optional[Any]:
     impl = rt.host.impl("atomic_counter", "jsonrpc_handler")
     return None if impl is None else JsonRpcNamespace.of(impl()).handler
 
@@ -98,7 +101,7 @@ def _counter_report(handler: Any, tally: SealedTally) -> Dict[str, Dict[str, Any
     return out
 
 
-def _kv_stream(rt: Any, kv: Optional[Rows]) -> Iterator[Tuple[SectorID, Any]]:
+def _kv_stream(rt: Runtime, kv: Optional[Rows]) -> Iterator[Tuple[SectorID, Any]]:
     if kv is not None:
         for sector, raw in sorted(kv.items(), key=lambda item: _key(item[0])):
             yield SectorID(*_key(sector)), raw
@@ -113,7 +116,7 @@ def _key(sector: str) -> Tuple[int, int]:
     return int(miner[2:]), int(number)
 
 
-def check(rt: Any, miners: Sequence[int] = (), kv: Optional[Rows] = None) -> Dict[str, Any]:
+def check(rt: Runtime, miners: Sequence[int] = (), kv: Optional[Rows] = None) -> Dict[str, Any]:
     """Every sink and the counters of ``miners`` against the KV in one pass over the KV (``kv``:
     a dict of rows to use instead, see :func:`kv_rows`). Returns ``kv_sectors``, ``sinks`` (one
     dict per syncer, see :func:`verify_sinks`) and ``counters``."""
@@ -179,14 +182,14 @@ def _fill(entry: Dict[str, Any], cmp: Comparison) -> None:
     )
 
 
-def verify_sinks(rt: Any, kv: Optional[Rows] = None) -> List[Dict[str, Any]]:
+def verify_sinks(rt: Runtime, kv: Optional[Rows] = None) -> List[Dict[str, Any]]:
     """One dict per syncer: rows, equal_to_kv (None when it cannot be read back: then
     ``unverifiable`` says why), differences, examples, counts (per kind of difference)."""
     sinks: List[Dict[str, Any]] = check(rt, (), kv)["sinks"]
     return sinks
 
 
-def verify_counters(rt: Any, kv: Rows, miners: List[int]) -> Dict[str, Dict[str, Any]]:
+def verify_counters(rt: Runtime, kv: Rows, miners: List[int]) -> Dict[str, Dict[str, Any]]:
     """Per miner: the atomic counter of sealed sectors vs the KV's count of sealed, non-imported
     sectors (``kv``: rows as :func:`kv_rows` gives them)."""
     handler = _counter_handler(rt)

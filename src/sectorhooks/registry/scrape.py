@@ -14,9 +14,9 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple, cast
+from typing import Dict, Iterator, List, Optional, Tuple, cast
 
-from sectorhooks_spec import JsonRpcNamespace, KVStore
+from sectorhooks_spec import JsonRpcNamespace, KVStore, StoreTxn
 from sectorhooks_spec.kinds import Kind
 
 from ..config import HostConfig
@@ -145,7 +145,7 @@ class Scraper:
 
         now: Dict[str, Status] = {}  # route statuses after this scrape
 
-        def fn(txn: Any) -> Dict[str, Status]:
+        def fn(txn: StoreTxn) -> Dict[str, Status]:
             self.lease.guard(txn)
             written: Dict[str, Status] = {}
             now.clear()

@@ -31,7 +31,10 @@ from .methods import Gate
 from .protocol import Limits
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from ..runtime import Runtime
+    from .isolation import PluginCalls
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ SHUTDOWN_TIMEOUT = 10
 
 
 def make_server(
-    app: Any,
+    app: Starlette,
     log_level: str = "warning",
     before_shutdown: Optional[Callable[[], None]] = None,
     settings: Optional[transport.TransportSettings] = None,
@@ -160,7 +163,7 @@ def _transport_settings(
     return settings
 
 
-def _report_hung(calls: Any) -> None:
+def _report_hung(calls: PluginCalls) -> None:
     hung = calls.hung()
     if hung:
         where = ", ".join(f"{s['namespace']} ({s['hung']})" for s in calls.stats() if s["hung"])

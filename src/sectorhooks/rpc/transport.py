@@ -33,7 +33,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any, ClassVar, Dict, Optional, Type
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Type
 
 import attrs
 import h11
@@ -41,6 +41,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import OpenFileLimitError
 from . import protocol as p
+
+if TYPE_CHECKING:
+    from ..config import APIConfig
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ class TransportSettings:
         return {IDLE: self.keep_alive_timeout, HEADERS: self.header_timeout, BODY: self.body_timeout}[phase]
 
 
-def plan(api: Any, nofile: Optional[int], in_use: int) -> TransportSettings:
+def plan(api: APIConfig, nofile: Optional[int], in_use: int) -> TransportSettings:
     """The transport for ``api`` (an :class:`~sectorhooks.config.APIConfig`) under ``nofile`` open files.
 
     The cap leaves room, below the limit, for the ``in_use`` descriptors already open, a spare share

@@ -17,12 +17,16 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Tuple
 
 from sectorhooks_spec import SyncerInstance
 from sectorhooks_spec.kinds import Kind
 
 from .worker import CALL, FLUSH_OP, HEARTBEAT, IDLE, IN_FLUSH, IN_HOOK, PAGE, QUIT, unpack_events
+
+if TYPE_CHECKING:
+    from ..host import PluginHost
+    from .runners import InProcessRunner
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def _heartbeat(page: mmap.mmap, parent: int) -> None:
         time.sleep(HEARTBEAT)
 
 
-def _load(init: Mapping[str, Any]) -> Any:
+def _load(init: Mapping[str, Any]) -> Tuple[PluginHost, InProcessRunner]:
     """The plugin loaded and started as the host does, and the syncer's in-process runner."""
     from ..config import HostConfig, PluginsConfig
     from ..host import CALLABLE_STATUSES, PluginHost
@@ -120,7 +124,7 @@ def main(conn_fd: int, page_fd: int) -> None:
         host.shutdown()
 
 
-def _serve(conn: Connection, page: mmap.mmap, runner: Any, collect: _Collect) -> None:
+def _serve(conn: Connection, page: mmap.mmap, runner: InProcessRunner, collect: _Collect) -> None:
     from ..changelog import parse
     from .runners import rejected_to_json
 

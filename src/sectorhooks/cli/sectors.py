@@ -19,22 +19,22 @@ from ..errors import SectorhooksError
 from . import main
 from ._common import config_option, console, fail, get_config, json_option, print_json
 
-if TYPE_CHECKING:  # the runtime and the state are imported when a command runs
-    from sectorhooks_spec import SectorState, Workspace
+if TYPE_CHECKING:  # the KV and the state are imported when a command runs
+    from sectorhooks_spec import KVStore, SectorState, Workspace
 
-    from ..runtime import Runtime
     from ..state.counts import Difference
 
 
 @contextmanager
-def open_runtime(config_path: Optional[str]) -> Iterator[Runtime]:
-    """The runtime of ``--config`` without sync, file stores or registry (a running host does those)."""
-    from ..runtime import Runtime
+def open_store(config_path: Optional[str]) -> Iterator[KVStore]:
+    """The KV store of ``--config`` (its plugin loaded and started, no other plugin); exit 1 with
+    the error if it cannot be opened."""
+    from ..kv import kv_only
 
     config = get_config(config_path)
     try:
-        with Runtime.open(config, start_sync=False, filestores=False, registry=False) as rt:
-            yield rt
+        with kv_only(config) as store:
+            yield store
     except SectorhooksError as exc:
         fail(str(exc))
 
@@ -59,15 +59,19 @@ def sectors_recount(config_path: Optional[str], as_json: bool, limit: int) -> No
     Exit status: 0 when the kept counts were right, 1 when they differed (or were never kept)
     and were fixed, or could not be fixed or compared.
     """
+    from ..state import SectorStateManager
     from ..state.counts import differences
 
-    with open_runtime(config_path) as rt:
-        hosts = liveness.live_hosts(liveness.read_hosts(rt.kv))
+    with open_store(config_path) as store:
+        hosts = liveness.live_hosts(liveness.read_hosts(store))
+        state = SectorStateManager(store)
         try:
-            kept, counted = rt.state.recount(fix=not hosts)
+            kept, counted = state.recount(fix=not hosts)
         except SectorhooksError as exc:
             fail(str(exc))
             raise AssertionError("unreachable") from None
+        finally:
+            state.close()
     diffs = differences(kept, counted)
     wrong = kept is None or bool(diffs)
     fixed = wrong and not hosts

@@ -172,10 +172,11 @@ def trim_log(rt: Runtime, timeout: float = 10.0) -> None:
 
 
 def _rss_parts() -> Dict[str, float]:
-    """This process's resident memory now: anonymous and file-backed (the KV's mmap), MB."""
+    """This process's peak resident memory (``VmHWM``) and its resident memory now, anonymous
+    and file-backed (a SQLite KV's memory map), MB."""
     status = Path("/proc/self/status").read_text()
     out = {}
-    for key in ("RssAnon", "RssFile"):
+    for key in ("VmHWM", "RssAnon", "RssFile"):
         found = re.search(rf"^{key}:\s+(\d+) kB", status, re.M)
         out[key] = int(found.group(1)) / 1024 if found else float("nan")
     return out
@@ -196,7 +197,7 @@ def verify_only(data_dir: Path, kv_url: str) -> Row:
         parts = _rss_parts()
     return {
         "verify_s": seconds,
-        "verify_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "verify_rss_mb": parts["VmHWM"],  # not ru_maxrss: it keeps the parent's RSS from before exec
         "verify_rss_anon_mb": parts["RssAnon"],
         "verify_rss_file_mb": parts["RssFile"],
         "verify_rows": report.kv_rows,

@@ -32,7 +32,6 @@ import random
 import re
 import threading
 import time
-import weakref
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -233,17 +232,10 @@ def scan_is_paged(scan: Callable[..., Any]) -> bool:
     return all(name in params and params[name].kind in keyword for name in _PAGED_KEYWORDS)
 
 
-_paged_classes: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
-
-
 def _is_paged(target: Any) -> bool:
-    if "scan" in getattr(target, "__dict__", ()):  # an instance attribute: not known by its class
-        return scan_is_paged(target.scan)
-    cls = type(target)
-    paged = _paged_classes.get(cls)
-    if paged is None:
-        paged = _paged_classes[cls] = scan_is_paged(target.scan)
-    return paged
+    """Whether ``target.scan`` takes ``after``/``limit``: read from its signature at each page
+    (a few microseconds against a page's KV read; no cache to keep right)."""
+    return scan_is_paged(target.scan)
 
 
 def scan_page(

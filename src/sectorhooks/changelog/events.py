@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from sectorhooks_spec import AllocatedSector, SectorID, SectorState, SyncerInstance, Workspace, loads
+from sectorhooks_spec import AllocatedSector, SectorID, SectorState, SyncerInstance, Workspace, dumps, loads
 
 from .format import HOOKS, Header, decode_header, encode_entry, import_header, split_entry
 
@@ -27,6 +27,8 @@ class Event:
             self.header: Header = decode_header(line)
         except ValueError as exc:
             raise ValueError(f"log entry {seq}: {exc}") from None
+        if not self.states_json and self.header.get("e") == "init":
+            self.states_json = fresh_states_json(self.header)
         self._states: Optional[List[SectorState]] = None
         self._sid: Optional[SectorID] = None
 
@@ -76,6 +78,36 @@ class Event:
     def args(self, argnames: Sequence[str], syncer: SyncerInstance) -> List[Any]:
         """Positional arguments for an impl taking ``argnames``."""
         return [_getter(name)(self, syncer) for name in argnames]
+
+
+def fresh_states_json(header: Header) -> List[str]:
+    """The state lines of an init entry written without them (the state manager stores a fresh
+    state once, in the KV, not again in the log): ``codec.dumps`` of each fresh
+    ``SectorState(id, sector_type, version, updated_at=t)``, the text the KV got.
+
+    The text after ``"sector_type":P,`` is the same for every sector of the entry (defaults, the
+    version and the time), so it is built once and checked against ``dumps`` of the first and
+    the last sector; when either differs, every line is ``dumps`` of its own state."""
+    t = header["t"]
+    items = [(m, n, p, v) for (m, n, p), v in zip(header["a"], header["vs"])]
+
+    def full(m: int, n: int, p: int, v: int) -> str:
+        return dumps(SectorState(id=SectorID(m, n), sector_type=p, version=v, updated_at=t))
+
+    def head(m: int, n: int, p: int) -> str:
+        return f'{{"id":{{"miner":{m},"number":{n}}},"sector_type":{p},'
+
+    if not items or len({v for *_, v in items}) != 1:
+        return [full(*it) for it in items]
+    first, last = items[0], items[-1]
+    text = full(*first)
+    start = head(*first[:3])
+    if not text.startswith(start):
+        return [full(*it) for it in items]
+    rest = text[len(start) :]
+    if head(*last[:3]) + rest != full(*last):
+        return [full(*it) for it in items]
+    return [head(m, n, p) + rest for m, n, p, _ in items]
 
 
 class BrokenEvent:

@@ -13,8 +13,11 @@ An entry is one line of JSON, the header (``e`` event, ``s`` [miner, number], ``
 ``w`` workspace, ``t`` time; ``k`` the changed field names of an update, ``o`` override of an
 import; ``a`` [[miner, number, proof type]...] and ``vs`` versions of an init), followed by one
 line per state, each exactly ``codec.dumps(state)``. Sinks get that text as ``state_json``
-without anything being parsed or serialized again. The header builders below are the only
-place that spells the header's keys, and :func:`dumps` the only place the log encodes JSON.
+without anything being parsed or serialized again. An ``init`` entry written since #20 has no
+state lines: its fresh states are stored once, in the KV, and readers rebuild the same text
+from the header (:func:`.events.fresh_states_json`); older entries with lines read as before.
+The header builders below are the only place that spells the header's keys, and :func:`dumps`
+the only place the log encodes JSON.
 
 Headers go through the stdlib ``json``: msgspec for them (writer and readers) was measured
 against it in alternating runs of ``benchmarks/bench_sync.py --quick`` and gained no consistent

@@ -201,7 +201,9 @@ class SectorStateManager:
                 st = SectorState(id=a.id, sector_type=a.proof_type, version=1, updated_at=t.now)
                 written.append(t.write(None, Current(Workspace.ONLINE, st, to_jsonable(st))))
             pairs = [(a.id, a.proof_type) for a in allocated]
-            t.append(log_format.init_header(pairs, Workspace.ONLINE, t.now), written)
+            # the fresh states are in the KV: the entry holds the header only, and its readers
+            # rebuild each state's text from it (changelog.events.fresh_states_json)
+            t.append(log_format.init_header(pairs, Workspace.ONLINE, t.now), [])
             return [c.state for c in written]
 
         return self.submit(op)  # type: ignore[no-any-return]

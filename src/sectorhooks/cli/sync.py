@@ -185,21 +185,29 @@ def sync_verify(name: str, config_path: Optional[str], as_json: bool, limit: int
     """Compare syncer NAME's sink with the KV; print the differences (exit 1 if any)."""
     with _runtime(config_path) as rt:
         try:
-            diffs = rt.sync.verify(name)
+            report = rt.sync.verify_report(name)  # streamed: the KV and the sink a page at a time
         except SectorhooksError as exc:
             fail(str(exc))
+        diffs, sectors = report.lines(), report.kv_rows
         lag = next((s["lag_events"] for s in rt.sync.status() if s["name"] == name), 0)
-        sectors = len(rt.state.list())
     if as_json:
-        print_json({"name": name, "sectors": sectors, "lag_events": lag, "differences": diffs})
+        print_json(
+            {
+                "name": name,
+                "sectors": sectors,
+                "lag_events": lag,
+                "differences": diffs,
+                "counts": report.as_dict(),
+            }
+        )
     elif not diffs:
         console.print(f"[green]{escape(name)}: the sink matches the KV ({sectors} sectors)[/]")
     else:
-        console.print(f"[red]{escape(name)}: {len(diffs)} difference(s) with the KV[/]")
-        for line in diffs[:limit]:
+        console.print(f"[red]{escape(name)}: {report.differences} difference(s) with the KV[/]")
+        for line in report.lines(limit)[:limit]:
             console.print(f"  {escape(line)}")
-        if len(diffs) > limit:
-            console.print(f"  ... {len(diffs) - limit} more (--limit)")
+        if report.differences > limit:
+            console.print(f"  ... {report.differences - limit} more (--limit)")
         if lag:
             console.print(f"  note: {lag} change(s) are not delivered yet: run `sync status` or wait")
     if diffs:

@@ -20,7 +20,7 @@ import attrs
 import pytest
 
 from kv import kvplugins
-from sectorhooks.testing.target import KVTraits, PluginUnderTest
+from sectorhooks.testing.target import IN_MEMORY, KVTraits, PluginUnderTest
 
 BACKENDS = ("memdb", "sqlkv-sqlite", "sqlkv-postgresql", "sqlkv-mariadb", "rediskv")
 SERVER_BACKENDS = ("sqlkv-postgresql", "sqlkv-mariadb", "rediskv")
@@ -58,7 +58,7 @@ def make_spec(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> S
 
 #: What each backend must show in the isolation contracts (see KVTraits).
 TRAITS = {
-    "memdb": KVTraits(locking=True, snapshots=True, view_blocks_writers=True),
+    "memdb": KVTraits(locking=True, snapshots=True, view_blocks_writers=True, process_local=IN_MEMORY),
     "sqlkv-sqlite": KVTraits(locking=True, snapshots=True, view_blocks_writers=False),
     "sqlkv-mariadb": KVTraits(locking=True, snapshots=True, view_blocks_writers=False),
     "sqlkv-postgresql": KVTraits(locking=False, snapshots=True, view_blocks_writers=False),

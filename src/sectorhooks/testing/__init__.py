@@ -11,6 +11,7 @@ project can run the same suites over its own backends by importing a suite modul
 overriding the ``sectorhooks_target`` fixture (see :mod:`sectorhooks.testing.target`).
 
 Modules: :mod:`.plugin` (options, fixtures, report), :mod:`.target` (how a plugin under test is
-loaded and opened), :mod:`.kv_contracts`, :mod:`.filestore_contracts`, :mod:`.sync_contracts`.
+loaded and opened), :mod:`.kv_contracts`, :mod:`.filestore_contracts`, :mod:`.sync_contracts`,
+:mod:`.kv_child` (the second process of the KV suite's multi-process contract).
 Nothing is imported here: the pytest entry point must stay cheap.
 """

@@ -9,10 +9,16 @@ backend may have (locking or optimistic, snapshot or conflicting views) unless t
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import random
+import subprocess
+import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import time
+from pathlib import Path
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -20,6 +26,7 @@ from sectorhooks.kv import RetryPolicy, paged_store, retry_update
 from sectorhooks_spec.errors import KeyNotFound, KVError, TransactionConflict
 from sectorhooks_spec.kvstore import MAX_KEY_SIZE, Collection, KVIterator, KVStore, StoreTxn, Txn
 
+from .kv_child import POLICY, increment
 from .target import PluginUnderTest
 
 ALL_BYTES = bytes(range(256))
@@ -631,3 +638,142 @@ def test_view_sees_a_snapshot_or_conflicts(
                 assert not finished, f"{sectorhooks_target.name} let a writer in during a view"
     assert writer_done.wait(10)
     assert coll.view(lambda t: (t.get(b"a"), t.get(b"b"))) == (b"2", b"2")
+
+
+# --- processes -------------------------------------------------------------------------
+
+#: Increments each of the two processes makes in the multi-process contract.
+PROCESS_INCREMENTS = 40
+#: Bound on each step of the multi-process contract (loading the plugin in the child included).
+PROCESS_STEP_SECONDS = 60.0
+_CHILD_MARKER = "sectorhooks-kv-child"
+
+
+class _Child:
+    """The second process (:mod:`sectorhooks.testing.kv_child`): its reports, its input, its end."""
+
+    def __init__(self, spec: Dict[str, Any], stderr: IO[str]):
+        env = dict(os.environ)  # the child imports what this process imports
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
+        self.stderr = stderr
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sectorhooks.testing.kv_child", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            text=True,
+        )
+        self.reports: queue.Queue[Optional[Dict[str, Any]]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(_CHILD_MARKER + " "):
+                self.reports.put(json.loads(line[len(_CHILD_MARKER) + 1 :]))
+        self.reports.put(None)  # end of output: the child exited
+
+    def why(self) -> str:
+        self.stderr.flush()
+        self.stderr.seek(0)
+        return f"exit status {self.proc.poll()}, stderr:\n{self.stderr.read()[-4000:]}"
+
+    def expect(self, step: str) -> Dict[str, Any]:
+        try:
+            report = self.reports.get(timeout=PROCESS_STEP_SECONDS)
+        except queue.Empty:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"the second process sent no {step!r} in {PROCESS_STEP_SECONDS:.0f} s; {self.why()}")
+        if report is None:
+            self.proc.wait(PROCESS_STEP_SECONDS)
+            pytest.fail(f"the second process exited before sending {step!r}; {self.why()}")
+        if report.get("step") != step:
+            pytest.fail(f"the second process sent {report!r} instead of {step!r}; {self.why()}")
+        return report
+
+    def send(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+    def join(self) -> None:
+        try:
+            self.proc.wait(PROCESS_STEP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"the second process did not exit in {PROCESS_STEP_SECONDS:.0f} s; {self.why()}")
+        if self.proc.returncode != 0:
+            pytest.fail(f"the second process failed: {self.why()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_two_processes_share_the_store(
+    sectorhooks_kv_store: Any, sectorhooks_target: PluginUnderTest, tmp_path: Path
+) -> None:
+    """While this process holds the store open, a second one loads the same plugin directory with
+    the same Meta through the host's loader and opens it too (as ``sectorhooks token create`` does
+    while ``serve`` runs). Each sees the other's write on a fresh read; then, started together
+    through a barrier, both run racing increments of one counter through ``update``: no update
+    is lost and both end up seeing every write."""
+    traits = sectorhooks_target.traits
+    if traits.process_local is not None:
+        pytest.skip(f"{sectorhooks_target.name}: {traits.process_local}")
+    name, n = sectorhooks_target.name, PROCESS_INCREMENTS
+    coll = sectorhooks_kv_store.open_collection("procs")
+    coll.put(b"parent/hello", b"1")
+    coll.put(b"n", b"0")
+    spec = {
+        "path": str(sectorhooks_target.path),
+        "meta": dict(sectorhooks_target.for_test(tmp_path).meta),
+        "data_dir": str(tmp_path / "kv-child-data"),
+        "collection": "procs",
+        "increments": n,
+        "marker": _CHILD_MARKER,
+    }
+    with (tmp_path / "kv-child.stderr").open("w+", encoding="utf-8") as stderr:
+        child = _Child(spec, stderr)
+        try:
+            ready = child.expect("ready")
+            assert ready["parent_hello"] == b"1".hex(), (
+                f"{name}: a second process opening the store does not see this process's write "
+                f"(it read {ready['parent_hello']!r} for parent/hello)"
+            )
+            assert coll.peek(b"child/hello") == b"1", (
+                f"{name}: this process does not see the second process's write on a fresh read"
+            )
+            child.send("go")  # the barrier: both increment from here
+            started = time.monotonic()
+            for i in range(n):
+                retry_update(coll, increment(b"parent", i), POLICY)
+            child.expect("done")
+            elapsed = time.monotonic() - started
+            child.send("check")
+            saw = child.expect("saw")
+            child.join()
+        finally:
+            child.stop()
+    got = coll.peek(b"n")
+    assert got == b"%d" % (2 * n), (
+        f"{name}: two processes made {n} increments each through update() but the counter is "
+        f"{got!r}: updates were lost between processes ({elapsed:.1f} s)"
+    )
+    keys = [k for k, _ in coll.scan()]
+    assert sum(1 for k in keys if k.startswith(b"parent/")) == n + 1, f"{name}: this process lost its writes"
+    assert sum(1 for k in keys if k.startswith(b"child/")) == n + 1, (
+        f"{name}: this process does not see every write of the second process"
+    )
+    values = sorted(int(v) for k, v in coll.scan() if b"/" in k and not k.endswith(b"/hello"))
+    assert values == list(range(1, 2 * n + 1)), f"{name}: two increments saw the same counter value"
+    assert saw == {"step": "saw", "n": got.hex(), "parent_keys": n + 1, "child_keys": n + 1}, (
+        f"{name}: the second process does not see every write at the end: {saw}"
+    )

@@ -61,10 +61,11 @@ def pytest_configure(config: pytest.Config) -> None:
     path = config.getoption(_OPTION)
     if path is None:
         return
-    from .target import PluginUnderTest, TargetError, parse_meta
+    from .target import PluginUnderTest, TargetError, known_traits, parse_meta
 
     try:
-        target = PluginUnderTest(Path(path).resolve(), parse_meta(config.getoption("sectorhooks_meta")))
+        meta = parse_meta(config.getoption("sectorhooks_meta"))
+        target = PluginUnderTest(Path(path).resolve(), meta, traits=known_traits(Path(path)))
         kind = target.manifest().kind.value
     except TargetError as exc:
         raise pytest.UsageError(f"--sectorhooks-plugin: {exc}") from None
@@ -88,6 +89,7 @@ class ContractReport:
     def __init__(self, target: PluginUnderTest):
         self.target = target
         self.results: Dict[str, str] = {}
+        self.skip_reasons: Dict[str, str] = {}  # contract -> why it was not checked
         self.suite_items: Set[str] = set()
 
     def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> None:
@@ -102,6 +104,8 @@ class ContractReport:
         rank = {"PASS": 0, "SKIP": 1, "FAIL": 2}
         if rank[outcome] >= rank[self.results.get(name, "PASS")]:  # any failing case fails it
             self.results[name] = outcome
+        if report.skipped and isinstance(report.longrepr, tuple):  # (path, line, "Skipped: why")
+            self.skip_reasons[name] = str(report.longrepr[2]).removeprefix("Skipped: ")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         tr = terminalreporter
@@ -109,7 +113,8 @@ class ContractReport:
         tr.section(f"sectorhooks contracts: {manifest.kind.value} plugin {manifest.name!r}")
         tr.write_line(f"plugin: {self.target.path}  meta: {dict(self.target.meta) or '{}'}")
         for name, outcome in self.results.items():
-            tr.write_line(f"{outcome:4}  {name}", red=outcome == "FAIL", green=outcome == "PASS")
+            why = f"  ({self.skip_reasons[name]})" if outcome == "SKIP" and name in self.skip_reasons else ""
+            tr.write_line(f"{outcome:4}  {name}{why}", red=outcome == "FAIL", green=outcome == "PASS")
         counts = {o: sum(1 for v in self.results.values() if v == o) for o in ("PASS", "FAIL", "SKIP")}
         tr.write_line(
             f"{counts['PASS']} contract(s) kept, {counts['FAIL']} broken, {counts['SKIP']} not checked"

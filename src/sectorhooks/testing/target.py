@@ -50,11 +50,28 @@ class KVTraits:
     committer conflicts and is retried (False, optimistic). ``snapshots``: a ``view`` sees one
     snapshot (True) or may raise ``TransactionConflict`` instead (False, e.g. rediskv).
     ``view_blocks_writers``: a writer waits for an open ``view`` (memdb).
+    ``process_local``: why the store cannot be shared between processes by design (memdb lives in
+    one process's memory: :data:`IN_MEMORY`); the multi-process contract is skipped with this
+    reason. ``None`` (the default): a second process must open the same store and share it, as
+    ``sectorhooks token create`` does while ``serve`` runs.
     """
 
     locking: Optional[bool] = None
     snapshots: Optional[bool] = None
     view_blocks_writers: Optional[bool] = None
+    process_local: Optional[str] = None
+
+
+#: ``KVTraits.process_local`` of an in-memory store (memdb): each process has a store of its own.
+IN_MEMORY = "in-memory: every process opens a store of its own, so none can be shared between processes"
+
+
+def known_traits(path: Path) -> KVTraits:
+    """What the suite knows of a plugin directory given to ``--sectorhooks-plugin``: the bundled
+    memdb is in-memory (:data:`IN_MEMORY`); nothing is declared for any other plugin."""
+    if Path(path).resolve() == (bundled_plugins_dir() / "memdb").resolve():
+        return KVTraits(process_local=IN_MEMORY)
+    return KVTraits()
 
 
 class TargetError(Exception):

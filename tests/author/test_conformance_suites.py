@@ -3,7 +3,9 @@
 Each test copies a plugin from ``tests/author/plugins`` into a temp dir (no sectorhooks sources
 around it), runs pytest there in a subprocess and reads the per-contract report: a KV store over
 stdlib sqlite3 keeps every contract, the same store losing its deletes breaks exactly the
-contracts that delete, a JSONL-appending syncer keeps the delivery contracts. Also: the option
+contracts that delete, a store over ``dbm.dumb`` (thread-safe, one process at a time) breaks
+exactly the multi-process contract, the bundled in-memory memdb skips it saying why, a
+JSONL-appending syncer keeps the delivery contracts. Also: the option
 is inert when not given, and the entry point is declared where pip installs it from.
 """
 
@@ -28,8 +30,9 @@ def _entry_point_installed() -> bool:
     return any(ep.value == "sectorhooks.testing.plugin" for ep in group)
 
 
-def run_suite(workdir: Path, plugin: Path, *meta: str) -> subprocess.CompletedProcess:
-    """``python -m pytest --sectorhooks-plugin plugin --sectorhooks-meta ...`` in ``workdir``."""
+def run_suite(workdir: Path, plugin: Path, *meta: str, only: str = "") -> subprocess.CompletedProcess:
+    """``python -m pytest --sectorhooks-plugin plugin --sectorhooks-meta ...`` in ``workdir``
+    (``only``: the contracts ``-k only`` selects)."""
     args = [
         sys.executable,
         "-m",
@@ -44,18 +47,20 @@ def run_suite(workdir: Path, plugin: Path, *meta: str) -> subprocess.CompletedPr
         args[3:3] = ["-p", "sectorhooks.testing.plugin"]
     for item in meta:
         args += ["--sectorhooks-meta", item]
+    if only:
+        args += ["-k", only]
     env = python_env()
     env.pop("PYTEST_ADDOPTS", None)
     return subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
 
 
 def contracts(output: str) -> Dict[str, str]:
-    """``{contract: PASS|FAIL|SKIP}`` from the report's ``sectorhooks contracts`` section."""
+    """``{contract: PASS|FAIL|SKIP}`` from the report's ``sectorhooks contracts`` section (a
+    SKIP line ends with its reason in parentheses)."""
     section = output.split("sectorhooks contracts:", 1)
     assert len(section) == 2, output
-    return dict(
-        (m.group(2), m.group(1)) for m in re.finditer(r"^(PASS|FAIL|SKIP)\s+(\S+)$", section[1], re.MULTILINE)
-    )
+    line = r"^(PASS|FAIL|SKIP)\s+(\S+)(?:\s+\(.*\))?$"
+    return dict((m.group(2), m.group(1)) for m in re.finditer(line, section[1], re.MULTILINE))
 
 
 def copy_plugin(name: str, tmp_path: Path) -> Path:
@@ -101,6 +106,40 @@ def test_a_kv_store_losing_deletes_fails_exactly_the_delete_contracts(tmp_path: 
     assert failed == ["empty_and_binary_keys_and_values", "put_get_peek_delete"], failed
     assert got["collections_are_separate"] == "PASS"
     assert re.search(r"FAILED .*test_put_get_peek_delete", out), out
+
+
+def test_a_dbm_kv_store_fails_exactly_the_multi_process_contract(tmp_path: Path) -> None:
+    """dbm.dumb keeps its index in the opening process's memory: thread-safe inside one process,
+    but a second process opening the same files does not share the store (the issue's dbm case)."""
+    plugin = copy_plugin("dbmkv", tmp_path)
+    proc = run_suite(tmp_path, plugin, "path={tmp}/kv")
+    out = proc.stdout + proc.stderr
+    got = contracts(out)
+    assert proc.returncode == 1, out
+    assert "KVStore plugin 'dbmkv'" in out
+    failed = sorted(n for n, o in got.items() if o == "FAIL")
+    assert failed == ["two_processes_share_the_store"], got
+    assert got["racing_increments_are_serialized"] == "PASS"  # threads are fine, processes are not
+    assert "does not see the second process's write" in out, out
+
+
+def test_the_sqlite3_kv_store_shares_the_store_between_processes(tmp_path: Path) -> None:
+    plugin = copy_plugin("sqlite3kv", tmp_path)
+    proc = run_suite(tmp_path, plugin, "path={tmp}/kv.sqlite3", only="two_processes or racing")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert contracts(out) == {
+        "racing_increments_are_serialized": "PASS",
+        "two_processes_share_the_store": "PASS",
+    }, out
+
+
+def test_the_in_memory_memdb_skips_the_multi_process_contract_saying_why(tmp_path: Path) -> None:
+    proc = run_suite(tmp_path, ROOT / "contrib_plugins" / "memdb", only="two_processes or put_get")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert contracts(out) == {"put_get_peek_delete": "PASS", "two_processes_share_the_store": "SKIP"}, out
+    assert re.search(r"^SKIP\s+two_processes_share_the_store\s+\(memdb: in-memory: ", out, re.MULTILINE), out
 
 
 def test_a_jsonl_syncer_written_outside_keeps_the_delivery_contracts(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ one sqlsync sink (a SQLite file):
   ``Sector.List`` serves) p99 at the start, the middle and the end of the key range;
 * ``StateCounts`` (``state_counts()``) median time;
 * the sink catches up (every change delivered), then ``sync verify`` runs in a subprocess
-  (``--verify-only``) that reports its time and its own peak RSS;
+  (``--verify-only``) that reports its time and its own peak RSS (``VmHWM``), and again with
+  sqlkv's ``mmap_size = 0`` (the map's pages count in RSS once per pooled connection);
 * KV bytes per sector (:func:`sectorhooks.state.storage.kv_usage`: physical for SQLite, and the
   state collections' logical bytes) and the sink's bytes per sector.
 
@@ -68,17 +69,21 @@ def sector(i: int) -> SectorID:
     return SectorID(1000 + i % MINERS, i // MINERS)
 
 
-def config(data_dir: Path, kv_url: str) -> HostConfig:
-    """sqlkv at ``kv_url`` and one sqlsync sink (SQLite, in its worker process)."""
+def config(data_dir: Path, kv_url: str, mmap_size: Optional[int] = None) -> HostConfig:
+    """sqlkv at ``kv_url`` (``mmap_size``: sqlkv's setting, default its own) and one sqlsync sink
+    (SQLite, in its worker process)."""
     plugins = ROOT / "contrib_plugins"
     sink = f"sqlite:///{data_dir / 'sink.sqlite'}"
+    meta: Dict[str, Any] = {"url": kv_url}
+    if mmap_size is not None:
+        meta["mmap_size"] = mmap_size
     return HostConfig(
         path="<bench_scale>",
         data_dir=data_dir,
         plugins=PluginsConfig(
             dirs=(plugins / "sqlkv", plugins / "sqlsync"), bundled=False, entry_points=False
         ),
-        db=DBConfig(plugin_name="sqlkv", meta={"url": kv_url}),
+        db=DBConfig(plugin_name="sqlkv", meta=meta),
         syncers=(SyncerConfig(SINK, "sqlsync", {"url": sink}),),
         sync=SyncSettings(),
     )
@@ -182,15 +187,17 @@ def _rss_parts() -> Dict[str, float]:
     return out
 
 
-def verify_subprocess(data_dir: Path, kv_url: str) -> Row:
+def verify_subprocess(data_dir: Path, kv_url: str, mmap_size: Optional[int] = None) -> Row:
     """``sync verify`` of the sink in a fresh process: its time and its own peak RSS."""
     cmd = [sys.executable, __file__, "--verify-only", str(data_dir), kv_url]
+    if mmap_size is not None:
+        cmd += ["--verify-mmap", str(mmap_size)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=3600)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def verify_only(data_dir: Path, kv_url: str) -> Row:
-    with Runtime.open(config(data_dir, kv_url), start_sync=False, filestores=False) as rt:
+def verify_only(data_dir: Path, kv_url: str, mmap_size: Optional[int] = None) -> Row:
+    with Runtime.open(config(data_dir, kv_url, mmap_size), start_sync=False, filestores=False) as rt:
         t = time.perf_counter()
         report = rt.sync.verify_report(SINK, max_examples=5)
         seconds = time.perf_counter() - t
@@ -241,6 +248,8 @@ def measure(n: int, kind: str, quick: bool) -> Row:
             sink = sink_usage(f"sqlite:///{tmp / 'sink.sqlite'}")
             row["sink_bytes_per_sector"] = round(sink["bytes"] / n, 1) if sink["bytes"] else None
             row.update(verify_subprocess(tmp, url))
+            if kind == "sqlite":  # the same verify with sqlkv's memory map off: what the map adds to RSS
+                row["verify_rss_nommap_mb"] = verify_subprocess(tmp, url, 0)["verify_rss_mb"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return row
@@ -334,6 +343,7 @@ def print_table(rows: List[Row], demos: List[Row]) -> None:
         "StateCounts ms",
         "verify s",
         "verify peak RSS MB (anon+file at end)",
+        "verify peak RSS MB, KV mmap off",
         "KV B/sector",
         "state B/sector",
         "sink B/sector",
@@ -353,6 +363,7 @@ def print_table(rows: List[Row], demos: List[Row]) -> None:
             f"{r['counts_ms']:.2f}",
             f"{r['verify_s']:.2f}" + ("" if r["verify_ok"] else " DIFF"),
             f"{r['verify_rss_mb']:.0f} ({r['verify_rss_anon_mb']:.0f}+{r['verify_rss_file_mb']:.0f})",
+            "-" if r.get("verify_rss_nommap_mb") is None else f"{r['verify_rss_nommap_mb']:.0f}",
             "-" if r["kv_bytes_per_sector"] is None else f"{r['kv_bytes_per_sector']:,.0f}",
             f"{r['kv_state_bytes_per_sector']:,.0f}",
             "-" if r["sink_bytes_per_sector"] is None else f"{r['sink_bytes_per_sector']:,.0f}",
@@ -421,9 +432,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--demo", type=int, nargs="*", help="demo sizes (default: 3000 quick, 20000 full)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--verify-only", nargs=2, metavar=("DIR", "KV_URL"), help=argparse.SUPPRESS)
+    p.add_argument("--verify-mmap", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.verify_only:
-        print(json.dumps(verify_only(Path(args.verify_only[0]), args.verify_only[1])))
+        print(json.dumps(verify_only(Path(args.verify_only[0]), args.verify_only[1], args.verify_mmap)))
         return 0
     rows = []
     for n, kind in plan(args):

@@ -18,9 +18,12 @@ MariaDB/MySQL (pymysql). Meta keys (``[Common.DB.Plugin.Meta]``):
 ``synchronous``     SQLite only: ``NORMAL`` (default; durable across crashes of the process, WAL)
                     or ``FULL`` (also across power loss, slower)
 ``mmap_size``       SQLite only: bytes of the database file read through a memory map instead of
-                    ``read()`` calls, default 268435456 (256 MiB; measured 3-9% more changes/s in
-                    ``benchmarks/bench_sync.py``); 0 turns it off (e.g. on a file system where
-                    a failing disk should be an error, not a ``SIGBUS``)
+                    ``read()`` calls; default 0 (off). An operator setting, not a speed default:
+                    268435456 (256 MiB) measured x1.05 changes/s on ``benchmarks/bench_sync.py``
+                    (b) (docs/SPEED.md), but the mapped pages count in the host's RSS once per
+                    pooled connection (``sync verify`` of 10^6 sectors: 401 MB peak RSS with
+                    256 MiB, 58 MB with 0, ``benchmarks/bench_scale.py``); with a map, a failing
+                    disk is a ``SIGBUS``, not an error
 ==================  ==========================================================================
 
 Layout: one table ``(collection, key, value)`` with primary key ``(collection, key)``; a
@@ -48,7 +51,7 @@ META_KEYS = (
     "synchronous",
     "mmap_size",
 )
-MMAP_SIZE = 1 << 28
+MMAP_SIZE = 0
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _DRIVERS = {
     "sqlite": "sqlite",

@@ -12,13 +12,17 @@ one sqlsync sink (a SQLite file):
 * ``StateCounts`` (``state_counts()``) median time;
 * the sink catches up (every change delivered), then ``sync verify`` runs in a subprocess
   (``--verify-only``) that reports its time and its own peak RSS (``VmHWM``), and again with
-  sqlkv's ``mmap_size = 0`` (the map's pages count in RSS once per pooled connection);
+  sqlkv's ``mmap_size`` at 256 MiB (its default is 0: the map's pages count in RSS once per
+  pooled connection);
+* ``serve``'s RSS: ``sectorhooks serve`` on the bench's KV (a subprocess, DevMode on loopback),
+  a client pages through all N sectors over JSON-RPC (``sectorhooks.rpc.client.iter_sectors``,
+  pages of 1,000), then the server's peak and current RSS (``VmHWM``/``VmRSS``) (goal < 300 MB);
 * KV bytes per sector (:func:`sectorhooks.state.storage.kv_usage`: physical for SQLite, and the
   state collections' logical bytes) and the sink's bytes per sector.
 
 Then the ratios the issue asks for (largest N vs smallest: update rate >= 0.7x, Get p99 and List
-p99 <= 2x, StateCounts < 10 ms), and ``sectorhooks demo --sectors M`` time and peak RSS
-(``/usr/bin/time``) for each ``--demo M``.
+p99 <= 2x, StateCounts < 10 ms, verify and serve RSS < 300 MB), and ``sectorhooks demo --sectors M``
+time and peak RSS (``/usr/bin/time``) for each ``--demo M``.
 
 Usage: ``python benchmarks/bench_scale.py [--sectors N ...] [--kv sqlite|postgres] [--quick]
 [--demo M ...] [--json]``. Full run (no ``--sectors``): 10^4, 10^5, 10^6 on SQLite and 10^5 on
@@ -60,6 +64,30 @@ INIT_GROUP = 1000
 INIT_THREADS = 4
 WRITERS = 8
 PAGE = 100
+SERVE_PAGE = 1000
+RSS_GOAL_MB = 300
+MMAP_ON = 1 << 28  # sqlkv's mmap_size for the second verify (its default is 0)
+CLI = "import sys; from sectorhooks.cli import main; sys.exit(main())"
+SERVE_READY = re.compile(r"serving JSON-RPC on (http://\S+)")
+SERVE_CONFIG = """[Common]
+DataDir = {data}
+[Common.Plugins]
+Dir = [{sqlkv}, {sqlsync}]
+Bundled = false
+EntryPoints = false
+[Common.DB]
+Driver = "plugin"
+[Common.DB.Plugin]
+PluginName = "sqlkv"
+[Common.DB.Plugin.Meta]
+url = {kv}
+[Common.API]
+DevMode = true
+[[Common.Syncers]]
+Name = "{sink}"
+PluginName = "sqlsync"
+Meta = {{ url = {sink_url} }}
+"""
 SINK = "sink"
 Row = Dict[str, Any]
 
@@ -213,6 +241,71 @@ def verify_only(data_dir: Path, kv_url: str, mmap_size: Optional[int] = None) ->
     }
 
 
+def _proc_rss(pid: int) -> Dict[str, float]:
+    """Peak (``VmHWM``) and current (``VmRSS``) resident memory of process ``pid``, MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    out = {}
+    for key in ("VmHWM", "VmRSS"):
+        found = re.search(rf"^{key}:\s+(\d+) kB", status, re.M)
+        out[key] = int(found.group(1)) / 1024 if found else float("nan")
+    return out
+
+
+def serve_rss(data_dir: Path, kv_url: str, n: int) -> Row:
+    """``sectorhooks serve`` on the bench's KV (DevMode, loopback); a client pages through every
+    sector over JSON-RPC (pages of SERVE_PAGE); the server's RSS after it."""
+    from sectorhooks.rpc.client import iter_sectors
+
+    plugins = ROOT / "contrib_plugins"
+    q = json.dumps  # TOML basic strings: JSON's quoting of a path is valid TOML
+    config = data_dir / "serve.toml"
+    config.write_text(
+        SERVE_CONFIG.format(
+            data=q(str(data_dir / "serve-data")),
+            sqlkv=q(str(plugins / "sqlkv")),
+            sqlsync=q(str(plugins / "sqlsync")),
+            kv=q(kv_url),
+            sink=SINK,
+            sink_url=q(f"sqlite:///{data_dir / 'sink.sqlite'}"),
+        ),
+        encoding="utf-8",
+    )
+    log_path = data_dir / "serve.log"
+    cmd = [sys.executable, "-c", CLI, "serve", "--config", str(config), "--listen", "127.0.0.1:0"]
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, cwd=data_dir, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            found = SERVE_READY.search(log_path.read_text(encoding="utf-8"))
+            if found:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not start: {log_path.read_text(encoding='utf-8')[-2000:]}")
+            time.sleep(0.05)
+        url = found.group(1)
+        url = url if url.endswith("/rpc/v0") else url.rstrip("/") + "/rpc/v0"
+        before = _proc_rss(proc.pid)["VmRSS"]
+        t = time.perf_counter()
+        paged = sum(1 for _ in iter_sectors(url, page_size=SERVE_PAGE, timeout=120))
+        seconds = time.perf_counter() - t
+        after = _proc_rss(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return {
+        "serve_rss_start_mb": before,
+        "serve_rss_peak_mb": after["VmHWM"],
+        "serve_rss_mb": after["VmRSS"],
+        "serve_paged": paged,
+        "serve_page_all_s": seconds,
+    }
+
+
 @contextlib.contextmanager
 def kv_target(kind: str, data_dir: Path) -> Iterator[str]:
     if kind == "sqlite":
@@ -248,8 +341,9 @@ def measure(n: int, kind: str, quick: bool) -> Row:
             sink = sink_usage(f"sqlite:///{tmp / 'sink.sqlite'}")
             row["sink_bytes_per_sector"] = round(sink["bytes"] / n, 1) if sink["bytes"] else None
             row.update(verify_subprocess(tmp, url))
-            if kind == "sqlite":  # the same verify with sqlkv's memory map off: what the map adds to RSS
-                row["verify_rss_nommap_mb"] = verify_subprocess(tmp, url, 0)["verify_rss_mb"]
+            if kind == "sqlite":  # the same verify with a 256 MiB memory map: what a map adds to RSS
+                row["verify_rss_mmap_mb"] = verify_subprocess(tmp, url, MMAP_ON)["verify_rss_mb"]
+            row.update(serve_rss(tmp, url, n))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return row
@@ -343,7 +437,8 @@ def print_table(rows: List[Row], demos: List[Row]) -> None:
         "StateCounts ms",
         "verify s",
         "verify peak RSS MB (anon+file at end)",
-        "verify peak RSS MB, KV mmap off",
+        "verify peak RSS MB, KV mmap 256 MiB",
+        f"serve RSS MB peak/now after paging all (goal < {RSS_GOAL_MB})",
         "KV B/sector",
         "state B/sector",
         "sink B/sector",
@@ -363,7 +458,9 @@ def print_table(rows: List[Row], demos: List[Row]) -> None:
             f"{r['counts_ms']:.2f}",
             f"{r['verify_s']:.2f}" + ("" if r["verify_ok"] else " DIFF"),
             f"{r['verify_rss_mb']:.0f} ({r['verify_rss_anon_mb']:.0f}+{r['verify_rss_file_mb']:.0f})",
-            "-" if r.get("verify_rss_nommap_mb") is None else f"{r['verify_rss_nommap_mb']:.0f}",
+            "-" if r.get("verify_rss_mmap_mb") is None else f"{r['verify_rss_mmap_mb']:.0f}",
+            f"{r['serve_rss_peak_mb']:.0f}/{r['serve_rss_mb']:.0f}"
+            + ("" if r["serve_paged"] == r["sectors"] else f" ({r['serve_paged']:,} paged)"),
             "-" if r["kv_bytes_per_sector"] is None else f"{r['kv_bytes_per_sector']:,.0f}",
             f"{r['kv_state_bytes_per_sector']:,.0f}",
             "-" if r["sink_bytes_per_sector"] is None else f"{r['sink_bytes_per_sector']:,.0f}",
@@ -387,6 +484,11 @@ def print_table(rows: List[Row], demos: List[Row]) -> None:
                 "[green]yes[/]" if met else "[red]NO[/]",
             )
         console.print(t2)
+    big = [r for r in rows if max(r["verify_rss_mb"], r["serve_rss_peak_mb"]) >= RSS_GOAL_MB]
+    console.print(
+        f"verify and serve peak RSS under {RSS_GOAL_MB} MB at every size: "
+        + ("[green]yes[/]" if not big else "[red]NO[/] (" + ", ".join(f"{r['sectors']:,}" for r in big) + ")")
+    )
     slow = [r for r in rows if r["counts_ms"] >= 10]
     console.print(
         "StateCounts under 10 ms at every size: "

@@ -190,3 +190,16 @@ def test_a_plugin_of_no_suite_or_no_manifest_is_a_usage_error(tmp_path: Path) ->
     proc = run_suite(tmp_path, tmp_path / "nowhere")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "--sectorhooks-plugin" in proc.stderr and "no manifest.toml" in proc.stderr
+
+
+def test_the_bundled_memdb_is_known_wherever_its_directory_lies(tmp_path: Path) -> None:
+    """The suite may be given the repository's memdb while the host runs the wheel's copy (CI
+    installs the wheel): the in-memory trait follows memdb's code, not one path."""
+    from sectorhooks.testing.target import IN_MEMORY, known_traits
+
+    copy = tmp_path / "memdb"
+    shutil.copytree(ROOT / "contrib_plugins" / "memdb", copy)
+    assert known_traits(copy).process_local == IN_MEMORY
+    (copy / "memdb.py").write_text((copy / "memdb.py").read_text() + "\n# changed\n")
+    assert known_traits(copy).process_local is None
+    assert known_traits(ROOT / "contrib_plugins" / "sqlkv").process_local is None

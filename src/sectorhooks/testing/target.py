@@ -68,10 +68,21 @@ IN_MEMORY = "in-memory: every process opens a store of its own, so none can be s
 
 def known_traits(path: Path) -> KVTraits:
     """What the suite knows of a plugin directory given to ``--sectorhooks-plugin``: the bundled
-    memdb is in-memory (:data:`IN_MEMORY`); nothing is declared for any other plugin."""
-    if Path(path).resolve() == (bundled_plugins_dir() / "memdb").resolve():
+    memdb is in-memory (:data:`IN_MEMORY`); nothing is declared for any other plugin.
+
+    The bundled memdb is known by its module's text, not by its path: the suite may be given the
+    repository's ``contrib_plugins/memdb`` while the host runs the copy installed in its wheel."""
+    bundled = bundled_plugins_dir() / "memdb"
+    if Path(path).resolve() == bundled.resolve() or _same_file(Path(path), bundled, "memdb.py"):
         return KVTraits(process_local=IN_MEMORY)
     return KVTraits()
+
+
+def _same_file(a: Path, b: Path, name: str) -> bool:
+    try:
+        return (a / name).read_bytes() == (b / name).read_bytes()
+    except OSError:
+        return False
 
 
 class TargetError(Exception):

@@ -94,13 +94,16 @@ def _body(name: str, delta: int = 1) -> str:
 
 
 @contextlib.contextmanager
-def _process(args: List[str], ready: re.Pattern, cwd: Path, what: str) -> Iterator[str]:
-    """Start ``args``; yield the URL its output announces (stdout and stderr go to a log file)."""
+def started(
+    args: List[str], ready: re.Pattern, cwd: Path, what: str, timeout: float = 60
+) -> Iterator[Tuple[str, subprocess.Popen[str]]]:
+    """Start ``args``; yield the JSON-RPC URL its output announces and the process (stdout and
+    stderr go to ``<what>.log`` in ``cwd``); terminate it on exit."""
     log_path = cwd / f"{what}.log"
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             found = ready.search(log_path.read_text(encoding="utf-8"))
             if found:
@@ -109,7 +112,7 @@ def _process(args: List[str], ready: re.Pattern, cwd: Path, what: str) -> Iterat
                 raise RuntimeError(f"{what} did not start: {log_path.read_text(encoding='utf-8')[-2000:]}")
             time.sleep(0.05)
         url = found.group(1)
-        yield url if url.endswith("/rpc/v0") else url.rstrip("/") + "/rpc/v0"
+        yield (url if url.endswith("/rpc/v0") else url.rstrip("/") + "/rpc/v0"), proc
     finally:
         proc.terminate()
         try:
@@ -117,6 +120,13 @@ def _process(args: List[str], ready: re.Pattern, cwd: Path, what: str) -> Iterat
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def _process(args: List[str], ready: re.Pattern, cwd: Path, what: str) -> Iterator[str]:
+    """:func:`started`, yielding only the URL."""
+    with started(args, ready, cwd, what) as (url, _):
+        yield url
 
 
 def _call(url: str, body: str) -> Any:

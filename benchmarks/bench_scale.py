@@ -258,6 +258,8 @@ def _proc_rss(pid: int) -> Dict[str, float]:
 def serve_rss(data_dir: Path, kv_url: str, n: int) -> Row:
     """``sectorhooks serve`` on the bench's KV (DevMode, loopback); a client pages through every
     sector over JSON-RPC (pages of SERVE_PAGE); the server's RSS after it."""
+    from bench_rpc import started  # the benchmarks dir is on sys.path (script dir or run.py)
+
     from sectorhooks.rpc.client import iter_sectors
 
     plugins = ROOT / "contrib_plugins"
@@ -274,33 +276,13 @@ def serve_rss(data_dir: Path, kv_url: str, n: int) -> Row:
         ),
         encoding="utf-8",
     )
-    log_path = data_dir / "serve.log"
     cmd = [sys.executable, "-c", CLI, "serve", "--config", str(config), "--listen", "127.0.0.1:0"]
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, cwd=data_dir, stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            found = SERVE_READY.search(log_path.read_text(encoding="utf-8"))
-            if found:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not start: {log_path.read_text(encoding='utf-8')[-2000:]}")
-            time.sleep(0.05)
-        url = found.group(1)
-        url = url if url.endswith("/rpc/v0") else url.rstrip("/") + "/rpc/v0"
+    with started(cmd, SERVE_READY, data_dir, "serve", timeout=120) as (url, proc):
         before = _proc_rss(proc.pid)["VmRSS"]
         t = time.perf_counter()
         paged = sum(1 for _ in iter_sectors(url, page_size=SERVE_PAGE, timeout=120))
         seconds = time.perf_counter() - t
         after = _proc_rss(proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return {
         "serve_rss_start_mb": before,
         "serve_rss_peak_mb": after["VmHWM"],

@@ -3,29 +3,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kv import kvplugins
 from sectorhooks.errors import PageCursorError
 from sectorhooks.state import SectorStateManager
 from sectorhooks.state.scan import PAGE_MAX, decode_cursor, encode_cursor, iter_sectors, read_page
 from sectorhooks_spec import AllocatedSector, SectorID, Workspace
+from sync import test_scan
 from sync.test_scan import MINERS, SECTORS, clear, write
 
-
-@pytest.fixture(params=["memdb", "sqlkv"])
-def kv(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    meta: Dict[str, Any] = {"url": f"sqlite:///{tmp_path / 'kv.sqlite3'}"} if request.param == "sqlkv" else {}
-    store = kvplugins.open_store(request.param, meta)
-    try:
-        yield store
-    finally:
-        store.close()
+kv = test_scan.kv  # the same KV fixture: memdb and sqlkv on SQLite
 
 
 def walk(kv: Any, size: int, workspace: Optional[Workspace], miner: Optional[int]) -> List[List[bytes]]:

@@ -120,6 +120,11 @@ class Served:
         """Send ``sig`` and wait for the exit code; reads the remaining output."""
         if self.alive():
             self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60) -> int:
+        """Wait for the exit code of a server already told to stop (no second signal: one that
+        lands after serve restored the default handlers would kill it); reads the remaining output."""
         rc = self.proc.wait(timeout=timeout)
         self.wait_line(lambda s: False, 5)  # drain stdout to EOF
         self._log.close()
